@@ -1,0 +1,156 @@
+"""The hardware learning loop (DESIGN.md section 2): twin networks, supervisor, clock.
+
+:func:`train` is the one driver; the engine that computes the transient
+between ticks is looked up by name (``exact``; ``ngspice`` in its own module).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import xarray as xr
+
+from . import __version__
+from .engines import get_engine
+from .errors import ConfigError
+from .hardware import Hardware
+from .network import CompiledNetwork, load_network
+from .progress import Progress
+from .rules import comparator_rule
+from .task import Task, load_task
+
+__all__ = ["train", "resolve_hardware", "initial_positions"]
+
+
+def resolve_hardware(network: CompiledNetwork, hardware: Hardware) -> Hardware:
+    """Per-edge capacitances from the graph's ``capacitance`` attributes win over the default value."""
+    if network.capacitance is not None and hardware.capacitance_model == "per_edge" and np.ndim(hardware.capacitance) == 0:
+        return replace(hardware, capacitance=tuple(float(c) for c in network.capacitance))
+    return hardware
+
+
+def initial_positions(network: CompiledNetwork, hardware: Hardware, positions=None) -> np.ndarray:
+    """Start positions: given, else the graph's ``position`` attributes, else the pots' start."""
+    if positions is None:
+        positions = network.position if network.position is not None else \
+            np.full(network.n_edges, hardware.pot.start)
+    return hardware.pot.check_positions(positions, network.n_edges)
+
+
+def _check_steps(steps) -> int:
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ConfigError(f"`steps` must be an integer >= 1, got {steps!r}")
+    return int(steps)
+
+
+def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000, backend: str = "exact",
+          seed: int | None = 0, positions=None, progress: bool = False, network_seed: int = 0) -> xr.Dataset:
+    """Train the twin networks with the comparator-XOR rule of the hardware.
+
+    Parameters
+    ----------
+    network : str, path, networkx.Graph or CompiledNetwork
+    task : Task, dict, str (JSON path, ``random:MS,MT,SEED``, ``default``)
+    hardware : Hardware, optional
+        Defaults to the lab settings (per_edge, c = 2.2 uF, eta = 0.5, R = 1).
+    steps : int
+        Clock ticks.
+    backend : {"exact", "ngspice"}
+        Engine of the transient between ticks.
+    seed : int or None
+        Seed of the comparator noise.
+    positions : array of int, shape (E,), optional
+        Start positions (default: graph attributes, else the pots' start).
+    progress : bool
+        Show a progress bar on stderr for runs longer than a second.
+
+    Returns
+    -------
+    xarray.Dataset
+        The run file of DESIGN.md section 4: ``position (step, edge)``,
+        ``mse (step)``, ``mse_eq (step)``, ``v_free (step, node)``,
+        ``v_clamped (step, node)``, scalar ``mse0``; coordinate ``time (step)``
+        in seconds; every parameter in ``attrs``.
+    """
+    steps = _check_steps(steps)
+    net = load_network(network, network_seed=network_seed)
+    task_obj: Task = load_task(task, net)
+    bound = task_obj.bind(net)
+    hw = resolve_hardware(net, hardware if hardware is not None else Hardware.from_R(1.0))
+    rule = comparator_rule(hw.rule)
+    p = initial_positions(net, hw, positions)
+    engine = get_engine(backend)(net, bound, hw)
+    rng = np.random.default_rng(seed)
+
+    N, E = net.n_nodes, net.n_edges
+    tgt, V_T, eta = bound.target_index, bound.target_voltage, hw.eta
+    eu, ev = net.edge_nodes.T
+    out_pos = np.empty((steps, E), dtype=np.int16)
+    out_vf = np.empty((steps, N))
+    out_vc = np.empty((steps, N))
+    out_mse_eq = np.empty(steps)
+
+    state = engine.init(p)
+    v0 = state.v_free
+    mse0 = float(np.sum((V_T - v0[tgt]) ** 2))
+    period = hw.period
+    bar = Progress(steps, label=f"train {net.name} ({backend})", enabled=progress)
+    try:
+        for k in range(steps):
+            vt = state.v_free[tgt]
+            state = engine.relax(state, vt + eta * (V_T - vt), period)  # steps 1-2
+            vf, vc = state.v_free, state.v_clamped
+            out_vf[k], out_vc[k] = vf, vc  # step 3
+            up = rule(vf[eu] - vf[ev], vc[eu] - vc[ev], hw.comparator, rng)  # step 4
+            p = hw.pot.step(p, up)
+            out_pos[k] = p
+            state = engine.set_positions(state, p)
+            veq = engine.equilibrium_free(state)  # step 5
+            d = V_T - veq[tgt]
+            out_mse_eq[k] = d @ d
+            if k % 64 == 0:
+                bar.update(k)
+    finally:
+        bar.close()
+        close = getattr(engine, "close", None)
+        if close is not None:
+            close()
+    mse = np.sum((V_T - out_vf[:, tgt]) ** 2, axis=1)
+    return make_dataset(net, task_obj, hw, backend=backend, seed=seed, position=out_pos, mse=mse,
+                        mse_eq=out_mse_eq, v_free=out_vf, v_clamped=out_vc, mse0=mse0,
+                        time=(np.arange(steps) + 1) * period)
+
+
+def make_dataset(net: CompiledNetwork, task: Task, hw: Hardware | None, *, backend: str, seed, mse, mse_eq,
+                 v_free, v_clamped, mse0: float, time, position=None, conductance=None,
+                 extra_attrs: dict | None = None) -> xr.Dataset:
+    """Assemble the run file of DESIGN.md section 4 (shared by every backend)."""
+    steps = len(mse)
+    data = {
+        "mse": ("step", np.asarray(mse, dtype=float)),
+        "mse_eq": ("step", np.asarray(mse_eq, dtype=float)),
+        "v_free": (("step", "node"), v_free),
+        "v_clamped": (("step", "node"), v_clamped),
+        "mse0": ((), float(mse0)),
+    }
+    if position is not None:
+        data["position"] = (("step", "edge"), np.asarray(position).astype(np.int32))
+    if conductance is not None:
+        data["conductance"] = (("step", "edge"), conductance)
+    ds = xr.Dataset(
+        data,
+        coords={"step": np.arange(steps), "time": ("step", np.asarray(time, dtype=float)),
+                "edge": net.edge_labels, "node": list(net.nodes)},
+    )
+    ds["time"].attrs["units"] = "s" if backend != "ode" else "training steps"
+    ds["mse"].attrs["long_name"] = "nonequilibrium error sum_T (V_T - v_T^F)^2 after relaxation"
+    ds["mse_eq"].attrs["long_name"] = "equilibrium error of the free network after the tick"
+    attrs = {"spicelearn_version": __version__, "network": net.name, "backend": backend, "steps": steps,
+             "seed": -1 if seed is None else int(seed), "task": json.dumps(task.to_dict())}
+    if hw is not None:
+        attrs.update(hw.attrs())
+    attrs.update(extra_attrs or {})
+    ds.attrs.update(attrs)
+    return ds

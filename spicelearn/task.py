@@ -1,0 +1,184 @@
+"""Allosteric tasks: source voltages in, desired target voltages out.
+
+A task is network-independent data (node ids and volts); :meth:`Task.bind`
+checks it against a compiled network and gives index arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+
+from .errors import TaskError
+from .network import CompiledNetwork
+
+__all__ = ["Task", "BoundTask", "load_task", "random_task"]
+
+
+def _voltages(mapping, what: str) -> MappingProxyType:
+    if not isinstance(mapping, dict) and not hasattr(mapping, "items"):
+        raise TaskError(f"task `{what}` must be a mapping node -> volts, got {type(mapping).__name__}")
+    out = {}
+    for node, value in mapping.items():
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise TaskError(f"task `{what}`[{node!r}]={value!r} is not a number of volts") from None
+        if not math.isfinite(v):
+            raise TaskError(f"task `{what}`[{node!r}]={value!r} is not finite; give a finite voltage")
+        out[str(node)] = v
+    return MappingProxyType(out)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Sources held at fixed voltages and targets with desired voltages.
+
+    Attributes
+    ----------
+    sources : mapping str -> float
+        Source node ids and their voltages V_S (volts).
+    targets : mapping str -> float
+        Target node ids and their desired voltages V_T (volts).
+    """
+
+    sources: MappingProxyType
+    targets: MappingProxyType
+
+    def __init__(self, sources, targets):
+        object.__setattr__(self, "sources", _voltages(sources, "sources"))
+        object.__setattr__(self, "targets", _voltages(targets, "targets"))
+        if not self.sources:
+            raise TaskError("task has no `sources`; give at least one driven node")
+        if not self.targets:
+            raise TaskError("task has no `targets`; give at least one node with a desired voltage")
+        both = sorted(set(self.sources) & set(self.targets))
+        if both:
+            raise TaskError(f"nodes {both} are both source and target; a node can be only one of them")
+
+    def to_dict(self) -> dict:
+        return {"sources": dict(self.sources), "targets": dict(self.targets)}
+
+    def to_json(self, path) -> None:
+        """Write the task as JSON (the format :func:`load_task` reads)."""
+        with open(path, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=2)
+
+    def bind(self, network: CompiledNetwork) -> "BoundTask":
+        """Check the task against ``network`` and return index arrays.
+
+        Raises
+        ------
+        TaskError
+            For a node the network does not have, or a part of the network
+            that no source drives (its voltages would be undefined).
+        """
+        idx = network.node_index
+        for role, nodes in (("source", self.sources), ("target", self.targets)):
+            unknown = [n for n in nodes if n not in idx]
+            if unknown:
+                sample = ", ".join(network.nodes[:6])
+                raise TaskError(
+                    f"{role} nodes {unknown} are not in network {network.name!r} "
+                    f"(its node ids: {sample}{', ...' if network.n_nodes > 6 else ''})"
+                )
+        src = np.array([idx[n] for n in self.sources], dtype=int)
+        tgt = np.array([idx[n] for n in self.targets], dtype=int)
+        driven = set(src.tolist())
+        for comp in network.components():
+            if not driven.intersection(comp):
+                names = [network.nodes[i] for i in comp]
+                raise TaskError(
+                    f"nodes {names[:8]}{'...' if len(names) > 8 else ''} form a floating island with no "
+                    f"driven node: their voltages are undefined; add a source there or remove them"
+                )
+        return BoundTask(
+            task=self, network=network, source_index=src, target_index=tgt,
+            source_voltage=np.array(list(self.sources.values())),
+            target_voltage=np.array(list(self.targets.values())),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class BoundTask:
+    """A task checked against a network.
+
+    Attributes
+    ----------
+    source_index, target_index : ndarray of int, shapes (M_S,), (M_T,)
+    source_voltage, target_voltage : ndarray, shapes (M_S,), (M_T,)
+    """
+
+    task: Task
+    network: CompiledNetwork
+    source_index: np.ndarray
+    target_index: np.ndarray
+    source_voltage: np.ndarray
+    target_voltage: np.ndarray
+
+    def mse(self, v: np.ndarray) -> np.ndarray:
+        """Squared target error ``sum_T (V_T - v_T)^2`` of node voltages ``v`` (..., N)."""
+        return np.sum((self.target_voltage - np.asarray(v)[..., self.target_index]) ** 2, axis=-1)
+
+
+_RANDOM = re.compile(r"^random:(\d+),(\d+),(-?\d+)$")
+
+
+def random_task(network: CompiledNetwork, n_sources: int, n_targets: int, seed: int | None = 0) -> Task:
+    """A random task: ``V_S ~ N(0, 1)``, ``V_T ~ N(0, 0.2^2)`` on distinct random nodes."""
+    if n_sources < 1 or n_targets < 1:
+        raise TaskError(f"a random task needs >= 1 source and >= 1 target, got MS={n_sources}, MT={n_targets}")
+    if n_sources + n_targets > network.n_nodes:
+        raise TaskError(
+            f"network {network.name!r} has {network.n_nodes} nodes, too few for MS={n_sources} "
+            f"sources plus MT={n_targets} targets"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(network.n_nodes, size=n_sources + n_targets, replace=False)
+    vs = rng.normal(0.0, 1.0, n_sources)
+    vt = rng.normal(0.0, 0.2, n_targets)
+    nodes = [network.nodes[i] for i in chosen]
+    return Task(dict(zip(nodes[:n_sources], vs)), dict(zip(nodes[n_sources:], vt)))
+
+
+def load_task(spec, network: CompiledNetwork) -> Task:
+    """Read a task: a :class:`Task`, a dict, a JSON file, ``random:MS,MT,SEED`` or ``default``.
+
+    ``default`` is the network's own task (``lab16`` has one).
+    """
+    if isinstance(spec, Task):
+        return spec
+    if isinstance(spec, dict):
+        return _from_dict(spec, "task")
+    spec = os.fspath(spec)
+    m = _RANDOM.match(spec.strip())
+    if m:
+        return random_task(network, int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    if spec.startswith("random"):
+        raise TaskError(f"`TASK`={spec!r}: write random tasks as random:MS,MT,SEED, e.g. random:5,3,0")
+    if spec == "default":
+        from .generators import LAB16_TASK
+
+        if network.name == "lab16":
+            return _from_dict(LAB16_TASK, "lab16 default task")
+        raise TaskError(f"network {network.name!r} has no default task; give a JSON file or random:MS,MT,SEED")
+    if not os.path.exists(spec):
+        raise TaskError(f"`TASK`={spec!r} is not a JSON file, `random:MS,MT,SEED` or `default`")
+    try:
+        with open(spec) as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise TaskError(f"task file {spec!r} is not valid JSON: {exc}") from None
+    return _from_dict(data, f"task file {spec!r}")
+
+
+def _from_dict(data, where: str) -> Task:
+    if not isinstance(data, dict) or set(data) - {"sources", "targets"}:
+        raise TaskError(f'{where} must be an object {{"sources": {{node: volts}}, "targets": {{node: volts}}}}')
+    return Task(data.get("sources", {}), data.get("targets", {}))
