@@ -46,7 +46,8 @@ def _check_steps(steps) -> int:
 
 
 def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000, backend: str = "exact",
-          seed: int | None = 0, positions=None, progress: bool = False, network_seed: int = 0) -> xr.Dataset:
+          seed: int | None = 0, positions=None, progress: bool = False, network_seed: int = 0,
+          rule=None) -> xr.Dataset:
     """Train the twin networks with the comparator-XOR rule of the hardware.
 
     Parameters
@@ -65,6 +66,9 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
         Start positions (default: graph attributes, else the pots' start).
     progress : bool
         Show a progress bar on stderr for runs longer than a second.
+    rule : str or callable, optional
+        Override ``hardware.rule``: a rule name, or a function
+        ``rule(dv_free, dv_clamped, comparator, rng) -> up`` (bool array, shape (E,)).
 
     Returns
     -------
@@ -79,7 +83,11 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
     task_obj: Task = load_task(task, net)
     bound = task_obj.bind(net)
     hw = resolve_hardware(net, hardware if hardware is not None else Hardware.from_R(1.0))
-    rule = comparator_rule(hw.rule)
+    if isinstance(rule, str):
+        hw = replace(hw, rule=rule)
+    rule_fn = comparator_rule(hw.rule) if rule is None or isinstance(rule, str) else rule
+    if not callable(rule_fn):
+        raise ConfigError(f"`rule` must be a rule name or a callable, got {rule!r}")
     p = initial_positions(net, hw, positions)
     engine = get_engine(backend)(net, bound, hw)
     rng = np.random.default_rng(seed)
@@ -103,7 +111,7 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
             state = engine.relax(state, vt + eta * (V_T - vt), period)  # steps 1-2
             vf, vc = state.v_free, state.v_clamped
             out_vf[k], out_vc[k] = vf, vc  # step 3
-            up = rule(vf[eu] - vf[ev], vc[eu] - vc[ev], hw.comparator, rng)  # step 4
+            up = rule_fn(vf[eu] - vf[ev], vc[eu] - vc[ev], hw.comparator, rng)  # step 4
             p = hw.pot.step(p, up)
             out_pos[k] = p
             state = engine.set_positions(state, p)
@@ -120,7 +128,8 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
     mse = np.sum((V_T - out_vf[:, tgt]) ** 2, axis=1)
     return make_dataset(net, task_obj, hw, backend=backend, seed=seed, position=out_pos, mse=mse,
                         mse_eq=out_mse_eq, v_free=out_vf, v_clamped=out_vc, mse0=mse0,
-                        time=(np.arange(steps) + 1) * period)
+                        time=(np.arange(steps) + 1) * period,
+                        extra_attrs={"rule": getattr(rule_fn, "__name__", "custom")} if rule_fn is rule else None)
 
 
 def make_dataset(net: CompiledNetwork, task: Task, hw: Hardware | None, *, backend: str, seed, mse, mse_eq,

@@ -1,0 +1,65 @@
+"""Figures of runs: error against steps and against real time."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["plot_run", "plot_runs"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_runs(runs, path, labels=None, title: str | None = None, variables=("mse",)) -> str:
+    """Normalised error traces of several runs, against steps (left) and real time (right).
+
+    Parameters
+    ----------
+    runs : list of xarray.Dataset
+    path : str
+        PNG to write.
+    labels : list of str, optional
+        Legend entries (default ``R = ...``).
+    variables : tuple of str
+        ``mse`` and/or ``mse_eq``; ``mse_eq`` is dashed.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    colors = plt.cm.plasma(np.linspace(0.0, 0.8, max(len(runs), 2)))
+    for i, ds in enumerate(runs):
+        label = labels[i] if labels else f"R = {ds.attrs.get('R', float('nan')):.3g}"
+        mse0 = float(ds["mse0"])
+        for var in variables:
+            y = ds[var].values / mse0
+            style = "-" if var == "mse" else "--"
+            lab = label if var == variables[0] else None
+            axes[0].loglog(ds["step"].values + 1, y, style, color=colors[i], lw=1, label=lab)
+            axes[1].loglog(ds["time"].values, y, style, color=colors[i], lw=1, label=lab)
+    units = runs[0]["time"].attrs.get("units", "s") if runs else "s"
+    axes[0].set_xlabel("training steps")
+    axes[1].set_xlabel(f"time ({units})")
+    what = " (solid: mse, dashed: mse_eq)" if len(variables) > 1 else f" ({variables[0]})"
+    for ax in axes:
+        ax.set_ylabel("error / error at start" + what if ax is axes[0] else "")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].legend(frameon=False)
+    if title:
+        fig.suptitle(title)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_run(ds, path) -> str:
+    """mse and mse_eq of one run against steps and real time."""
+    return plot_runs([ds], path, variables=("mse", "mse_eq"),
+                     title=f"{ds.attrs.get('network')}: {ds.attrs.get('backend')} engine")

@@ -1,0 +1,24 @@
+import networkx as nx
+import numpy as np
+import pytest
+
+from spicelearn.generators import lab16
+from spicelearn.network import compile_network, load_network
+
+
+@pytest.fixture(scope="session")
+def lab():
+    return load_network("lab16")
+
+
+@pytest.fixture(scope="session")
+def d64():
+    return load_network("delaunay64")
+
+
+def chain(n: int, **edge_attrs) -> nx.Graph:
+    """A path 0-1-...-(n-1) with string node ids."""
+    g = nx.path_graph(n)
+    g = nx.relabel_nodes(g, str)
+    nx.set_edge_attributes(g, {e: dict(edge_attrs) for e in g.edges})
+    return g

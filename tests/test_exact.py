@@ -1,0 +1,185 @@
+"""The exact engine against analytic solutions, a matrix exponential, and invariants."""
+
+import networkx as nx
+import numpy as np
+import pytest
+import scipy.linalg as sla
+
+from spicelearn.engines.exact import ExactEngine, capacitance_matrix, contour_quadrature
+from spicelearn.hardware import R0, Hardware, Potentiometer
+from spicelearn.network import compile_network
+from spicelearn.task import Task, load_task
+
+from conftest import chain
+
+
+def engine(net, task, **hw):
+    return ExactEngine(net, task.bind(net), Hardware(**hw))
+
+
+def test_contour_quadrature_matches_exp():
+    s, w = contour_quadrature()
+    x = np.concatenate([[0.0], np.logspace(-8, 8, 3000)])
+    approx = (w / (x[:, None] + s)).sum(axis=1).real
+    assert np.max(np.abs(approx - np.exp(-x))) < 1e-12
+
+
+@pytest.mark.parametrize("model", ["per_edge", "global"])
+def test_single_rc_edge_decays_exponentially(model):
+    # source "0" at 1 V, edge R||C to target "1", which starts at 0 V in the free twin
+    net = compile_network(chain(2))
+    c = 4.7e-6
+    eng = engine(net, Task({"0": 1.0}, {"1": 0.3}), capacitance=c, capacitance_model=model)
+    pos = np.array([40])
+    RC = eng.hardware.pot.resistance(pos)[0] * c
+    st = eng.state(pos, v_free=[1.0, 0.0], v_clamped=[1.0, 0.3], clamp=[0.3])
+    for t in (0.01 * RC, 0.5 * RC, 3 * RC, 20 * RC):
+        out = eng.relax(st, [0.3], t)
+        exact = 1.0 - np.exp(-t / RC)
+        assert out.v_free[1] == pytest.approx(exact, rel=1e-12)
+        assert out.v_free[0] == 1.0
+
+
+def capacitive_divider_case():
+    """s --(R1||C1)-- a --(R2||C2)-- t: clamp at t steps; a jumps then relaxes with tau = (C1+C2)/(G1+G2)."""
+    g = nx.Graph()
+    g.add_edge("a", "s", capacitance=1e-6)
+    g.add_edge("a", "t", capacitance=3e-6)
+    return compile_network(g)
+
+
+def test_clamp_step_jump_and_relaxation_analytic():
+    net = capacitive_divider_case()  # edges: (a, s) then (a, t)
+    hw = Hardware(capacitance=(1e-6, 3e-6))
+    eng = ExactEngine(net, Task({"s": 0.0}, {"t": 1.0}).bind(net), hw)
+    pos = np.array([20, 90])
+    G1, G2 = hw.pot.conductance(pos)
+    C1, C2 = 1e-6, 3e-6
+    st = eng.init(pos, clamp=[0.0])  # everything at 0 V
+    np.testing.assert_allclose(st.v_clamped, 0.0, atol=1e-15)
+    a = net.node_index["a"]
+    va_jump = C2 / (C1 + C2) * 1.0
+    va_inf = G2 / (G1 + G2) * 1.0
+    tau = (C1 + C2) / (G1 + G2)
+    for t in (0.0, 0.3 * tau, 2 * tau):
+        out = eng.relax(st, [1.0], t)
+        want = va_inf + (va_jump - va_inf) * np.exp(-t / tau)
+        assert out.v_clamped[a] == pytest.approx(want, rel=1e-11)
+
+
+@pytest.mark.parametrize("model", ["per_edge", "global"])
+def test_charge_conserved_across_clamp_step(d64, model):
+    task = load_task("random:5,3,2", d64)
+    eng = ExactEngine(d64, task.bind(d64), Hardware(capacitance=22e-6, capacitance_model=model))
+    rng = np.random.default_rng(1)
+    pos = rng.integers(0, 128, d64.n_edges)
+    st = eng.state(pos, rng.normal(size=64), rng.normal(size=64), clamp=[0.1, -0.2, 0.3])
+    out = eng.relax(st, [0.5, 0.4, -0.6], 0.0)
+    LC = capacitance_matrix(d64, eng.hardware)
+    floating = np.setdiff1d(np.arange(64), np.concatenate([eng.task.source_index, eng.task.target_index]))
+    q_before = (LC @ st.v_clamped)[floating]
+    q_after = (LC @ out.v_clamped)[floating]
+    np.testing.assert_allclose(q_after, q_before, rtol=0, atol=1e-12 * np.abs(q_before).max())
+    assert np.max(np.abs(out.v_clamped - st.v_clamped)) > 1e-3  # the step did move floating nodes
+    np.testing.assert_allclose(out.v_clamped[eng.task.target_index], [0.5, 0.4, -0.6])
+
+
+def reference_relax(net, hw, driven, v0, v_driven_new, positions, t):
+    """Dense reference: charge-conserving jump, then expm of the generalised system."""
+    n = net.n_nodes
+    fl = np.setdiff1d(np.arange(n), driven)
+    LC = capacitance_matrix(net, hw)
+    LG = net.laplacian(hw.pot.conductance(positions))
+    vd = v_driven_new
+    q = LC[fl] @ v0
+    v_jump = np.linalg.solve(LC[np.ix_(fl, fl)], q - LC[np.ix_(fl, driven)] @ vd)
+    v_star = -np.linalg.solve(LG[np.ix_(fl, fl)], LG[np.ix_(fl, driven)] @ vd)
+    M = np.linalg.solve(LC[np.ix_(fl, fl)], LG[np.ix_(fl, fl)])
+    out = np.empty(n)
+    out[driven] = vd
+    out[fl] = v_star + sla.expm(-M * t) @ (v_jump - v_star)
+    return out
+
+
+@pytest.mark.parametrize("model", ["per_edge", "global"])
+@pytest.mark.parametrize("R", [0.01, 1.0, 100.0])
+def test_twins_match_matrix_exponential(d64, model, R):
+    task = load_task("random:5,3,4", d64).bind(d64)
+    hw = Hardware.from_R(R, capacitance=220e-6, capacitance_model=model)
+    eng = ExactEngine(d64, task, hw)
+    rng = np.random.default_rng(2)
+    pos = rng.integers(0, 128, d64.n_edges)
+    st = eng.state(pos, rng.normal(size=64), rng.normal(size=64), clamp=[0.1, 0.2, 0.3])
+    clamp = np.array([-0.3, 0.0, 0.7])
+    out = eng.relax(st, clamp, hw.period)
+    S, T = task.source_index, task.target_index
+    ref_f = reference_relax(d64, hw, S, st.v_free, task.source_voltage, pos, hw.period)
+    both = np.concatenate([S, T])
+    ref_c = reference_relax(d64, hw, both, st.v_clamped, np.concatenate([task.source_voltage, clamp]), pos, hw.period)
+    scale = np.abs(st.v_clamped).max()
+    np.testing.assert_allclose(out.v_free, ref_f, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(out.v_clamped, ref_c, rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("model", ["per_edge", "global"])
+def test_long_time_limit_is_laplacian_equilibrium(d64, model):
+    task = load_task("random:5,3,5", d64).bind(d64)
+    hw = Hardware(capacitance=2.2e-6, capacitance_model=model)
+    eng = ExactEngine(d64, task, hw)
+    rng = np.random.default_rng(3)
+    pos = rng.integers(0, 128, d64.n_edges)
+    st = eng.state(pos, rng.normal(size=64), rng.normal(size=64), clamp=[0.0, 0.1, 0.2])
+    out = eng.relax(st, [0.3, 0.2, 0.1], 1e3)  # ~ 1e3 / (R_max C) >> 1 time constants
+    L = d64.laplacian(hw.pot.conductance(pos))
+    for driven, vd, got in [
+        (task.source_index, task.source_voltage, out.v_free),
+        (np.concatenate([task.source_index, task.target_index]),
+         np.concatenate([task.source_voltage, [0.3, 0.2, 0.1]]), out.v_clamped),
+    ]:
+        fl = np.setdiff1d(np.arange(64), driven)
+        want = -np.linalg.solve(L[np.ix_(fl, fl)], L[np.ix_(fl, driven)] @ vd)
+        np.testing.assert_allclose(got[fl], want, rtol=0, atol=1e-12)
+        # Kirchhoff's current law at every floating node, no current into capacitors
+        np.testing.assert_allclose((L @ got)[fl], 0, atol=1e-12 * np.abs(L).max())
+    np.testing.assert_allclose(eng.equilibrium_free(out), out.v_free, atol=1e-12)
+
+
+def test_global_model_is_gamma_p_laplacian_flow(d64):
+    """global: dv/dt = -gamma_p L v with L the Laplacian of the conductances in units of 1/R0."""
+    task = load_task("random:5,3,6", d64).bind(d64)
+    c = 22e-6
+    hw = Hardware(capacitance=c, capacitance_model="global")
+    eng = ExactEngine(d64, task, hw)
+    rng = np.random.default_rng(4)
+    pos = rng.integers(0, 128, d64.n_edges)
+    v0 = rng.normal(size=64)
+    v0[task.source_index] = task.source_voltage
+    st = eng.state(pos, v0, v0, clamp=v0[task.target_index])
+    t = 0.37 * R0 * c
+    out = eng.relax(st, st.clamp, t)
+    gamma_p = 1 / (R0 * c)
+    L = d64.laplacian(R0 * hw.pot.conductance(pos))  # dimensionless conductances G = R0 / R
+    fl = np.setdiff1d(np.arange(64), task.source_index)
+    # affine ODE on floating nodes: dv_F/dt = -gamma_p (L_FF v_F + L_FS v_S)
+    vs = task.source_voltage
+    v_star = -np.linalg.solve(L[np.ix_(fl, fl)], L[np.ix_(fl, task.source_index)] @ vs)
+    want = v_star + sla.expm(-gamma_p * t * L[np.ix_(fl, fl)]) @ (v0[fl] - v_star)
+    np.testing.assert_allclose(out.v_free[fl], want, rtol=0, atol=1e-12)
+
+
+def test_power_is_non_negative_and_decreases_while_relaxing(d64):
+    task = load_task("random:5,3,7", d64).bind(d64)
+    hw = Hardware(capacitance=22e-6)
+    eng = ExactEngine(d64, task, hw)
+    rng = np.random.default_rng(5)
+    pos = rng.integers(0, 128, d64.n_edges)
+    st = eng.state(pos, rng.normal(size=64), rng.normal(size=64), clamp=[0.0, 0.0, 0.0])
+    g = hw.pot.conductance(pos)
+    powers = []
+    for _ in range(20):
+        st = eng.relax(st, st.clamp, 0.05 * hw.period)
+        dv = d64.incidence @ st.v_free
+        powers.append(np.sum(g * dv ** 2))
+    assert min(powers) >= 0
+    # dP/dt = -dv^T L_C dv <= 0 at fixed sources: relaxation never raises the dissipated power
+    assert np.all(np.diff(powers) <= 1e-12 * powers[0])
