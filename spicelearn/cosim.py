@@ -7,10 +7,12 @@ between ticks is looked up by name (``exact``; ``ngspice`` in its own module).
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import replace
 
 import numpy as np
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from . import __version__
 from .engines import get_engine
@@ -21,7 +23,10 @@ from .progress import Progress
 from .rules import comparator_rule
 from .task import Task, load_task
 
-__all__ = ["train", "resolve_hardware", "initial_positions"]
+__all__ = ["train", "resolve_hardware", "initial_positions", "make_dataset"]
+
+#: Networks up to this many nodes run their linear algebra on one BLAS thread.
+SMALL_NETWORK = 256
 
 
 def resolve_hardware(network: CompiledNetwork, hardware: Hardware) -> Hardware:
@@ -92,44 +97,49 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
     engine = get_engine(backend)(net, bound, hw)
     rng = np.random.default_rng(seed)
 
-    N, E = net.n_nodes, net.n_edges
-    tgt, V_T, eta = bound.target_index, bound.target_voltage, hw.eta
-    eu, ev = net.edge_nodes.T
-    out_pos = np.empty((steps, E), dtype=np.int16)
-    out_vf = np.empty((steps, N))
-    out_vc = np.empty((steps, N))
-    out_mse_eq = np.empty(steps)
-
-    state = engine.init(p)
-    v0 = state.v_free
-    mse0 = float(np.sum((V_T - v0[tgt]) ** 2))
-    period = hw.period
+    # Small dense linear algebra runs fastest on one BLAS thread (threads only contend at this size).
+    blas = threadpool_limits(1, user_api="blas") if net.n_nodes <= SMALL_NETWORK else nullcontext()
     bar = Progress(steps, label=f"train {net.name} ({backend})", enabled=progress)
     try:
-        for k in range(steps):
-            vt = state.v_free[tgt]
-            state = engine.relax(state, vt + eta * (V_T - vt), period)  # steps 1-2
-            vf, vc = state.v_free, state.v_clamped
-            out_vf[k], out_vc[k] = vf, vc  # step 3
-            up = rule_fn(vf[eu] - vf[ev], vc[eu] - vc[ev], hw.comparator, rng)  # step 4
-            p = hw.pot.step(p, up)
-            out_pos[k] = p
-            state = engine.set_positions(state, p)
-            veq = engine.equilibrium_free(state)  # step 5
-            d = V_T - veq[tgt]
-            out_mse_eq[k] = d @ d
-            if k % 64 == 0:
-                bar.update(k)
+        with blas:
+            record = _loop(engine, bound, hw, rule_fn, p, steps, rng, bar)
     finally:
         bar.close()
         close = getattr(engine, "close", None)
         if close is not None:
             close()
-    mse = np.sum((V_T - out_vf[:, tgt]) ** 2, axis=1)
-    return make_dataset(net, task_obj, hw, backend=backend, seed=seed, position=out_pos, mse=mse,
-                        mse_eq=out_mse_eq, v_free=out_vf, v_clamped=out_vc, mse0=mse0,
-                        time=(np.arange(steps) + 1) * period,
+    return make_dataset(net, task_obj, hw, backend=backend, seed=seed, **record,
+                        time=(np.arange(steps) + 1) * hw.period,
                         extra_attrs={"rule": getattr(rule_fn, "__name__", "custom")} if rule_fn is rule else None)
+
+
+def _loop(engine, bound, hw: Hardware, rule_fn, p: np.ndarray, steps: int, rng, bar: Progress) -> dict:
+    """Steps 1-5 of DESIGN.md section 2, ``steps`` times; returns the recorded arrays."""
+    net = bound.network
+    tgt, V_T, eta = bound.target_index, bound.target_voltage, hw.eta
+    eu, ev = net.edge_nodes.T
+    position = np.empty((steps, net.n_edges), dtype=np.int16)
+    v_free = np.empty((steps, net.n_nodes))
+    v_clamped = np.empty((steps, net.n_nodes))
+    mse_eq = np.empty(steps)
+    state = engine.init(p)
+    d0 = V_T - state.v_free[tgt]
+    period = hw.period
+    for k in range(steps):
+        vt = state.v_free[tgt]
+        state = engine.relax(state, vt + eta * (V_T - vt), period)  # 1-2: clamps, relaxation
+        vf, vc = state.v_free, state.v_clamped
+        v_free[k], v_clamped[k] = vf, vc  # 3: record
+        up = rule_fn(vf[eu] - vf[ev], vc[eu] - vc[ev], hw.comparator, rng)  # 4: clock tick
+        p = hw.pot.step(p, up)
+        position[k] = p
+        state = engine.set_positions(state, p)
+        d = V_T - engine.equilibrium_free(state)[tgt]  # 5: equilibrium error
+        mse_eq[k] = d @ d
+        if k % 64 == 0:
+            bar.update(k)
+    mse = np.sum((V_T - v_free[:, tgt]) ** 2, axis=1)
+    return dict(position=position, mse=mse, mse_eq=mse_eq, v_free=v_free, v_clamped=v_clamped, mse0=float(d0 @ d0))
 
 
 def make_dataset(net: CompiledNetwork, task: Task, hw: Hardware | None, *, backend: str, seed, mse, mse_eq,

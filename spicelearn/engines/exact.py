@@ -56,7 +56,6 @@ def contour_quadrature(n: int = 14):
 
 
 _QUAD_S, _QUAD_W = contour_quadrature()
-_ZERO, _ONE = np.zeros(1), np.ones(1)
 
 
 def capacitance_matrix(network: CompiledNetwork, hardware: Hardware) -> np.ndarray:
@@ -183,11 +182,8 @@ class ExactEngine:
         D = 1.0 / (ops.lam[:, None] + z[None, :])  # (n_F, K)
         c = ops.U1.T @ b
         Dc = D * c[:, None]
-        if np.iscomplexobj(D):
-            p2 = _cmatmul(ops.U2, Dc)  # (M_T, K)
-            R22 = _cmatmul(ops.U2U2, D)
-        else:
-            p2, R22 = ops.U2 @ Dc, ops.U2U2 @ D
+        p2 = _cmatmul(ops.U2, Dc)  # (M_T, K)
+        R22 = _cmatmul(ops.U2U2, D)
         R22 = np.moveaxis(R22.reshape(m, m, -1), -1, 0)  # (K, M_T, M_T)
         q = np.linalg.solve(R22, p2.T[..., None])[..., 0]  # (K, M_T)
         e = (Dc - D * (ops.U2.T @ q.T)) @ w  # (n_F,)
@@ -196,12 +192,16 @@ class ExactEngine:
     def _equilibrium_y(self, ops: _Operators) -> np.ndarray:
         return -(ops.U @ ((ops.U.T @ ops.r) / ops.lam))
 
-    def _clamped_equilibrium_y1(self, ops: _Operators, y2: np.ndarray) -> np.ndarray:
+    def _clamped_equilibrium_y1(self, ops: _Operators, y2: np.ndarray, ystar: np.ndarray) -> np.ndarray:
+        """Clamped equilibrium from the free one ``ystar``: a rank-M_T correction.
+
+        ``y1* = ystar_1 + A11^-1 A12 (ystar_2 - y2)`` with
+        ``A11^-1 A12 = -[A^-1]_12 [A^-1]_22^-1`` (block inverse of A).
+        """
+        P = (ops.U1 / ops.lam) @ ops.U2.T  # [A^-1]_12, (n_C, M_T)
+        Q = (ops.U2 / ops.lam) @ ops.U2.T  # [A^-1]_22, (M_T, M_T)
         nc = self.n_c
-        if nc == 0:
-            return np.zeros(0)
-        s = ops.U1 @ (ops.lam * (ops.U2.T @ y2)) + ops.r[:nc]  # A12 y2 + r1
-        return -self._sub_resolvent(ops, s, _ZERO, _ONE)
+        return ystar[:nc] - P @ np.linalg.solve(Q, ystar[nc:] - y2)
 
     # -- engine interface -------------------------------------------------------
     def state(self, positions, v_free, v_clamped, clamp) -> ExactState:
@@ -220,13 +220,14 @@ class ExactEngine:
         """Both twins at equilibrium; ``clamp`` defaults to the eta-nudge of the free equilibrium."""
         positions = self.hardware.pot.check_positions(positions, self.network.n_edges)
         ops = self._decompose(positions)
-        v_free = self._to_v(self._equilibrium_y(ops))
+        ystar = self._equilibrium_y(ops)
+        v_free = self._to_v(ystar)
         if clamp is None:
             vt = v_free[self.task.target_index]
             clamp = vt + self.hardware.eta * (self.task.target_voltage - vt)
         clamp = np.asarray(clamp, dtype=float)
         y2 = self.K22T @ clamp
-        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(ops, y2), y2]))
+        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(ops, y2, ystar), y2]))
         v_clamped[self.task.target_index] = clamp
         return ExactState(positions, v_free, v_clamped, clamp, ops)
 
@@ -254,7 +255,7 @@ class ExactEngine:
         y1 = self._to_y(state.v_clamped)[:nc]
         y2 = self.K22T @ clamp
         if nc:
-            y1star = self._clamped_equilibrium_y1(ops, y2)
+            y1star = self._clamped_equilibrium_y1(ops, y2, ystar)
             if duration > 0:
                 y1 = y1star + self._sub_resolvent(ops, y1 - y1star, _QUAD_S / duration, _QUAD_W / duration)
         v_clamped = self._to_v(np.concatenate([y1, y2]))
