@@ -71,3 +71,29 @@ def test_process_exits_nonzero_without_traceback(tmp_path):
                            "--out", str(tmp_path / "r.nc")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("spicelearn: error:")
+
+
+def test_demo_writes_runs_and_figure(tmp_path):
+    assert main(["demo", "--out-dir", str(tmp_path), "--steps", "30", "--quiet"]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["lab16_R0.1.nc", "lab16_R1.nc", "lab16_R10.nc", "lab16_demo.png"]
+    ds = load_run(tmp_path / "lab16_R10.nc")
+    assert ds.attrs["R"] == pytest.approx(10) and ds.attrs["comparator_noise"] == pytest.approx(0.01)
+    assert ds.attrs["capacitance"] == pytest.approx(2.2e-6) and ds.attrs["eta"] == 0.5
+
+
+def test_progress_bar_only_after_delay():
+    import io
+
+    from spicelearn.progress import Progress
+
+    quiet = io.StringIO()
+    bar = Progress(100, stream=quiet, delay=10.0)
+    bar.update(50)
+    bar.close()
+    assert quiet.getvalue() == ""
+    loud = io.StringIO()
+    bar = Progress(100, stream=loud, delay=0.0)
+    bar.update(50)
+    bar.close()
+    assert "100/100" in loud.getvalue() and "steps/s" in loud.getvalue()
