@@ -80,7 +80,7 @@ class _Operators:
     U1: np.ndarray  # (n_C, n_F)
     U2: np.ndarray  # (M_T, n_F)
     U2U2: np.ndarray  # (M_T * M_T, n_F)
-    r: np.ndarray  # (n_F,) source term of the free twin
+    ystar: np.ndarray  # (n_F,) free-twin equilibrium -A^-1 r, r = W diag(g) B_S V_S
 
 
 def _cmatmul(real: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -160,7 +160,8 @@ class ExactEngine:
         U1, U2 = U[:self.n_c], U[self.n_c:]
         m = U2.shape[0]
         U2U2 = (U2[:, None, :] * U2[None, :, :]).reshape(m * m, -1)
-        return _Operators(lam=lam, U=U, U1=U1, U2=U2, U2U2=U2U2, r=Wg @ self.b_src)
+        ystar = -(U @ ((U.T @ (Wg @ self.b_src)) / lam))
+        return _Operators(lam=lam, U=U, U1=U1, U2=U2, U2U2=U2U2, ystar=ystar)
 
     def _to_v(self, y: np.ndarray) -> np.ndarray:
         v = self._v_template.copy()
@@ -189,10 +190,7 @@ class ExactEngine:
         e = (Dc - D * (ops.U2.T @ q.T)) @ w  # (n_F,)
         return ops.U1 @ e.real
 
-    def _equilibrium_y(self, ops: _Operators) -> np.ndarray:
-        return -(ops.U @ ((ops.U.T @ ops.r) / ops.lam))
-
-    def _clamped_equilibrium_y1(self, ops: _Operators, y2: np.ndarray, ystar: np.ndarray) -> np.ndarray:
+    def _clamped_equilibrium_y1(self, ops: _Operators, y2: np.ndarray) -> np.ndarray:
         """Clamped equilibrium from the free one ``ystar``: a rank-M_T correction.
 
         ``y1* = ystar_1 + A11^-1 A12 (ystar_2 - y2)`` with
@@ -201,7 +199,7 @@ class ExactEngine:
         P = (ops.U1 / ops.lam) @ ops.U2.T  # [A^-1]_12, (n_C, M_T)
         Q = (ops.U2 / ops.lam) @ ops.U2.T  # [A^-1]_22, (M_T, M_T)
         nc = self.n_c
-        return ystar[:nc] - P @ np.linalg.solve(Q, ystar[nc:] - y2)
+        return ops.ystar[:nc] - P @ np.linalg.solve(Q, ops.ystar[nc:] - y2)
 
     # -- engine interface -------------------------------------------------------
     def state(self, positions, v_free, v_clamped, clamp) -> ExactState:
@@ -220,14 +218,13 @@ class ExactEngine:
         """Both twins at equilibrium; ``clamp`` defaults to the eta-nudge of the free equilibrium."""
         positions = self.hardware.pot.check_positions(positions, self.network.n_edges)
         ops = self._decompose(positions)
-        ystar = self._equilibrium_y(ops)
-        v_free = self._to_v(ystar)
+        v_free = self._to_v(ops.ystar)
         if clamp is None:
             vt = v_free[self.task.target_index]
             clamp = vt + self.hardware.eta * (self.task.target_voltage - vt)
         clamp = np.asarray(clamp, dtype=float)
         y2 = self.K22T @ clamp
-        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(ops, y2, ystar), y2]))
+        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(ops, y2), y2]))
         v_clamped[self.task.target_index] = clamp
         return ExactState(positions, v_free, v_clamped, clamp, ops)
 
@@ -237,7 +234,7 @@ class ExactEngine:
 
     def equilibrium_free(self, state: ExactState) -> np.ndarray:
         """Free-twin equilibrium voltages at the state's resistances, shape (N,)."""
-        return self._to_v(self._equilibrium_y(state.ops))
+        return self._to_v(state.ops.ystar)
 
     def relax(self, state: ExactState, clamp, duration: float) -> ExactState:
         """Step the clamps to ``clamp`` (charge-conserving jump), then relax ``duration`` seconds."""
@@ -247,7 +244,7 @@ class ExactEngine:
         clamp = np.asarray(clamp, dtype=float)
         # free twin: sources constant, exact modal decay
         y = self._to_y(state.v_free)
-        ystar = self._equilibrium_y(ops)
+        ystar = ops.ystar
         a = ops.U.T @ (y - ystar)
         y = ystar + ops.U @ (np.exp(-ops.lam * duration) * a)
         v_free = self._to_v(y)
@@ -255,7 +252,7 @@ class ExactEngine:
         y1 = self._to_y(state.v_clamped)[:nc]
         y2 = self.K22T @ clamp
         if nc:
-            y1star = self._clamped_equilibrium_y1(ops, y2, ystar)
+            y1star = self._clamped_equilibrium_y1(ops, y2)
             if duration > 0:
                 y1 = y1star + self._sub_resolvent(ops, y1 - y1star, _QUAD_S / duration, _QUAD_W / duration)
         v_clamped = self._to_v(np.concatenate([y1, y2]))
