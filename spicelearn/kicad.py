@@ -1,0 +1,627 @@
+"""KiCad netlist and bill of materials of the learning board.
+
+The board realises DESIGN.md's hardware for a compiled network and a task:
+
+- every edge ``j = (u, v)`` has two AD5220-100k digital potentiometers used
+  as rheostats between W (tied to A) and B, one in the *free* and one in the
+  *clamped* network, each with its edge capacitor in parallel. Counting up
+  (U/D high) moves the wiper towards A, so R_WB, the edge resistance, goes up.
+- the analog front end forms ``D_F = VREF + dv_F`` and ``D_C = VREF + dv_C``
+  (``dv = v_u - v_v``) with two difference amplifiers (quad MCP6004, 100 kOhm
+  0.1 % resistors) fed from unity-gain buffers on the floating nodes, so that
+  no resistor of the front end loads the networks; driven nodes (sources,
+  clamped targets) feed the amplifiers directly.
+- two LM339 comparator units decide ``GT = D_F > D_C`` (dv_F > dv_C) and
+  ``POS = (D_F + D_C) / 2 > VREF`` (dv_F > -dv_C, the average is taken by two
+  equal resistors); a 74HC86 gate gives ``UP = XOR(GT, POS)``, DESIGN.md's
+  ``xor`` rule, which drives U/D of both pots of the edge. All pots share the
+  global CLK (falling edge steps) and ~CS.
+- VREF = VDD / 3 from a divider and a buffer; one 100 nF decoupling capacitor
+  per IC, a bulk capacitor at the power input; pin headers for power (J1),
+  clock and chip select (J2), and the task lines (J3: sources, buffered free
+  targets to read, clamped targets to drive, ground).
+
+The netlist is KiCad's s-expression ``export`` format (version "E"), which
+KiCad 6 and later read in the PCB editor (File > Import > Netlist). Every
+component's timestamp is a UUID derived from the network name and its role,
+so that re-importing an updated netlist keeps the placement.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from .errors import ConfigError
+from .kicad_parts import MAX_CONNECTOR_PINS, PACKAGES, PartType, connector, part
+
+__all__ = ["Component", "Board", "build_board", "netlist_text", "bom_text", "export_kicad", "bom_path",
+           "task_voltage_notes", "power_budget", "si_value", "parse_si", "VDD", "GND", "VREF_RATIO", "register_cli"]
+
+VDD, GND, VREF = "+5V", "GND", "/VREF"
+SUPPLY_VOLTS = 5.0
+#: VREF = VDD * VREF_RATIO, from a 20k / 10k divider.
+VREF_RATIO = 1.0 / 3.0
+#: Highest comparator input voltage: the LM339's common-mode range ends 1.5 V below VCC.
+_COMPARATOR_HEADROOM = 1.5
+#: Resistors of the front end (ohm): difference amplifiers (0.1 %), averaging pair (0.1 %), pull-ups.
+DIFF_OHMS, AVERAGE_OHMS, PULLUP_OHMS = 100e3, 10e3, 10e3
+_NAMESPACE = uuid.UUID("9b0c6f3e-2f1a-5d7c-8e4b-5a1d2c3b4f60")
+_SAFE = re.compile(r"[^A-Za-z0-9_.+-]")
+_UNIT_LETTERS = "ABCD"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One placed component.
+
+    Attributes
+    ----------
+    ref : str
+        Unique reference (``U12``, ``R3``, ...).
+    part : str
+        Key of its :class:`~spicelearn.kicad_parts.PartType`.
+    value, footprint : str
+    role : str
+        Stable description of what it does (``"edge 0|1 pot free"``); the
+        timestamp is derived from the network name and the role.
+    tstamp : str
+        UUID.
+    properties : tuple of (str, str)
+    """
+
+    ref: str
+    part: str
+    value: str
+    footprint: str
+    role: str
+    tstamp: str
+    properties: tuple = ()
+
+    @property
+    def part_type(self) -> PartType:
+        return part(self.part)
+
+
+@dataclass(frozen=True)
+class Board:
+    """The learning board: components and nets.
+
+    Attributes
+    ----------
+    name : str
+        Network name.
+    components : tuple of Component
+        Sorted by reference.
+    nets : tuple of (str, tuple of (ref, pin))
+        Net name and its nodes, sorted by name; pins never appear twice.
+    comments : tuple of str
+        Title-block comments (network, task, rule, front-end range).
+    package : str
+    """
+
+    name: str
+    components: tuple
+    nets: tuple
+    comments: tuple
+    package: str
+
+    def component(self, ref: str) -> Component:
+        return next(c for c in self.components if c.ref == ref)
+
+
+def _natural(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def si_value(x: float) -> str:
+    """Engineering notation as KiCad values write it: 2.2e-6 -> ``2.2u``, 1e5 -> ``100k``."""
+    x = float(f"{float(x):.3g}")
+    for exp, prefix in ((6, "M"), (3, "k"), (0, ""), (-3, "m"), (-6, "u"), (-9, "n"), (-12, "p")):
+        if abs(x) >= 10.0 ** exp * (1 - 1e-12):
+            return f"{x / 10.0 ** exp:g}{prefix}"
+    return f"{x:g}"
+
+
+def parse_si(text: str) -> float:
+    """Inverse of :func:`si_value`: ``"2.2u"`` -> 2.2e-6."""
+    scale = {"M": 1e6, "k": 1e3, "m": 1e-3, "u": 1e-6, "n": 1e-9, "p": 1e-12}
+    text = text.strip()
+    return float(text[:-1]) * scale[text[-1]] if text and text[-1] in scale else float(text)
+
+
+class _Builder:
+    """Mutable accumulator of components and pin-to-net links; :meth:`board` freezes it."""
+
+    def __init__(self, name: str, package: str):
+        self.name, self.package = name, package
+        self._count = Counter()
+        self._records = []           # dicts: ref, part, value, role, props
+        self._types = {}             # ref -> PartType
+        self._links = {}             # (ref, pin) -> net
+        self._floating = set()       # (ref, pin) outputs allowed to stay unconnected
+
+    def add(self, key: str, role: str, value: str, props=()) -> str:
+        pt = part(key)
+        self._count[pt.prefix] += 1
+        ref = f"{pt.prefix}{self._count[pt.prefix]}"
+        self._records.append({"ref": ref, "part": key, "value": value, "role": role, "props": list(props)})
+        self._types[ref] = pt
+        for rail, pin in pt.power.items():
+            self.connect(rail, ref, pin)
+        return ref
+
+    def add_property(self, ref: str, name: str, value: str) -> None:
+        next(r for r in self._records if r["ref"] == ref)["props"].append((name, value))
+
+    def connect(self, net: str, ref: str, pin: str) -> None:
+        if all(p.number != pin for p in self._types[ref].pins):
+            raise RuntimeError(f"internal error: {ref} ({self._types[ref].key}) has no pin {pin}")
+        if (ref, pin) in self._links:
+            raise RuntimeError(f"internal error: pin {ref}.{pin} connected to {self._links[ref, pin]!r} and {net!r}")
+        self._links[ref, pin] = net
+
+    def two(self, key: str, role: str, value: str, net1: str, net2: str, props=()) -> str:
+        """A two-terminal part between ``net1`` (pin 1) and ``net2`` (pin 2)."""
+        ref = self.add(key, role, value, props)
+        self.connect(net1, ref, "1")
+        self.connect(net2, ref, "2")
+        return ref
+
+    def may_float(self, ref: str, pin: str) -> None:
+        self._floating.add((ref, pin))
+
+    def ics(self) -> list:
+        """``(ref, role)`` of every part with supply pins."""
+        return [(r["ref"], r["role"]) for r in self._records if self._types[r["ref"]].power]
+
+    def board(self, comments) -> Board:
+        nets = {}
+        for (ref, pin), net in self._links.items():
+            nets.setdefault(net, []).append((ref, pin))
+        for rec in self._records:
+            ref = rec["ref"]
+            for p in self._types[ref].pins:
+                if (ref, p.number) in self._links:
+                    continue
+                if (ref, p.number) not in self._floating:
+                    raise RuntimeError(f"internal error: required pin {ref}.{p.number} ({p.name}) is unconnected")
+                nets[f"unconnected-({ref}-Pad{p.number})"] = [(ref, p.number)]
+        comps = []
+        for rec in self._records:
+            pt = self._types[rec["ref"]]
+            props = [("Sheetname", ""), ("spicelearn:role", rec["role"])] + rec["props"]
+            if pt.mpn.get(self.package):
+                props += [("Manufacturer", pt.manufacturer), ("MPN", pt.mpn[self.package])]
+            tstamp = str(uuid.uuid5(_NAMESPACE, f"{self.name}\n{rec['role']}"))
+            comps.append(Component(ref=rec["ref"], part=rec["part"], value=rec["value"],
+                                   footprint=pt.footprint(self.package), role=rec["role"], tstamp=tstamp,
+                                   properties=tuple(props)))
+        comps.sort(key=lambda c: _natural(c.ref))
+        net_items = tuple((name, tuple(sorted(nodes, key=lambda rp: (_natural(rp[0]), _natural(rp[1])))))
+                          for name, nodes in sorted(nets.items(), key=lambda kv: _natural(kv[0])))
+        return Board(name=self.name, components=tuple(comps), nets=net_items, comments=tuple(comments),
+                     package=self.package)
+
+
+class _UnitPool:
+    """Hands out the units of multi-unit chips in order; a new chip when the last one is full."""
+
+    def __init__(self, builder: _Builder, key: str, role: str):
+        self.b, self.key, self.role = builder, key, role
+        self.units = part(key).units
+        self.chips = []
+        self.labels = []
+
+    def take(self, label: str):
+        """Return ``(ref, pins)`` of the next free unit; ``pins`` maps role -> pin number."""
+        chip, u = divmod(len(self.labels), len(self.units))
+        if chip == len(self.chips):
+            self.chips.append(self.b.add(self.key, f"{self.role} {chip}", self.key))
+        self.labels.append(label)
+        return self.chips[chip], self.units[u]
+
+    def finish(self, tie) -> None:
+        """Tie every spare unit with ``tie(ref, pins, spare_index)``; label each chip's units."""
+        n_units = len(self.units)
+        for chip, ref in enumerate(self.chips):
+            labels = self.labels[chip * n_units:(chip + 1) * n_units]
+            for u in range(len(labels), n_units):
+                tie(ref, self.units[u], u)
+            text = "; ".join(f"{_UNIT_LETTERS[i]}: {lab}" for i, lab in enumerate(labels))
+            self.b.add_property(ref, "spicelearn:units", text + ("; spare units tied" if len(labels) < n_units else ""))
+
+
+def _node_tokens(nodes) -> dict:
+    """Net-name-safe token of every node id (the id itself where possible)."""
+    tokens = [_SAFE.sub("_", n) for n in nodes]
+    if len(set(tokens)) != len(tokens):
+        tokens = [f"N{i}" for i in range(len(nodes))]
+    return dict(zip(nodes, tokens))
+
+
+def _check_options(package: str, connector_pins, needed: int) -> int:
+    if package not in PACKAGES:
+        raise ConfigError(f"`package` must be one of {PACKAGES}, got {package!r}")
+    if needed > MAX_CONNECTOR_PINS:
+        raise ConfigError(
+            f"the task needs {needed} pins on the task connector J3 (sources + 2 x targets + GND), more than "
+            f"the {MAX_CONNECTOR_PINS} of KiCad's largest 1-row pin header; use a task with fewer sources and targets")
+    if connector_pins is None:
+        return needed
+    connector(connector_pins)  # validates the range
+    if connector_pins < needed:
+        raise ConfigError(f"`connector_pins`={connector_pins!r} is too small for this task: J3 needs {needed} pins "
+                          f"(sources + 2 x targets + GND); give {needed}..{MAX_CONNECTOR_PINS}")
+    return int(connector_pins)
+
+
+def _edge_capacitances(network, capacitance) -> list:
+    if capacitance is None:
+        caps = network.capacitance if network.capacitance is not None else [2.2e-6] * network.n_edges
+    else:
+        try:
+            c = float(capacitance)
+        except (TypeError, ValueError):
+            raise ConfigError(f"`capacitance` must be a number of farads, got {capacitance!r}") from None
+        if not (math.isfinite(c) and c > 0):
+            raise ConfigError(f"`capacitance` must be finite and > 0 farad, got {capacitance!r}")
+        caps = [c] * network.n_edges
+    return [float(c) for c in caps]
+
+
+def task_voltage_notes(task) -> list:
+    """Warnings where the task's voltages leave the board's working range.
+
+    Node voltages stay within the driven voltages (sources, clamped targets),
+    so ``|dv| <= spread``; the front end handles ``|dv| <= VREF`` and every
+    pot terminal must stay within 0..VDD. Learning is unchanged when every
+    task voltage is shifted by the same offset.
+    """
+    volts = list(task.sources.values()) + list(task.targets.values())
+    lo, hi = min(volts), max(volts)
+    vref = SUPPLY_VOLTS * VREF_RATIO
+    limit = min(vref, SUPPLY_VOLTS - _COMPARATOR_HEADROOM - vref)
+    notes = []
+    if lo < 0 or hi > SUPPLY_VOLTS:
+        notes.append(f"task voltages span {lo:g}..{hi:g} V, outside the pots' 0..{SUPPLY_VOLTS:g} V: "
+                     f"add {-lo:+g} V to every source and target (learning is unchanged by a common offset)")
+    if hi - lo > limit:
+        notes.append(f"task voltages spread over {hi - lo:g} V; the front end resolves drops up to "
+                     f"{limit:.3g} V (VREF = {vref:.3g} V): scale every task voltage down by one factor "
+                     f"(the comparators see only signs, so the xor rule is unchanged)")
+    return notes
+
+
+@dataclass(frozen=True)
+class _NetNames:
+    """Net names of the network nodes on the board.
+
+    Node ``n`` is ``/S_n`` where it is a source (shared by both networks),
+    else ``/F_n`` in the free and ``/C_n`` in the clamped network; a floating
+    node's buffered copy is ``/F_n_BUF`` or ``/C_n_BUF``.
+    """
+
+    nodes: tuple
+    sources: frozenset
+    targets: frozenset
+    tokens: MappingProxyType
+
+    def node(self, side: str, n: str) -> str:
+        return f"/S_{self.tokens[n]}" if n in self.sources else f"/{side}_{self.tokens[n]}"
+
+    def sense(self, side: str, n: str) -> str:
+        """What the difference amplifiers read for ``n``: driven nodes directly, floating ones buffered."""
+        if n in self.sources or (side == "C" and n in self.targets):
+            return self.node(side, n)
+        return f"/{side}_{self.tokens[n]}_BUF"
+
+    def in_order(self, names) -> list:
+        return [n for n in self.nodes if n in names]
+
+
+def _add_connectors_and_supply(b: _Builder, names: _NetNames, n_j3: int) -> None:
+    j1 = b.add(connector(2).key, "connector power", "POWER")
+    b.connect(VDD, j1, "1")
+    b.connect(GND, j1, "2")
+    j2 = b.add(connector(3).key, "connector clock", "CLOCK")
+    for pin, net in (("1", "/CLK"), ("2", "/CS_N"), ("3", GND)):
+        b.connect(net, j2, pin)
+    j3 = b.add(connector(n_j3).key, "connector task", "TASK")
+    lines = ([names.node("F", n) for n in names.in_order(names.sources)]
+             + [names.sense("F", n) for n in names.in_order(names.targets)]
+             + [names.node("C", n) for n in names.in_order(names.targets)])
+    for i in range(n_j3):
+        b.connect(lines[i] if i < len(lines) else GND, j3, str(i + 1))
+    b.two("CP", "supply bulk", "10u", VDD, GND)
+    b.two("R", "chip select pull-up", si_value(PULLUP_OHMS), "/CS_N", VDD, [("Tolerance", "5%")])
+    # VREF = VDD * 10k / (20k + 10k) = VDD * VREF_RATIO, filtered, buffered below.
+    b.two("R", "vref divider top", "20k", VDD, "/VREF_DIV", [("Tolerance", "1%")])
+    b.two("R", "vref divider bottom", "10k", "/VREF_DIV", GND, [("Tolerance", "1%")])
+    b.two("C", "vref filter", "100n", "/VREF_DIV", GND)
+
+
+def _add_buffers(b: _Builder, pool: _UnitPool, names: _NetNames) -> None:
+    def follower(label: str, inp: str, out: str) -> None:
+        ref, pins = pool.take(label)
+        b.connect(inp, ref, pins["in+"])
+        b.connect(out, ref, pins["in-"])
+        b.connect(out, ref, pins["out"])
+
+    follower("VREF buffer", "/VREF_DIV", VREF)
+    for n in names.in_order(set(names.nodes) - names.sources):
+        follower(f"free node {n}", names.node("F", n), names.sense("F", n))
+    for n in names.in_order(set(names.nodes) - names.sources - names.targets):
+        follower(f"clamped node {n}", names.node("C", n), names.sense("C", n))
+
+
+def _add_edge(b: _Builder, j: int, u: str, v: str, capacitance: float, names: _NetNames, pools: dict) -> None:
+    """Twin pots and capacitors, the two drops, the comparator pair and the XOR gate of edge ``j``."""
+    label, e = f"{u}|{v}", f"/E{j}"
+    eprops = [("spicelearn:edge", label)]
+    pot_pins = part("AD5220").units[0]
+    for side, name in (("F", "free"), ("C", "clamped")):
+        nu, nv = names.node(side, u), names.node(side, v)
+        props = eprops + [("spicelearn:network", name)]
+        pot = b.add("AD5220", f"edge {label} pot {name}", "AD5220-100k", props)
+        for role, net in (("clk", "/CLK"), ("ud", f"{e}_UP"), ("a", nu), ("w", nu), ("cs", "/CS_N"), ("b", nv)):
+            b.connect(net, pot, pot_pins[role])
+        b.two("C_edge", f"edge {label} capacitor {name}", si_value(capacitance), nu, nv, props)
+        # Difference amplifier, four equal resistors: D = VREF + (sense_u - sense_v).
+        d, plus, minus = f"{e}_D{side}", f"{e}_D{side}_P", f"{e}_D{side}_N"
+        rprops = props + [("Tolerance", "0.1%")]
+        for what, n1, n2 in (("in+", names.sense(side, u), plus), ("ref", plus, VREF),
+                             ("in-", names.sense(side, v), minus), ("feedback", minus, d)):
+            b.two("R", f"edge {label} {name} diff {what}", si_value(DIFF_OHMS), n1, n2, rprops)
+        ref, pins = pools["diff"].take(f"edge {label} {name} drop")
+        for role, net in (("in+", plus), ("in-", minus), ("out", d)):
+            b.connect(net, ref, pins[role])
+        b.two("R", f"edge {label} {name} average", si_value(AVERAGE_OHMS), d, f"{e}_MID", rprops)
+    # GT: dv_F > dv_C.  POS: (D_F + D_C) / 2 > VREF, i.e. dv_F > -dv_C.  UP = XOR(GT, POS).
+    for what, plus, minus, out in (("gt", f"{e}_DF", f"{e}_DC", f"{e}_GT"), ("pos", f"{e}_MID", VREF, f"{e}_POS")):
+        ref, pins = pools["comparator"].take(f"edge {label} {what}")
+        for role, net in (("in+", plus), ("in-", minus), ("out", out)):
+            b.connect(net, ref, pins[role])
+        b.two("R", f"edge {label} {what} pull-up", si_value(PULLUP_OHMS), out, VDD, eprops + [("Tolerance", "5%")])
+    ref, pins = pools["xor"].take(f"edge {label} up")
+    for role, net in (("a", f"{e}_GT"), ("b", f"{e}_POS"), ("y", f"{e}_UP")):
+        b.connect(net, ref, pins[role])
+
+
+def _tie_spares(b: _Builder, pools: dict) -> None:
+    """Spare op-amps follow VREF; spare comparators get + on GND, - on VREF; spare XORs both inputs on GND."""
+    def opamp(ref, pins, u):
+        spare = f"/SPARE_{ref}_{_UNIT_LETTERS[u]}"
+        b.connect(VREF, ref, pins["in+"])
+        b.connect(spare, ref, pins["in-"])
+        b.connect(spare, ref, pins["out"])
+
+    def comparator(ref, pins, u):
+        b.connect(GND, ref, pins["in+"])
+        b.connect(VREF, ref, pins["in-"])
+        b.may_float(ref, pins["out"])
+
+    def xor(ref, pins, u):
+        b.connect(GND, ref, pins["a"])
+        b.connect(GND, ref, pins["b"])
+        b.may_float(ref, pins["y"])
+
+    for key, tie in (("buffer", opamp), ("diff", opamp), ("comparator", comparator), ("xor", xor)):
+        pools[key].finish(tie)
+
+
+def build_board(network, task, *, capacitance: float | None = None, package: str = "dip",
+                connector_pins: int | None = None, network_seed: int = 0) -> Board:
+    """The learning board of ``network`` trained on ``task``.
+
+    Parameters
+    ----------
+    network : str, path, graph or CompiledNetwork
+    task : str, path, dict or Task
+    capacitance : float, optional
+        Edge capacitance in farad for every edge; default: the network's
+        per-edge ``capacitance`` attributes, else 2.2 uF.
+    package : {"dip", "smd"}
+        Through-hole (DIP ICs, axial/radial passives) or surface-mount (SOIC,
+        0805/1206) parts.
+    connector_pins : int, optional
+        Pins of the task connector J3 (at most 40); default: as many as the
+        task needs. Spare pins are grounded.
+    network_seed : int
+        Seed of random built-in networks.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown package, a non-positive capacitance, or a task that
+        does not fit the connector.
+    """
+    from .network import load_network
+    from .task import load_task
+
+    net = load_network(network, network_seed=network_seed)
+    task = load_task(task, net)
+    task.bind(net)
+    names = _NetNames(nodes=net.nodes, sources=frozenset(task.sources), targets=frozenset(task.targets),
+                      tokens=MappingProxyType(_node_tokens(net.nodes)))
+    n_j3 = _check_options(package, connector_pins, len(task.sources) + 2 * len(task.targets) + 1)
+    caps = _edge_capacitances(net, capacitance)
+
+    b = _Builder(net.name, package)
+    _add_connectors_and_supply(b, names, n_j3)
+    pools = {"buffer": _UnitPool(b, "MCP6004", "op-amp buffers")}
+    _add_buffers(b, pools["buffer"], names)
+    pools.update(diff=_UnitPool(b, "MCP6004", "op-amp difference amplifiers"),
+                 comparator=_UnitPool(b, "LM339", "comparators"), xor=_UnitPool(b, "74HC86", "xor gates"))
+    for j, (u, v) in enumerate(net.edges):
+        _add_edge(b, j, u, v, caps[j], names, pools)
+    _tie_spares(b, pools)
+    for ref, role in b.ics():
+        b.two("C", f"decoupling {role}", "100n", VDD, GND, [("spicelearn:decouples", ref)])
+
+    def volts(d):
+        return ", ".join(f"{n}={d[n]:g} V" for n in names.in_order(set(d)))
+
+    comments = (
+        f"network {net.name}: {net.n_nodes} nodes, {net.n_edges} edges; package {package}",
+        f"sources {volts(task.sources)}; targets {volts(task.targets)}",
+        "rule xor: UP = XOR(dv_F > dv_C, dv_F > -dv_C), dv = v_u - v_v; UP raises R_WB",
+        f"VREF = VDD/3; drops |dv| <= {SUPPLY_VOLTS * VREF_RATIO:.3g} V; node voltages 0..{SUPPLY_VOLTS:g} V",
+    )
+    return b.board(comments)
+
+
+def power_budget(board: Board) -> dict:
+    """Worst-case current (mA) the board draws from its 5 V supply.
+
+    ``ics``: maximum quiescent currents of the packages; ``pullups``: every
+    resistor from +5V with its other end at ground (comparator outputs low,
+    ~CS low); ``front_end``: the averaging resistors of every edge at the
+    largest drop the front end resolves. The network currents come from the
+    supervisor's source and clamp drivers, not from this supply.
+    """
+    ics = sum(c.part_type.supply_ma for c in board.components)
+    pins = {rp: name for name, nodes in board.nets for rp in nodes}
+    pullups = sum(SUPPLY_VOLTS / parse_si(c.value) * 1e3 for c in board.components
+                  if c.part == "R" and VDD in (pins[c.ref, "1"], pins[c.ref, "2"]))
+    n_edges = sum(c.part == "AD5220" for c in board.components) // 2
+    front_end = n_edges * 2 * SUPPLY_VOLTS * VREF_RATIO / (2 * AVERAGE_OHMS) * 1e3
+    return {"ics": ics, "pullups": pullups, "front_end": front_end, "total": ics + pullups + front_end}
+
+
+def _q(s: str) -> str:
+    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def netlist_text(board: Board) -> str:
+    """The KiCad netlist (s-expression ``export`` format, version "E") of ``board``."""
+    from . import __version__
+
+    out = ['(export (version "E")', "  (design", f"    (source {_q(board.name)})", '    (date "")',
+           f"    (tool {_q('spicelearn ' + __version__)})",
+           '    (sheet (number "1") (name "/") (tstamps "/")', "      (title_block",
+           f"        (title {_q('spicelearn learning board: ' + board.name)})", '        (company "")',
+           '        (rev "")', '        (date "")', f"        (source {_q(board.name)})"]
+    out += [f"        (comment (number {_q(i + 1)}) (value {_q(c)}))" for i, c in enumerate(board.comments)]
+    out[-1] += ")))"
+    out.append("  (components")
+    for c in board.components:
+        pt = c.part_type
+        out += [f"    (comp (ref {_q(c.ref)})", f"      (value {_q(c.value)})", f"      (footprint {_q(c.footprint)})",
+                f"      (libsource (lib {_q(pt.lib)}) (part {_q(pt.symbol)}) (description {_q(pt.description)}))"]
+        out += [f"      (property (name {_q(k)}) (value {_q(v)}))" for k, v in c.properties]
+        out += ['      (sheetpath (names "/") (tstamps "/"))', f"      (tstamps {_q(c.tstamp)}))"]
+    out[-1] += ")"
+    out.append("  (libparts")
+    types = {}
+    for c in board.components:
+        types.setdefault((c.part_type.lib, c.part_type.symbol), c.part_type)
+    for (lib, symbol), pt in sorted(types.items()):
+        out += [f"    (libpart (lib {_q(lib)}) (part {_q(symbol)})", f"      (description {_q(pt.description)})",
+                '      (docs "~")', "      (fields",
+                f"        (field (name \"Reference\") {_q(pt.prefix)})",
+                f"        (field (name \"Value\") {_q(symbol)}))", "      (pins"]
+        out += [f"        (pin (num {_q(p.number)}) (name {_q(p.name)}) (type {_q(p.type)}))" for p in pt.pins]
+        out[-1] += "))"
+    out[-1] += ")"
+    out.append("  (nets")
+    types_by_ref = {c.ref: c.part_type for c in board.components}
+    for code, (name, nodes) in enumerate(board.nets, start=1):
+        out.append(f"    (net (code {_q(code)}) (name {_q(name)})")
+        for ref, pin in nodes:
+            p = types_by_ref[ref].pin(pin)
+            function = f" (pinfunction {_q(p.name)})" if p.name else ""
+            out.append(f"      (node (ref {_q(ref)}) (pin {_q(pin)}){function} (pintype {_q(p.type)}))")
+        out[-1] += ")"
+    out[-1] += "))"
+    return "\n".join(out) + "\n"
+
+
+BOM_COLUMNS = ("References", "Value", "Tolerance", "Footprint", "Manufacturer", "MPN", "Description", "Quantity")
+
+
+def bom_text(board: Board) -> str:
+    """Bill of materials as CSV: one row per group of identical parts."""
+    groups = {}
+    for c in board.components:
+        props = dict(c.properties)
+        key = (c.part_type.description, c.value, props.get("Tolerance", ""), c.footprint,
+               props.get("Manufacturer", ""), props.get("MPN", ""))
+        groups.setdefault(key, []).append(c.ref)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(BOM_COLUMNS)
+    for (desc, value, tol, fp, manu, mpn), refs in sorted(groups.items(), key=lambda kv: _natural(kv[1][0])):
+        w.writerow([" ".join(refs), value, tol, fp, manu, mpn, desc, len(refs)])
+    return buf.getvalue()
+
+
+def bom_path(netlist_path) -> str:
+    """Where the BOM goes: ``<stem>_bom.csv`` beside the netlist."""
+    root, _ = os.path.splitext(os.fspath(netlist_path))
+    return root + "_bom.csv"
+
+
+def export_kicad(network, task, path, **options) -> tuple:
+    """Write the netlist to ``path`` and the BOM beside it; return ``(board, netlist_path, bom_path)``.
+
+    ``options`` are those of :func:`build_board`.
+    """
+    board = build_board(network, task, **options)
+    path = os.fspath(path)
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(netlist_text(board))
+    bpath = bom_path(path)
+    with open(bpath, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(bom_text(board))
+    return board, path, bpath
+
+
+def _cmd_export(args) -> int:
+    import sys
+
+    from .network import load_network
+    from .task import load_task
+
+    net = load_network(args.network, network_seed=args.network_seed)
+    board, npath, bpath = export_kicad(net, args.task, args.out, capacitance=args.capacitance,
+                                       package=args.package, connector_pins=args.connector_pins)
+    counts = Counter(c.part for c in board.components)
+    summary = ", ".join(f"{n} x {k}" for k, n in sorted(counts.items()))
+    print(f"wrote {npath} ({len(board.components)} components, {len(board.nets)} nets: {summary})")
+    print(f"wrote {bpath}")
+    print("5 V supply, worst case: {total:.1f} mA (ICs {ics:.1f}, pull-ups {pullups:.1f}, "
+          "front end {front_end:.1f})".format(**power_budget(board)))
+    for note in task_voltage_notes(load_task(args.task, net)):
+        print(f"spicelearn: note: {note}", file=sys.stderr)
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """Add ``spicelearn export-kicad``."""
+    p = subparsers.add_parser(
+        "export-kicad", help="write the KiCad netlist and BOM of the learning board",
+        description="Write the learning board of NETWORK and TASK as a KiCad netlist (s-expression export "
+                    "format, KiCad 6+: PCB editor > File > Import > Netlist) and its bill of materials as "
+                    "<stem>_bom.csv in the same folder as the netlist.")
+    p.add_argument("network", metavar="NETWORK", help="GraphML file or built-in: lab16, delaunay64")
+    p.add_argument("--task", default="default", metavar="TASK",
+                   help="JSON file, random:MS,MT,SEED, or 'default' (lab16's own task)")
+    p.add_argument("--network-seed", type=int, default=0, help="seed of random built-in networks")
+    p.add_argument("--capacitance", type=float, default=None, metavar="FARAD",
+                   help="edge capacitance (default: the network's per-edge values, else 2.2e-6)")
+    p.add_argument("--package", default="dip", metavar="STYLE",
+                   help=f"part packages: {' or '.join(PACKAGES)} (default dip: through-hole)")
+    p.add_argument("--connector-pins", type=int, default=None, metavar="N",
+                   help=f"pins of the task connector J3, at most {MAX_CONNECTOR_PINS} "
+                        "(default: sources + 2 x targets + 1)")
+    p.add_argument("-o", "--out", required=True, metavar="BOARD.net",
+                   help="netlist path; the BOM is written beside it as <stem>_bom.csv")
+    p.set_defaults(func=_cmd_export)
