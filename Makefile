@@ -35,6 +35,7 @@ test-slow: setup
 
 bench: setup
 	$(PY) benchmarks/bench_exact.py
+	$(PY) benchmarks/bench_ngspice.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
