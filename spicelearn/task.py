@@ -122,6 +122,16 @@ class BoundTask:
     source_voltage: np.ndarray
     target_voltage: np.ndarray
 
+    def impose(self, v_free, v_clamped, clamp) -> tuple:
+        """Copies of twin node voltages (N,) with the sources, and the clamped targets at ``clamp``, imposed."""
+        v_free = np.array(v_free, dtype=float)
+        v_clamped = np.array(v_clamped, dtype=float)
+        clamp = np.array(clamp, dtype=float)
+        v_free[self.source_index] = self.source_voltage
+        v_clamped[self.source_index] = self.source_voltage
+        v_clamped[self.target_index] = clamp
+        return v_free, v_clamped, clamp
+
     def mse(self, v: np.ndarray) -> np.ndarray:
         """Squared target error ``sum_T (V_T - v_T)^2`` of node voltages ``v`` (..., N)."""
         return np.sum((self.target_voltage - np.asarray(v)[..., self.target_index]) ** 2, axis=-1)

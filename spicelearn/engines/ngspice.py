@@ -255,13 +255,7 @@ class NgspiceEngine:
     def state(self, positions, v_free, v_clamped, clamp) -> NgspiceState:
         """A state with given node voltages; driven nodes are overwritten."""
         positions = self.hardware.pot.check_positions(positions, self.network.n_edges)
-        v_free = np.array(v_free, dtype=float)
-        v_clamped = np.array(v_clamped, dtype=float)
-        clamp = np.array(clamp, dtype=float)
-        src, tgt = self.task.source_index, self.task.target_index
-        v_free[src] = self.task.source_voltage
-        v_clamped[src] = self.task.source_voltage
-        v_clamped[tgt] = clamp
+        v_free, v_clamped, clamp = self.task.impose(v_free, v_clamped, clamp)
         return NgspiceState(positions, v_free, v_clamped, clamp)
 
     def init(self, positions, clamp=None) -> NgspiceState:
