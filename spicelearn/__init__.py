@@ -15,9 +15,11 @@ from .network import CompiledNetwork, compile_network, load_network  # noqa: E40
 from .task import Task, load_task, random_task  # noqa: E402
 from .cosim import train  # noqa: E402
 from .runfile import load_run, save_run, summary, tau  # noqa: E402
+from .engines.ode import train_ode  # noqa: E402
+from .engines.quasistatic import train_quasistatic  # noqa: E402
 
 __all__ = [
-    "__version__", "train", "Hardware", "Potentiometer", "Comparator", "R0",
+    "__version__", "train", "train_ode", "train_quasistatic", "Hardware", "Potentiometer", "Comparator", "R0",
     "CompiledNetwork", "compile_network", "load_network", "Task", "load_task", "random_task",
     "load_run", "save_run", "summary", "tau",
     "SpicelearnError", "NetworkError", "TaskError", "ConfigError", "SpiceError",

@@ -15,6 +15,7 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from . import __version__
+from .checks import check_steps
 from .engines import get_engine
 from .errors import ConfigError
 from .hardware import Hardware
@@ -42,12 +43,6 @@ def initial_positions(network: CompiledNetwork, hardware: Hardware, positions=No
         positions = network.position if network.position is not None else \
             np.full(network.n_edges, hardware.pot.start)
     return hardware.pot.check_positions(positions, network.n_edges)
-
-
-def _check_steps(steps) -> int:
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ConfigError(f"`steps` must be an integer >= 1, got {steps!r}")
-    return int(steps)
 
 
 def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000, backend: str = "exact",
@@ -83,7 +78,7 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
         ``v_clamped (step, node)``, scalar ``mse0``; coordinate ``time (step)``
         in seconds; every parameter in ``attrs``.
     """
-    steps = _check_steps(steps)
+    steps = check_steps(steps)
     net = load_network(network, network_seed=network_seed)
     task_obj: Task = load_task(task, net)
     bound = task_obj.bind(net)
@@ -163,7 +158,7 @@ def make_dataset(net: CompiledNetwork, task: Task, hw: Hardware | None, *, backe
         coords={"step": np.arange(steps), "time": ("step", np.asarray(time, dtype=float)),
                 "edge": net.edge_labels, "node": list(net.nodes)},
     )
-    ds["time"].attrs["units"] = "s" if backend != "ode" else "training steps"
+    ds["time"].attrs["units"] = "training steps" if backend in ("ode", "quasistatic") else "s"
     ds["mse"].attrs["long_name"] = "nonequilibrium error sum_T (V_T - v_T^F)^2 after relaxation"
     ds["mse_eq"].attrs["long_name"] = "equilibrium error of the free network after the tick"
     attrs = {"spicelearn_version": __version__, "network": net.name, "backend": backend, "steps": steps,

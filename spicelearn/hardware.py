@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .checks import check_eta, positive
 from .errors import ConfigError
 
 __all__ = ["Potentiometer", "Comparator", "Hardware", "R0", "CAPACITANCE_MODELS", "RULES"]
@@ -19,16 +20,6 @@ __all__ = ["Potentiometer", "Comparator", "Hardware", "R0", "CAPACITANCE_MODELS"
 R0 = 10e3
 CAPACITANCE_MODELS = ("per_edge", "global")
 RULES = ("xor", "xor-legacy")
-
-
-def _positive(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"`{name}` must be a number, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ConfigError(f"`{name}` must be finite and > 0, got {value!r}")
-    return v
 
 
 @dataclass(frozen=True)
@@ -46,7 +37,7 @@ class Potentiometer:
     def __post_init__(self):
         if int(self.n_positions) != self.n_positions or self.n_positions < 2:
             raise ConfigError(f"`n_positions` must be an integer >= 2, got {self.n_positions!r}")
-        _positive("r_ab", self.r_ab)
+        positive("r_ab", self.r_ab)
         if int(self.start) != self.start or not 0 <= self.start < self.n_positions:
             raise ConfigError(f"`start` must be an integer in 0..{self.n_positions - 1}, got {self.start!r}")
 
@@ -118,23 +109,22 @@ class Hardware:
         if self.capacitance_model not in CAPACITANCE_MODELS:
             raise ConfigError(f"`capacitance_model` must be one of {CAPACITANCE_MODELS}, got {self.capacitance_model!r}")
         if np.ndim(self.capacitance) == 0:
-            object.__setattr__(self, "capacitance", _positive("capacitance", self.capacitance))
+            object.__setattr__(self, "capacitance", positive("capacitance", self.capacitance))
         else:
             if self.capacitance_model == "global":
                 raise ConfigError("`capacitance` must be one value with the `global` model (one C per node to ground)")
-            caps = tuple(_positive("capacitance", c) for c in np.ravel(self.capacitance))
+            caps = tuple(positive("capacitance", c) for c in np.ravel(self.capacitance))
             object.__setattr__(self, "capacitance", caps)
-        _positive("gamma_l", self.gamma_l)
-        if not (math.isfinite(float(self.eta)) and 0 < self.eta <= 1):
-            raise ConfigError(f"`eta` must lie in (0, 1], got {self.eta!r}")
+        positive("gamma_l", self.gamma_l)
+        check_eta(self.eta)
         if self.rule not in RULES:
             raise ConfigError(f"`rule` must be one of {RULES}, got {self.rule!r}")
 
     @classmethod
     def from_R(cls, R: float, capacitance: float | tuple = 2.2e-6, **kwargs) -> "Hardware":
         """Hardware whose clock gives the scaled learning rate ``R = R0 c gamma_l``."""
-        R = _positive("R", R)
-        c = float(np.mean(capacitance)) if np.ndim(capacitance) else _positive("capacitance", capacitance)
+        R = positive("R", R)
+        c = float(np.mean(capacitance)) if np.ndim(capacitance) else positive("capacitance", capacitance)
         return cls(capacitance=capacitance, gamma_l=R / (R0 * c), **kwargs)
 
     @property

@@ -39,5 +39,6 @@ def get_engine(name: str):
             raise ConfigError("`backend`='ngspice' is not available in this version yet; use `exact`") from None
         return NgspiceEngine
     if name == "ode":
-        raise ConfigError("`backend`='ode' is not available in this version yet; use `exact`")
+        raise ConfigError("`backend`='ode' is the paper's continuous model, not a hardware engine: "
+                          "use spicelearn.train_ode(...) or `spicelearn train --backend ode`")
     raise ConfigError(f"`backend` must be one of {ENGINES}, got {name!r}")

@@ -1,0 +1,462 @@
+"""The ``ode`` engine: the paper's in-silico model, continuous coupled learning (paper Eq. 3).
+
+Twin networks share the conductances ``g`` (shape (E,)). The free twin's
+floating nodes F (every node but the sources) and the clamped twin's floating
+nodes C (every node but sources and targets) relax with rate ``gamma_p``; the
+clamped targets follow the free targets continuously,
+``v_T^C(t) = (1 - eta) v_T^F(t) + eta V_T``; and
+
+    dg/dt = gamma_l / (2 eta) (dv_F^2 - dv_C^2),   g kept >= g_floor.
+
+Capacitance models, in units where the mean capacitance is 1:
+
+* ``global`` (the paper's): one unit capacitor from every node to ground,
+  ``dv/dt = -gamma_p L_g v`` on the floating nodes;
+* ``per_edge`` (the lab board): a capacitor in parallel with every edge,
+  ``L_c dv/dt = -gamma_p L_g v``; there the moving clamps push charge into the
+  clamped twin's floating nodes through the target capacitors.
+
+Time is in training steps (``gamma_l = 1``, ``gamma_p = 1 / R``). The run
+starts from both twins in equilibrium at ``g = g0`` (the paper's relaxation
+with ``gamma_l = 0``, done exactly).
+
+The state ``x = (g, u, w)`` (free floating voltages u, clamped floating
+voltages w) obeys a stiff ODE at small R (``gamma_p |L_g| >> gamma_l``);
+it is integrated with scipy's ``LSODA`` (which switches between Adams and
+BDF) and a dense analytic Jacobian; above R ~ 3 nothing is stiff and RK45 is
+used. Conductances that reach the floor are held there through terminal
+events (:func:`integrate_floored`), so each integrated segment is smooth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+from scipy.integrate import solve_ivp
+
+from ..checks import check_eta, check_R, check_steps, finite
+from ..errors import ConfigError, NetworkError, SpicelearnError, TaskError
+from ..hardware import CAPACITANCE_MODELS
+from ..network import CompiledNetwork, load_network
+from ..task import BoundTask, Task, load_task
+
+__all__ = ["OdeModel", "OdeState", "train_ode", "cli_train", "integrate_floored", "DEFAULTS"]
+
+#: Defaults of the paper's model (DESIGN.md section 3).
+DEFAULTS = dict(R=1.0, eta=1e-3, steps=3000, capacitance_model="global", g0=1.0, g_floor=1e-6,
+                rtol=1e-8, atol=1e-11, method="auto")
+
+#: With ``method="auto"``: below this R the voltages are stiff against learning (LSODA with the
+#: analytic Jacobian); above it the system is not stiff and RK45 restarts cheaply at floor events.
+AUTO_STIFF_BELOW_R = 3.0
+
+
+@dataclass(frozen=True, eq=False)
+class OdeState:
+    """State of the twins.
+
+    Attributes
+    ----------
+    t : float
+        Time (training steps when ``gamma_l = 1``).
+    g : ndarray, shape (E,)
+        Conductances (dimensionless; 1 at the start).
+    v_free, v_clamped : ndarray, shape (N,)
+        Node voltages in compiled node order.
+    """
+
+    t: float
+    g: np.ndarray
+    v_free: np.ndarray
+    v_clamped: np.ndarray
+
+
+class OdeModel:
+    """The coupled ODE of both twins and the conductances (see module docstring).
+
+    Parameters
+    ----------
+    network : CompiledNetwork
+    task : BoundTask
+    eta : float
+        Nudge in (0, 1].
+    capacitance_model : {"global", "per_edge"}
+    capacitance : array, shape (E,), optional
+        Relative per-edge capacitances (``per_edge`` only); scaled to mean 1.
+        Default: the network's ``capacitance`` attributes, else all 1.
+    g_floor : float
+        Conductances never go below this value.
+    """
+
+    def __init__(self, network: CompiledNetwork, task: BoundTask, eta: float = 1e-3,
+                 capacitance_model: str = "global", capacitance=None, g_floor: float = 1e-6):
+        if capacitance_model not in CAPACITANCE_MODELS:
+            raise ConfigError(f"`capacitance_model` must be one of {CAPACITANCE_MODELS}, got {capacitance_model!r}")
+        self.network, self.task = network, task
+        self.eta = check_eta(eta)
+        self.g_floor = finite("g_floor", g_floor)
+        if self.g_floor < 0:
+            raise ConfigError(f"`g_floor` must be >= 0, got {g_floor!r}")
+        self.capacitance_model = capacitance_model
+        N, E = network.n_nodes, network.n_edges
+        src, tgt = task.source_index, task.target_index
+        driven = np.zeros(N, bool)
+        driven[src] = True
+        self.free_nodes = np.flatnonzero(~driven)  # F
+        is_tgt = np.zeros(N, bool)
+        is_tgt[tgt] = True
+        self.clamped_nodes = np.flatnonzero(~driven & ~is_tgt)  # C
+        if self.clamped_nodes.size == 0:
+            raise TaskError(f"task drives or targets all {N} nodes of {network.name!r}; "
+                            "leave at least one node floating")
+        pos_in_F = np.full(N, -1)
+        pos_in_F[self.free_nodes] = np.arange(self.free_nodes.size)
+        self.tpos = pos_in_F[tgt]  # targets inside u
+        B = np.asarray(network.incidence, dtype=float)
+        self.B_F, self.B_C, self.B_T = B[:, self.free_nodes], B[:, self.clamped_nodes], B[:, tgt]
+        self.b_S = B[:, src] @ task.source_voltage  # (E,)
+        self.V_T = np.asarray(task.target_voltage, dtype=float)
+        self.nF, self.nC, self.E = self.free_nodes.size, self.clamped_nodes.size, E
+        self._v_template = np.zeros(N)
+        self._v_template[src] = task.source_voltage
+        # capacitance: inverse mass matrices of both twins
+        if capacitance_model == "global":
+            if capacitance is not None:
+                raise ConfigError("`capacitance` per edge needs `capacitance_model`='per_edge'")
+            self.Minv_F = self.Minv_C = self.P = None
+        else:
+            c = network.capacitance if capacitance is None else capacitance
+            c = np.ones(E) if c is None else np.asarray(c, dtype=float)
+            if c.shape != (E,) or not np.all(np.isfinite(c) & (c > 0)):
+                raise ConfigError(f"`capacitance` must be {E} positive values, got shape {c.shape}")
+            Lc = network.laplacian(c / c.mean())
+            try:
+                self.Minv_F = np.linalg.inv(np.linalg.cholesky(Lc[np.ix_(self.free_nodes, self.free_nodes)]))
+                self.Minv_F = self.Minv_F.T @ self.Minv_F
+                Lcc = Lc[np.ix_(self.clamped_nodes, self.clamped_nodes)]
+                self.Minv_C = np.linalg.inv(Lcc)
+                np.linalg.cholesky(Lcc)
+            except np.linalg.LinAlgError:
+                raise NetworkError("the capacitance matrix of the floating nodes is singular: some floating "
+                                   "node has no capacitive path to a driven node") from None
+            self.P = self.Minv_C @ Lc[np.ix_(self.clamped_nodes, tgt)]  # (nC, M_T)
+
+    # -- voltages ------------------------------------------------------------
+    def clamp(self, v_free: np.ndarray) -> np.ndarray:
+        """Clamp voltages ``(1 - eta) v_T^F + eta V_T``, shape (M_T,)."""
+        return (1.0 - self.eta) * np.asarray(v_free)[self.task.target_index] + self.eta * self.V_T
+
+    def _laplacian_blocks(self, g):
+        Bg = self.B_F.T * g  # (nF, E)
+        return Bg @ self.B_F, Bg
+
+    def equilibrium(self, g) -> tuple[np.ndarray, np.ndarray]:
+        """Free and clamped equilibria at conductances ``g``, each shape (N,)."""
+        g = np.asarray(g, dtype=float)
+        LFF, _ = self._laplacian_blocks(g)
+        try:
+            u = np.linalg.solve(LFF, -(self.B_F.T @ (g * self.b_S)))
+        except np.linalg.LinAlgError:
+            raise NetworkError("the conductance matrix of the floating nodes is singular") from None
+        v_free = self._to_v(u, None)
+        c = self.clamp(v_free)
+        BgC = self.B_C.T * g
+        w = np.linalg.solve(BgC @ self.B_C, -(BgC @ (self.b_S + self.B_T @ c)))
+        return v_free, self._to_v(None, w, c)
+
+    def equilibrium_free(self, g) -> np.ndarray:
+        """Free equilibrium at ``g``, shape (N,)."""
+        g = np.asarray(g, dtype=float)
+        LFF, Bg = self._laplacian_blocks(g)
+        return self._to_v(np.linalg.solve(LFF, -(Bg @ self.b_S)), None)
+
+    def _to_v(self, u, w, c=None) -> np.ndarray:
+        v = self._v_template.copy()
+        if u is not None:
+            v[self.free_nodes] = u
+        if w is not None:
+            v[self.clamped_nodes] = w
+            v[self.task.target_index] = c
+        return v
+
+    # -- state ----------------------------------------------------------------
+    def init(self, g) -> OdeState:
+        """Both twins in equilibrium at ``g`` (the relaxation with ``gamma_l = 0``, to its end)."""
+        g = self.check_g(g)
+        vf, vc = self.equilibrium(g)
+        return OdeState(0.0, g, vf, vc)
+
+    def state(self, g, v_free, v_clamped, t: float = 0.0) -> OdeState:
+        """A state with given voltages; sources and clamped targets are overwritten."""
+        g = self.check_g(g)
+        vf = np.array(v_free, dtype=float)
+        vc = np.array(v_clamped, dtype=float)
+        vf[self.task.source_index] = self.task.source_voltage
+        vc[self.task.source_index] = self.task.source_voltage
+        vc[self.task.target_index] = self.clamp(vf)
+        return OdeState(float(t), g, vf, vc)
+
+    def check_g(self, g) -> np.ndarray:
+        """Conductances broadcast to shape (E,), checked finite and > 0."""
+        g = np.broadcast_to(np.asarray(g, dtype=float), (self.E,)).copy()
+        if not np.all(np.isfinite(g)) or np.any(g <= 0):
+            raise ConfigError(f"conductances `g` must be finite and > 0, got range [{g.min()}, {g.max()}]")
+        return g
+
+    def pack(self, state: OdeState) -> np.ndarray:
+        return np.concatenate([state.g, state.v_free[self.free_nodes], state.v_clamped[self.clamped_nodes]])
+
+    def unpack(self, x: np.ndarray, t: float = 0.0) -> OdeState:
+        g, u, w = np.split(np.asarray(x), [self.E, self.E + self.nF])
+        vf = self._to_v(u, None)
+        return OdeState(float(t), g.copy(), vf, self._to_v(None, w, self.clamp(vf)))
+
+    # -- equations ------------------------------------------------------------
+    def _parts(self, x):
+        E, nF = self.E, self.nF
+        g, u, w = x[:E], x[E:E + nF], x[E + nF:]
+        c = (1.0 - self.eta) * u[self.tpos] + self.eta * self.V_T
+        dvF = self.B_F @ u + self.b_S
+        dvC = self.B_C @ w + self.B_T @ c + self.b_S
+        return g, dvF, dvC
+
+    def _raw_dg(self, x, gamma_l):
+        _, dvF, dvC = self._parts(x)
+        return gamma_l / (2.0 * self.eta) * (dvF * dvF - dvC * dvC)
+
+    def rhs(self, t, x, gamma_l: float, gamma_p: float, frozen=None) -> np.ndarray:
+        """``dx/dt`` of ``x = (g, u, w)``, shape (E + nF + nC,); edges in ``frozen`` (E,) hold their g."""
+        g, dvF, dvC = self._parts(x)
+        du = -gamma_p * (self.B_F.T @ (g * dvF))
+        dw = -gamma_p * (self.B_C.T @ (g * dvC))
+        if self.Minv_F is not None:
+            du = self.Minv_F @ du
+            dw = self.Minv_C @ dw - (1.0 - self.eta) * (self.P @ du[self.tpos])
+        dg = gamma_l / (2.0 * self.eta) * (dvF * dvF - dvC * dvC)
+        if frozen is not None:
+            dg[frozen] = 0.0
+        return np.concatenate([dg, du, dw])
+
+    def jac(self, t, x, gamma_l: float, gamma_p: float, frozen=None) -> np.ndarray:
+        """Analytic Jacobian of :meth:`rhs`, dense, shape (n, n)."""
+        g, dvF, dvC = self._parts(x)
+        E, nF, nC, eta = self.E, self.nF, self.nC, self.eta
+        n = E + nF + nC
+        J = np.zeros((n, n))
+        sg, su, sw = slice(0, E), slice(E, E + nF), slice(E + nF, n)
+        dC_du = np.zeros((E, nF))  # d dvC / du (through the clamps)
+        dC_du[:, self.tpos] = (1.0 - eta) * self.B_T
+        k = gamma_l / eta
+        J[sg, su] = k * (dvF[:, None] * self.B_F - dvC[:, None] * dC_du)
+        J[sg, sw] = -k * dvC[:, None] * self.B_C
+        if frozen is not None:
+            J[np.flatnonzero(frozen)] = 0.0
+        BgF = self.B_F.T * g
+        BgC = self.B_C.T * g
+        Jug = -gamma_p * self.B_F.T * dvF
+        Juu = -gamma_p * BgF @ self.B_F
+        Jwg = -gamma_p * self.B_C.T * dvC
+        Jwu = -gamma_p * BgC @ dC_du
+        Jww = -gamma_p * BgC @ self.B_C
+        if self.Minv_F is not None:
+            Jug, Juu = self.Minv_F @ Jug, self.Minv_F @ Juu
+            Jwg, Jwu, Jww = self.Minv_C @ Jwg, self.Minv_C @ Jwu, self.Minv_C @ Jww
+            PT = (1.0 - eta) * self.P
+            Jwg = Jwg - PT @ Jug[self.tpos]
+            Jwu = Jwu - PT @ Juu[self.tpos]
+        J[su, sg], J[su, su] = Jug, Juu
+        J[sw, sg], J[sw, su], J[sw, sw] = Jwg, Jwu, Jww
+        return J
+
+    def integrate(self, state: OdeState, t_eval, *, gamma_l: float = 1.0, gamma_p: float = 1.0,
+                  rtol: float = 1e-8, atol: float = 1e-11, method: str = "LSODA") -> list[OdeState]:
+        """Integrate from ``state`` and return the states at the times ``t_eval`` (increasing, > state.t).
+
+        ``gamma_l = 0`` freezes the conductances: plain RC relaxation.
+        ``method`` is any of scipy's ``solve_ivp`` methods; the implicit ones
+        get the analytic Jacobian.
+        """
+        gamma_l, gamma_p = float(gamma_l), float(gamma_p)
+        sol = integrate_floored(self.rhs, self.pack(state), state.t, t_eval, n_g=self.E, g_floor=self.g_floor,
+                                raw_rate=lambda x: self._raw_dg(x, gamma_l), args=(gamma_l, gamma_p),
+                                jac=self.jac, method=method, rtol=rtol, atol=atol, learning=gamma_l > 0)
+        self.nfev, self.n_events = sol.nfev, sol.n_events
+        return [self.unpack(sol.y[:, i], sol.t[i]) for i in range(sol.t.size)]
+
+
+@dataclass(frozen=True)
+class FlooredSolution:
+    """Result of :func:`integrate_floored`: ``y`` (n, len(t)) at the times ``t``; counters."""
+
+    t: np.ndarray
+    y: np.ndarray
+    nfev: int
+    n_events: int
+
+
+def _frozen(x, n_g: int, g_floor: float, rate: np.ndarray) -> np.ndarray:
+    """Edges held at the floor: at it (to rounding) and pushed further down (beyond rounding)."""
+    at_floor = x[:n_g] <= g_floor * (1 + 1e-9) + 1e-300
+    return at_floor & (rate < -1e-12 * max(float(np.max(np.abs(rate))), 1e-300))
+
+
+def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, raw_rate, args=(), jac=None,
+                      method: str = "LSODA", rtol: float = 1e-8, atol: float = 1e-11,
+                      learning: bool = True, release_rate: float = 1e-7,
+                      max_events: int = 100_000) -> FlooredSolution:
+    """Integrate ``dx/dt = fun(t, x, *args, frozen)`` whose first ``n_g`` entries are conductances kept >= ``g_floor``.
+
+    The floor makes the system piecewise smooth. An edge that reaches the
+    floor while pushed down is held there (a terminal event ends the
+    segment) until its rate ``raw_rate(x)`` (shape (n_g,)) exceeds
+    ``release_rate`` (another event); the integrator restarts at each event,
+    so each segment is smooth and keeps the solver's order. The small release
+    threshold stops chattering where an edge's optimum sits on the floor
+    (its rate hovers around zero); it delays a release by at most the time the
+    rate takes to grow from 0 to ``release_rate``.
+
+    Parameters
+    ----------
+    fun, jac : callables ``(t, x, *args, frozen)``; ``jac`` is used by implicit methods.
+    x0 : ndarray, shape (n,)
+    t0 : float
+    t_eval : array, increasing, all > t0
+    """
+    t_eval = np.asarray(t_eval, dtype=float)
+    if t_eval.ndim != 1 or t_eval.size == 0 or np.any(np.diff(t_eval) <= 0) or t_eval[0] <= t0:
+        raise ConfigError("`t_eval` must be increasing times after the start time")
+    kw = {"jac": jac} if jac is not None and method not in ("RK45", "RK23", "DOP853") else {}
+    x, t, t_end = np.array(x0, dtype=float), float(t0), float(t_eval[-1])
+    ys, ts, nfev, n_events = [], [], 0, 0
+    frozen = _frozen(x, n_g, g_floor, raw_rate(x)) if learning else np.zeros(n_g, bool)
+    while True:
+        x[:n_g][frozen] = g_floor
+        active = ~frozen
+
+        def hit(t, y, *a):  # an active edge reaches the floor
+            return float(np.min(y[:n_g][active]) - g_floor) if active.any() else 1.0
+
+        def release(t, y, *a):  # a held edge is pushed up again
+            return float(np.max(raw_rate(y)[frozen])) - release_rate if frozen.any() else -1.0
+
+        hit.terminal, hit.direction = True, -1
+        release.terminal, release.direction = True, 1
+        sol = solve_ivp(fun, (t, t_end), x, method=method, t_eval=t_eval[t_eval > t], rtol=rtol, atol=atol,
+                        events=[hit, release] if learning else None, args=(*args, frozen), **kw)
+        nfev += sol.nfev
+        if sol.status < 0:
+            raise SpicelearnError(f"the ODE integration failed at t = {sol.t[-1] if sol.t.size else t}: "
+                                  f"{sol.message}")
+        ys.append(np.reshape(sol.y, (x.size, -1)))
+        ts.append(sol.t)
+        if sol.status == 0:
+            break
+        n_events += 1
+        if n_events > max_events:
+            raise SpicelearnError(f"more than {max_events} conductances reached or left the floor "
+                                  f"`g_floor`={g_floor!r} before t = {t_end}; lower the floor or `rtol`")
+        kind = min((e[0], i) for i, e in enumerate(sol.t_events) if e.size)[1]
+        t, x = float(sol.t_events[kind][0]), np.array(sol.y_events[kind][0])
+        # hysteresis: the edge that caused the event changes side, whatever rounding says
+        frozen = frozen.copy()
+        if kind == 0:
+            frozen[np.flatnonzero(active)[np.argmin(x[:n_g][active])]] = True
+        else:
+            frozen[np.flatnonzero(frozen)[np.argmax(raw_rate(x)[frozen])]] = False
+    return FlooredSolution(np.concatenate(ts), np.concatenate(ys, axis=1), nfev, n_events)
+
+
+def _record(model: OdeModel, states: list[OdeState]):
+    """Arrays of the run file from the states at integer steps."""
+    g = np.array([s.g for s in states])
+    vf = np.array([s.v_free for s in states])
+    vc = np.array([s.v_clamped for s in states])
+    mse = model.task.mse(vf)
+    mse_eq = np.array([model.task.mse(model.equilibrium_free(gi)) for gi in g])
+    return g, vf, vc, mse, mse_eq
+
+
+def _setup(network, task, network_seed: int):
+    net = network if isinstance(network, CompiledNetwork) else load_network(network, network_seed=network_seed)
+    task_obj: Task = load_task(task, net)
+    return net, task_obj, task_obj.bind(net)
+
+
+def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 3000,
+              capacitance_model: str = "global", g0=1.0, g_floor: float = 1e-6, rtol: float = 1e-8,
+              atol: float = 1e-11, method: str = "auto", network_seed: int = 0) -> xr.Dataset:
+    """Continuous coupled learning of the paper (Eq. 3), integrated in time.
+
+    Parameters
+    ----------
+    network : str, path, networkx.Graph or CompiledNetwork
+    task : Task, dict, str (JSON path, ``random:MS,MT,SEED``)
+    R : float
+        Scaled learning rate ``gamma_l / gamma_p`` (> 0); time unit = one
+        training step (``gamma_l = 1``, ``gamma_p = 1 / R``).
+    eta : float
+        Nudge, in (0, 1].
+    steps : int
+        Training steps (time units) to integrate; records at t = 1 .. steps.
+    capacitance_model : {"global", "per_edge"}
+    g0 : float or array (E,)
+        Initial conductances.
+    g_floor : float
+        Lower bound of the conductances.
+    rtol, atol : float
+        Tolerances of the integrator.
+    method : str
+        scipy ``solve_ivp`` method (``LSODA``, ``BDF``, ``Radau``, ``RK45``...), or ``auto``:
+        LSODA below ``R = AUTO_STIFF_BELOW_R``, RK45 above.
+    network_seed : int
+
+    Returns
+    -------
+    xarray.Dataset
+        The run file of DESIGN.md section 4 with ``conductance (step, edge)``;
+        ``time`` in training steps (step k is recorded at t = k + 1).
+    """
+    from ..cosim import make_dataset
+
+    R, eta, steps = check_R(R), check_eta(eta), check_steps(steps)
+    if method == "auto":
+        method = "LSODA" if R < AUTO_STIFF_BELOW_R else "RK45"
+    net, task_obj, bound = _setup(network, task, network_seed)
+    model = OdeModel(net, bound, eta=eta, capacitance_model=capacitance_model, g_floor=g_floor)
+    s0 = model.init(g0)
+    mse0 = float(bound.mse(s0.v_free))
+    t = np.arange(1, steps + 1, dtype=float)
+    states = model.integrate(s0, t, gamma_l=1.0, gamma_p=1.0 / R, rtol=rtol, atol=atol, method=method)
+    g, vf, vc, mse, mse_eq = _record(model, states)
+    attrs = dict(capacitance_model=capacitance_model, R=R, gamma_l=1.0, gamma_p=1.0 / R, eta=eta,
+                 rule="continuous", g0=float(np.mean(g0)), g_floor=g_floor, rtol=rtol, atol=atol,
+                 method=method, network_seed=network_seed)
+    return make_dataset(net, task_obj, None, backend="ode", seed=None, mse=mse, mse_eq=mse_eq, v_free=vf,
+                        v_clamped=vc, mse0=mse0, time=t, conductance=g, extra_attrs=attrs)
+
+
+def cli_train(args) -> int:
+    """``spicelearn train --backend ode``: the argparse namespace of ``spicelearn.cli``."""
+    from ..runfile import save_run
+
+    if args.rule not in (None, "continuous"):
+        raise ConfigError(f"`--rule`={args.rule!r}: the ode backend runs the continuous rule only; "
+                          "omit `--rule` or give `continuous`")
+    if args.gamma_l is not None:
+        raise ConfigError("`--gamma-l` does not apply to the ode backend (time is in training steps, "
+                          "gamma_l = 1); give `--R`")
+    if getattr(args, "noise", 0.0) or getattr(args, "offset", 0.0):
+        raise ConfigError("`--noise` and `--offset` are comparator settings of the hardware backends; "
+                          "the ode backend has no comparators")
+    if getattr(args, "capacitance", None) is not None:
+        raise ConfigError("`--capacitance` does not apply to the ode backend (dimensionless units); give `--R`")
+    ds = train_ode(args.network, args.task, R=args.R if args.R is not None else DEFAULTS["R"],
+                   eta=args.eta if args.eta is not None else DEFAULTS["eta"], steps=args.steps,
+                   capacitance_model=args.capacitance_model or DEFAULTS["capacitance_model"],
+                   network_seed=args.network_seed)
+    save_run(ds, args.out)
+    if not args.quiet:
+        print(f"wrote {args.out}")
+    return 0

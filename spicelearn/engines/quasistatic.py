@@ -1,0 +1,86 @@
+"""The quasistatic limit R -> 0 of the ``ode`` engine: learning on equilibrium states only.
+
+The voltages of both twins are their equilibria at the current conductances
+(the clamps nudged from the free equilibrium), so only the conductances move:
+
+    dg/dt = gamma_l / (2 eta) (dv_F*^2 - dv_C*^2) = -gamma_l dC/dg |_clamps fixed,
+
+with the same floor as the ``ode`` engine. Time is in training steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ..checks import check_eta, check_steps
+from .ode import OdeModel, OdeState, _record, _setup, integrate_floored
+
+__all__ = ["QuasistaticModel", "train_quasistatic"]
+
+
+class QuasistaticModel:
+    """Coupled learning on equilibrium states (see module docstring).
+
+    Parameters
+    ----------
+    network : CompiledNetwork
+    task : BoundTask
+    eta : float
+    g_floor : float
+    """
+
+    def __init__(self, network, task, eta: float = 1e-3, g_floor: float = 1e-6):
+        self.ode = OdeModel(network, task, eta=eta, capacitance_model="global", g_floor=g_floor)
+        self.task, self.eta, self.g_floor = task, self.ode.eta, self.ode.g_floor
+        self.equilibrium_free = self.ode.equilibrium_free
+
+    def rate(self, g, gamma_l: float = 1.0) -> np.ndarray:
+        """``dg/dt`` without the floor, shape (E,)."""
+        vf, vc = self.ode.equilibrium(g)
+        B = self.ode.network.incidence
+        dvF, dvC = B @ vf, B @ vc
+        return gamma_l / (2.0 * self.eta) * (dvF * dvF - dvC * dvC)
+
+    def rhs(self, t, g, gamma_l: float, frozen) -> np.ndarray:
+        dg = self.rate(g, gamma_l)
+        dg[frozen] = 0.0
+        return dg
+
+    def integrate(self, g0, t_eval, *, gamma_l: float = 1.0, rtol: float = 1e-8, atol: float = 1e-11,
+                  method: str = "RK45") -> list[OdeState]:
+        """Equilibrium states at the times ``t_eval`` (> 0), starting at ``g0`` at t = 0."""
+        g0 = self.ode.init(g0).g
+        sol = integrate_floored(self.rhs, g0, 0.0, t_eval, n_g=g0.size, g_floor=self.g_floor,
+                                raw_rate=lambda g: self.rate(g, gamma_l), args=(float(gamma_l),),
+                                method=method, rtol=rtol, atol=atol)
+        self.nfev, self.n_events = sol.nfev, sol.n_events
+        out = []
+        for i, t in enumerate(sol.t):
+            vf, vc = self.ode.equilibrium(sol.y[:, i])
+            out.append(OdeState(float(t), sol.y[:, i].copy(), vf, vc))
+        return out
+
+
+def train_quasistatic(network, task, *, eta: float = 1e-3, steps: int = 3000, g0=1.0, g_floor: float = 1e-6,
+                      rtol: float = 1e-8, atol: float = 1e-11, method: str = "RK45",
+                      network_seed: int = 0) -> xr.Dataset:
+    """Coupled learning in the quasistatic limit; same run file as :func:`~spicelearn.engines.ode.train_ode`.
+
+    ``mse`` equals ``mse_eq`` here (the voltages are always in equilibrium);
+    ``R`` is recorded as 0.
+    """
+    from ..cosim import make_dataset
+
+    eta, steps = check_eta(eta), check_steps(steps)
+    net, task_obj, bound = _setup(network, task, network_seed)
+    model = QuasistaticModel(net, bound, eta=eta, g_floor=g_floor)
+    mse0 = float(bound.mse(model.equilibrium_free(model.ode.init(g0).g)))
+    t = np.arange(1, steps + 1, dtype=float)
+    g, vf, vc, mse, mse_eq = _record(model, model.integrate(g0, t, rtol=rtol, atol=atol, method=method))
+    attrs = dict(capacitance_model="none (equilibrium)", R=0.0, gamma_l=1.0, eta=eta, rule="continuous",
+                 g0=float(np.mean(g0)), g_floor=g_floor, rtol=rtol, atol=atol, method=method,
+                 network_seed=network_seed)
+    ds = make_dataset(net, task_obj, None, backend="quasistatic", seed=None, mse=mse, mse_eq=mse_eq,
+                      v_free=vf, v_clamped=vc, mse0=mse0, time=t, conductance=g, extra_attrs=attrs)
+    return ds
