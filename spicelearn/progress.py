@@ -7,7 +7,7 @@ import time
 
 
 class Progress:
-    """Report ``done/total`` steps with rate and time left, once the run has lasted ``delay`` s.
+    """Report ``done/total`` steps (or other ``unit``) with rate and time left, once the run has lasted ``delay`` s.
 
     Parameters
     ----------
@@ -18,12 +18,14 @@ class Progress:
         Seconds before the bar first appears; short runs stay silent.
     """
 
-    def __init__(self, total: int, label: str = "train", enabled: bool = True, delay: float = 1.0, stream=None):
-        self.total, self.label, self.enabled, self.delay = total, label, enabled, delay
+    def __init__(self, total: int, label: str = "train", enabled: bool = True, delay: float = 1.0, stream=None,
+                 unit: str = "steps"):
+        self.total, self.label, self.enabled, self.delay, self.unit = total, label, enabled, delay, unit
         self.stream = stream or sys.stderr
         self.t0 = time.perf_counter()
         self._last = 0.0
         self._shown = False
+        self._done = -1
 
     def update(self, done: int) -> None:
         if not self.enabled:
@@ -32,18 +34,19 @@ class Progress:
         elapsed = now - self.t0
         if elapsed < self.delay or (now - self._last < 0.2 and done < self.total):
             return
-        self._last = now
+        self._last, self._done = now, done
         rate = done / elapsed if elapsed > 0 else 0.0
         left = (self.total - done) / rate if rate > 0 else float("nan")
         width = 30
         fill = int(width * done / max(self.total, 1))
         self.stream.write(f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
-                          f"{rate:,.0f} steps/s, {elapsed:.1f} s, {left:.1f} s left ")
+                          f"{rate:,.3g} {self.unit}/s, {elapsed:.1f} s, {left:.1f} s left ")
         self.stream.flush()
         self._shown = True
 
     def close(self) -> None:
         if self._shown:
-            self.update(self.total)
+            if self._done != self.total:
+                self.update(self.total)
             self.stream.write("\n")
             self.stream.flush()

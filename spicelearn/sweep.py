@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 import xarray as xr
 
 from .errors import ConfigError
+from .progress import Progress
 
 __all__ = ["run_summary", "sweep", "task_is_feasible"]
 
@@ -68,9 +70,11 @@ def _call(kw):
 
 
 def sweep(R_values, task_seeds, *, ms: int, mt: int, steps: int, processes: int | None = None,
-          quasistatic: bool = False, network: str = "delaunay64", network_seed: int = 0) -> xr.Dataset:
+          quasistatic: bool = False, network: str = "delaunay64", network_seed: int = 0,
+          progress: bool = True) -> xr.Dataset:
     """Run every (R, task seed) pair; return a Dataset with dims (R, task, step).
 
+    A progress bar on stderr follows sweeps that last over a second.
     Variables: ``mse_eq``, ``mse`` (R, task, step) normalised; ``tau``,
     ``frequency`` (R, task); ``eig`` (R, task, rank). With ``quasistatic``
     the R axis holds one value, 0.
@@ -82,11 +86,15 @@ def sweep(R_values, task_seeds, *, ms: int, mt: int, steps: int, processes: int 
     jobs = [dict(R=R, ms=ms, mt=mt, task_seed=s, steps=steps, network=network, network_seed=network_seed,
                  quasistatic=quasistatic) for R in R_values for s in task_seeds]
     processes = processes or min(os.cpu_count() or 1, len(jobs))
-    if processes > 1:
-        with ProcessPoolExecutor(processes) as pool:
-            out = list(pool.map(_call, jobs, chunksize=1))
-    else:
-        out = [_call(j) for j in jobs]
+    bar = Progress(len(jobs), label=f"sweep M_S={ms}, M_T={mt}", enabled=progress, unit="runs")
+    out = []
+    try:
+        with ProcessPoolExecutor(processes) if processes > 1 else nullcontext() as pool:
+            for result in (pool.map(_call, jobs, chunksize=1) if pool else map(_call, jobs)):
+                out.append(result)
+                bar.update(len(out))
+    finally:
+        bar.close()
     shape = (len(R_values), len(task_seeds))
 
     def stack(key):
