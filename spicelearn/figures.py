@@ -116,6 +116,28 @@ def _curves(cfg: FigureConfig, ms: int, with_qs: bool):
     return ds, qs
 
 
+def _grid(cfg: FigureConfig, out_dir: str):
+    """The R x task sweep of Fig. 2 c-d and Fig. 3 (M_S = 10, M_T = 3), cached in ``out_dir``.
+
+    Both figures read the same sweep; the first writes it to
+    ``sweep_ms10_<tasks>tasks_<steps>steps.nc``, the second reuses it when its R grid matches.
+    """
+    import xarray as xr
+
+    from .sweep import sweep
+
+    path = os.path.join(out_dir, f"sweep_ms10_{cfg.tasks}tasks_{cfg.steps}steps.nc")
+    if os.path.exists(path):
+        cached = xr.load_dataset(path)
+        if np.array_equal(cached.R.values, np.asarray(cfg.R_grid)):
+            print(f"reusing the sweep in {path}")
+            return cached
+    grid = sweep(cfg.R_grid, range(cfg.tasks), ms=10, mt=3, steps=cfg.steps, processes=cfg.processes)
+    os.makedirs(out_dir, exist_ok=True)
+    grid.to_netcdf(path)
+    return grid
+
+
 def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
     """Fig. 2: a-b error curves (M_S = 5, M_T = 3); c final error and d tau against R (M_S = 10, M_T = 3)."""
     import matplotlib
@@ -124,10 +146,8 @@ def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
     import matplotlib.pyplot as plt
     import xarray as xr
 
-    from .sweep import sweep
-
     curves, qs = _curves(cfg, 5, True)
-    grid_all = sweep(cfg.R_grid, range(cfg.tasks), ms=10, mt=3, steps=cfg.steps, processes=cfg.processes)
+    grid_all = _grid(cfg, out_dir)
     grid, n_ok = _feasible(grid_all)
     fig, axes = plt.subplots(1, 4, figsize=(17, 4))
     _curves_panel(axes[0], curves, "mse_eq", False, qs)
@@ -180,9 +200,7 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .sweep import sweep
-
-    grid_all = sweep(cfg.R_grid, range(cfg.tasks), ms=10, mt=3, steps=cfg.steps, processes=cfg.processes)
+    grid_all = _grid(cfg, out_dir)
     grid, n_ok = _feasible(grid_all)
     R = grid.R.values
     freq_real = grid.frequency.values * R[:, None]  # cycles per 1/gamma_p
