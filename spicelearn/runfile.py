@@ -25,6 +25,9 @@ def save_run(ds: xr.Dataset, path) -> None:
     os.close(fd)
     try:
         ds.to_netcdf(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a run file gets the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -41,6 +41,14 @@ def test_flipped_rule_does_not_learn():
     assert tail_ratio(bad) > 0.5 and tail_ratio(bad) > 100 * tail_ratio(good)
 
 
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_run_file_contents(tmp_path):
     from spicelearn.runfile import load_run, save_run
 
@@ -60,6 +68,7 @@ def test_run_file_contents(tmp_path):
     assert ds.attrs["R"] == pytest.approx(1.0) and ds.attrs["comparator_noise"] == 0.01
     path = tmp_path / "run.nc"
     save_run(ds, path)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
     back = load_run(path)
     np.testing.assert_array_equal(back["position"].values, ds["position"].values)
     assert back.attrs["spicelearn_version"] and back.attrs["network"] == "lab16"
