@@ -7,7 +7,7 @@ quantity; resistance and conductance are derived from it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -155,9 +155,6 @@ class Hardware:
         if c.shape != (n_edges,):
             raise ConfigError(f"`capacitance` has {c.size} values but the network has {n_edges} edges")
         return c
-
-    def replace(self, **changes) -> "Hardware":
-        return replace(self, **changes)
 
     def attrs(self) -> dict:
         """Flat parameter dictionary for run-file attributes."""

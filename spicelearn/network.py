@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterable
 
 import networkx as nx
 import numpy as np
@@ -83,12 +82,11 @@ class CompiledNetwork:
         B = self.incidence
         return B.T @ (np.asarray(weights, dtype=float)[:, None] * B)
 
-    def components(self, exclude: Iterable[int] = ()) -> list:
-        """Connected components (lists of node indices) after removing ``exclude``."""
+    def components(self) -> list:
+        """Connected components, as sorted lists of node indices."""
         g = nx.Graph()
-        skip = set(exclude)
-        g.add_nodes_from(i for i in range(self.n_nodes) if i not in skip)
-        g.add_edges_from((a, b) for a, b in self.edge_nodes if a not in skip and b not in skip)
+        g.add_nodes_from(range(self.n_nodes))
+        g.add_edges_from(map(tuple, self.edge_nodes))
         return [sorted(c) for c in nx.connected_components(g)]
 
     def to_graph(self) -> nx.Graph:
