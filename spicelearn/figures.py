@@ -60,13 +60,26 @@ def _split_fits(R, y):
     return out
 
 
-def _geo_mean(a, axis):
-    """Geometric mean over tasks that reached the quantity (NaN if fewer than half did)."""
+def _geo_mean(a, axis, failed=None):
+    """Geometric mean over tasks that reached the quantity (NaN if fewer than half of the runs that did not
+    fail did)."""
     a = np.asarray(a, dtype=float)
     ok = np.isfinite(a) & (a > 0)
+    ran = np.ones_like(ok) if failed is None else ~np.asarray(failed)
     with np.errstate(divide="ignore", invalid="ignore"):
         m = np.exp(np.nansum(np.where(ok, np.log(np.where(ok, a, 1.0)), 0.0), axis=axis) / ok.sum(axis=axis))
-    return np.where(ok.sum(axis=axis) * 2 >= a.shape[axis], m, np.nan)
+    return np.where(ok.sum(axis=axis) * 2 >= ran.sum(axis=axis), m, np.nan)
+
+
+def _failed(grid):
+    """(R, task) mask of the runs of a sweep that failed (none in sweeps saved before ``error`` existed)."""
+    if "error" not in grid:
+        return np.zeros((grid.sizes["R"], grid.sizes["task"]), bool)
+    return np.array([[bool(e) for e in row] for row in grid.error.values])
+
+
+def _failed_note(failed) -> str:
+    return f"; {int(failed.sum())} failed runs left out" if failed.any() else ""
 
 
 def _feasible(grid):
@@ -149,6 +162,7 @@ def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
     curves, qs = _curves(cfg, 5, True)
     grid_all = _grid(cfg, out_dir)
     grid, n_ok = _feasible(grid_all)
+    failed = _failed(grid)
     fig, axes = plt.subplots(1, 4, figsize=(17, 4))
     _curves_panel(axes[0], curves, "mse_eq", False, qs)
     _curves_panel(axes[1], curves, "mse_eq", True)
@@ -158,9 +172,9 @@ def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
     q1, med, q3 = np.nanpercentile(final, [25, 50, 75], axis=1)
     axes[2].errorbar(R, med, yerr=[med - q1, q3 - med], fmt="o-", ms=4, capsize=2)
     axes[2].set(xscale="log", yscale="log", xlabel="R", ylabel=f"MSE* / MSE*(0) after {cfg.steps} steps",
-                title=f"median and quartiles, {n_ok} reachable of {cfg.tasks} tasks")
+                title=f"median and quartiles, {n_ok} reachable of {cfg.tasks} tasks{_failed_note(failed)}")
     tau_real = _real_time(R[:, None], grid.tau.values)
-    t_mean = _geo_mean(tau_real, axis=1)
+    t_mean = _geo_mean(tau_real, axis=1, failed=failed)
     axes[3].loglog(R, t_mean, "o", ms=4)
     fits = _split_fits(R, t_mean)
     lines = _draw_fits(axes[3], fits, R.min(), R.max(), "τ")
@@ -203,8 +217,9 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
     grid_all = _grid(cfg, out_dir)
     grid, n_ok = _feasible(grid_all)
     R = grid.R.values
+    failed = _failed(grid)
     freq_real = grid.frequency.values * R[:, None]  # cycles per 1/gamma_p
-    f_mean = _geo_mean(freq_real, axis=1)
+    f_mean = _geo_mean(freq_real, axis=1, failed=failed)
     n_osc = np.isfinite(freq_real).sum(axis=1)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     axes[0].loglog(R, f_mean, "o", ms=4)
@@ -223,7 +238,7 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
     fits_e = _split_fits(R, np.nanmedian(eig[:, :, 0], axis=1))
     lines += _draw_fits(axes[1], fits_e, R.min(), R.max(), "λ1")
     axes[1].set(xlabel="R", ylabel="top eigenvalues of ∂²C/∂G² (median)",
-                title=f"(b) after {cfg.steps} steps, {n_ok} reachable tasks")
+                title=f"(b) after {cfg.steps} steps, {n_ok} reachable tasks{_failed_note(failed)}")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     png = os.path.join(out_dir, "fig3.png")

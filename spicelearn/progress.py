@@ -25,15 +25,20 @@ class Progress:
         self.t0 = time.perf_counter()
         self._last = 0.0
         self._shown = False
-        self._done = -1
+        self._done = -1  # count last drawn
+        self._count = 0  # count last reported
 
     def update(self, done: int) -> None:
+        self._count = done
         if not self.enabled:
             return
         now = time.perf_counter()
-        elapsed = now - self.t0
-        if elapsed < self.delay or (now - self._last < 0.2 and done < self.total):
+        if now - self.t0 < self.delay or (now - self._last < 0.2 and done < self.total):
             return
+        self._draw(done, now)
+
+    def _draw(self, done: int, now: float) -> None:
+        elapsed = now - self.t0
         self._last, self._done = now, done
         rate = done / elapsed if elapsed > 0 else 0.0
         left = (self.total - done) / rate if rate > 0 else float("nan")
@@ -45,8 +50,9 @@ class Progress:
         self._shown = True
 
     def close(self) -> None:
+        """End the bar's line, showing the last reported count (not the total: a run may stop early)."""
         if self._shown:
-            if self._done != self.total:
-                self.update(self.total)
+            if self._done != self._count:
+                self._draw(self._count, time.perf_counter())
             self.stream.write("\n")
             self.stream.flush()

@@ -8,13 +8,14 @@ processes or the order in which they finish.
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
 import xarray as xr
 
-from .errors import ConfigError
+from .errors import ConfigError, SpicelearnError
 from .progress import Progress
 
 __all__ = ["run_summary", "sweep", "task_is_feasible"]
@@ -66,7 +67,16 @@ def task_is_feasible(network: str, network_seed: int, ms: int, mt: int, task_see
 
 
 def _call(kw):
-    return run_summary(**kw)
+    """One run of a sweep; a run that fails with a :class:`SpicelearnError` gives its message instead."""
+    try:
+        return run_summary(**kw)
+    except SpicelearnError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _failed_like(template: dict) -> dict:
+    """NaN results shaped like a successful run's."""
+    return {k: np.full(np.shape(v), np.nan) for k, v in template.items()}
 
 
 def sweep(R_values, task_seeds, *, ms: int, mt: int, steps: int, processes: int | None = None,
@@ -76,8 +86,10 @@ def sweep(R_values, task_seeds, *, ms: int, mt: int, steps: int, processes: int 
 
     A progress bar on stderr follows sweeps that last over a second.
     Variables: ``mse_eq``, ``mse`` (R, task, step) normalised; ``tau``,
-    ``frequency`` (R, task); ``eig`` (R, task, rank). With ``quasistatic``
-    the R axis holds one value, 0.
+    ``frequency`` (R, task); ``eig`` (R, task, rank); ``error`` (R, task),
+    the message of a run that failed ("" for the others, whose results are
+    NaN). Failed runs are listed on stderr; the sweep goes on without them.
+    With ``quasistatic`` the R axis holds one value, 0.
     """
     R_values = [0.0] if quasistatic else [float(r) for r in R_values]
     task_seeds = [int(s) for s in task_seeds]
@@ -96,6 +108,15 @@ def sweep(R_values, task_seeds, *, ms: int, mt: int, steps: int, processes: int 
     finally:
         bar.close()
     shape = (len(R_values), len(task_seeds))
+    errors = [o if isinstance(o, str) else "" for o in out]
+    good = [o for o in out if not isinstance(o, str)]
+    if not good:
+        raise SpicelearnError(f"every run of the sweep failed; the first: {errors[0]}")
+    out = [o if not isinstance(o, str) else _failed_like(good[0]) for o in out]
+    failed = [(job, e) for job, e in zip(jobs, errors) if e]
+    for job, e in failed:
+        print(f"sweep: run R={job['R']:g}, task {job['task_seed']} failed and is left out (NaN): {e}",
+              file=sys.stderr)
 
     def stack(key):
         return np.array([o[key] for o in out]).reshape(*shape, *np.shape(out[0][key]))
@@ -103,7 +124,8 @@ def sweep(R_values, task_seeds, *, ms: int, mt: int, steps: int, processes: int 
     ds = xr.Dataset(
         {"mse_eq": (("R", "task", "step"), stack("mse_eq")), "mse": (("R", "task", "step"), stack("mse")),
          "tau": (("R", "task"), stack("tau")), "frequency": (("R", "task"), stack("frequency")),
-         "eig": (("R", "task", "rank"), stack("eig"))},
+         "eig": (("R", "task", "rank"), stack("eig")),
+         "error": (("R", "task"), np.array(errors, dtype=object).reshape(shape))},
         coords={"R": R_values, "task": task_seeds, "step": np.arange(steps), "time_steps": ("step", np.arange(1, steps + 1))},
         attrs=dict(network=network, network_seed=network_seed, M_S=ms, M_T=mt, steps=steps, eta=1e-3,
                    tau_threshold=1e-6),

@@ -62,3 +62,41 @@ def test_fig3_quick(tmp_path):
     ds = xr.open_dataset(tmp_path / "fig3.nc")
     assert ds.eig.dims == ("R", "task", "rank")
     assert np.all(ds.eig.values[:, :, 0] >= ds.eig.values[:, :, 1])
+
+
+def test_a_failed_run_is_recorded_and_the_sweep_goes_on(monkeypatch, capsys):
+    import spicelearn.sweep as sw
+    from spicelearn.errors import SpicelearnError
+
+    real = sw.run_summary
+
+    def flaky(**kw):
+        if kw["R"] == 10.0 and kw["task_seed"] == 1:
+            raise SpicelearnError("conductances chatter at the floor")
+        return real(**kw)
+
+    monkeypatch.setattr(sw, "run_summary", flaky)
+    ds = sweep([1.0, 10.0], [0, 1], ms=5, mt=3, steps=40, processes=1, progress=False)
+    assert ds.error.values[1, 1] == "SpicelearnError: conductances chatter at the floor"
+    assert [e for e in ds.error.values.ravel() if e] == [ds.error.values[1, 1]]
+    assert np.isnan(ds.mse_eq.values[1, 1]).all() and np.isfinite(ds.mse_eq.values[0]).all()
+    assert "run R=10, task 1 failed" in capsys.readouterr().err
+    # a failed run is left out of the geometric mean's quorum, not counted as "never reached"
+    a = np.array([[1.0, 100.0, np.nan]])
+    np.testing.assert_allclose(_geo_mean(a, axis=1, failed=np.array([[False, False, True]])), [10.0])
+    monkeypatch.setattr(sw, "run_summary", lambda **kw: flaky(R=10.0, task_seed=1))
+    with pytest.raises(SpicelearnError, match="every run of the sweep failed"):
+        sweep([10.0], [1], ms=5, mt=3, steps=40, processes=1, progress=False)
+
+
+def test_progress_bar_ends_at_the_last_count(capsys):
+    import io
+
+    from spicelearn.progress import Progress
+
+    out = io.StringIO()
+    bar = Progress(10, label="x", delay=0.0, stream=out)
+    bar.update(3)
+    bar.update(4)  # within 0.2 s of the last draw: not drawn yet
+    bar.close()  # a run that stopped early shows where it stopped, not 10/10
+    assert " 4/10 " in out.getvalue().splitlines()[-1].split("\r")[-1] and "10/10" not in out.getvalue()
