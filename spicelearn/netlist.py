@@ -31,17 +31,23 @@ from .network import CompiledNetwork
 from .task import BoundTask
 
 __all__ = ["Netlist", "NetlistState", "compile_netlist", "clamp_pulse", "spice_node_names", "export_state",
-           "standalone_netlist", "RAMP", "MINBREAK", "TOLERANCES", "register_cli"]
+           "standalone_netlist", "RAMP", "MINBREAK", "TOLERANCES", "ABSTOL_VOLTS", "simulator_options", "register_cli"]
 
 #: Simulator options per capacitance model, tuned for 1e-5 V agreement with the exact engine
 #: (volts, amperes, coulombs). Per-edge capacitors couple nodes, and a clamp step makes their
-#: currents jump: the trapezoidal rule rings on that, Gear (orders up to 6) does not. With
-#: capacitors to ground the trapezoidal rule is as accurate and twice as fast.
+#: currents jump: the trapezoidal rule rings on that, Gear does not (ngspice's Gear never goes
+#: beyond order 2, whatever ``maxord`` says). With capacitors to ground the trapezoidal rule is as
+#: accurate and twice as fast. ``abstol`` is set per circuit by :func:`simulator_options`.
 TOLERANCES = {
-    "per_edge": {"reltol": 1e-7, "abstol": 1e-12, "vntol": 1e-9, "chgtol": 1e-16, "trtol": 1,
-                 "method": "gear", "maxord": 6},
-    "global": {"reltol": 1e-7, "abstol": 1e-12, "vntol": 1e-9, "chgtol": 1e-16, "trtol": 1, "method": "trap"},
+    "per_edge": {"reltol": 1e-7, "vntol": 1e-9, "chgtol": 1e-16, "trtol": 1, "method": "gear"},
+    "global": {"reltol": 1e-7, "vntol": 1e-9, "chgtol": 1e-16, "trtol": 1, "method": "trap"},
 }
+
+#: ngspice's absolute current tolerance, as the voltage it moves on the capacitance in one clock
+#: period. Its truncation-error test is relative to each capacitor's own charge, with ``abstol``
+#: as the floor: a fixed 1e-12 A made edges with almost no voltage across them set tiny steps as
+#: learning spread the time constants (up to 370 points per tick); this scale halves that.
+ABSTOL_VOLTS = 1e-7
 
 #: Rise time of a clamp step as a fraction of the clock period: short enough that the
 #: resistors move no charge during it, long enough for the integrator to resolve it.
@@ -110,6 +116,12 @@ class Netlist:
     def write(self, path) -> None:
         with open(path, "w") as fh:
             fh.write(self.text)
+
+
+def simulator_options(hardware: Hardware, period: float) -> dict:
+    """ngspice ``.options`` for a circuit of ``hardware`` clocked every ``period`` seconds."""
+    return {**TOLERANCES[hardware.capacitance_model],
+            "abstol": _fmt(ABSTOL_VOLTS * hardware.capacitance / period), "minbreak": _fmt(MINBREAK * period)}
 
 
 def clamp_pulse(old: float, new: float, start: float, ramp: float, period: float) -> str:
@@ -183,8 +195,7 @@ def compile_netlist(network: CompiledNetwork, task: BoundTask, hardware: Hardwar
     v_clamped[task.source_index] = task.source_voltage
     ic = [f"v({n})={_fmt(v)}" for n, v in zip(fn + cn, np.concatenate([v_free, v_clamped]))]
     lines += [".ic " + " ".join(ic[i:i + 8]) for i in range(0, len(ic), 8)]
-    lines.append(".options " + " ".join(f"{k}={v}" for k, v in TOLERANCES[hardware.capacitance_model].items())
-                 + f" minbreak={_fmt(MINBREAK * state.duration)}")
+    lines.append(".options " + " ".join(f"{k}={v}" for k, v in simulator_options(hardware, state.duration).items()))
     lines.append(tran or f".tran {_fmt(state.duration / 100)} {_fmt(state.duration)} uic")
     lines += list(extra)
     lines.append(".end")

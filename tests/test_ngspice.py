@@ -175,6 +175,17 @@ def test_failed_transient_surfaces_ngspice_lines():
     s.reset()
 
 
+def test_a_rejected_alter_in_a_batch_is_an_error():
+    s = ngspice()
+    s.load("* ok\nv1 a 0 dc 1\nr1 a b 1k\nc1 b 0 1u\n.tran 1m 2m\n.end\n")
+    s.commands(["alter r1 = 2000", "alter @r1[resistance] = 3000"])
+    with pytest.raises(SpiceError, match=r"(?s)ngspice rejected one of 2 commands.*no such device or model name rnope"):
+        s.commands(["alter r1 = 2000", "alter rnope = 5"])
+    with pytest.raises(SpiceError, match="no such parameter nonsense"):
+        s.commands(["alter @r1[nonsense] = 3"])
+    s.reset()
+
+
 def test_missing_vector_is_an_error_not_a_crash():
     s = ngspice()
     s.load("* ok\nv1 a 0 dc 1\nr1 a b 1k\nc1 b 0 1u\n.tran 1m 2m\n.end\n")

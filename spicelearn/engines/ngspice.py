@@ -84,6 +84,17 @@ class _Session:
             raise SpiceError(f"ngspice command `{text[:80]}` failed:\n" + _report(out))
         return out
 
+    def commands(self, texts) -> None:
+        """Run many commands that print nothing when they work (``alter``); check ngspice's lines once."""
+        del self.lines[:]
+        run = self.lib.ngSpice_Command
+        for text in texts:
+            if run(text.encode("ascii")):
+                raise SpiceError(f"ngspice command `{text[:80]}` failed:\n" + _report(self.lines))
+        if any(_is_error(ln) for ln in self.lines):
+            raise SpiceError(f"ngspice rejected one of {len(texts)} commands such as `{texts[0][:80]}`:\n"
+                             + _report(self.lines))
+
     def load(self, text: str) -> None:
         """Load a netlist (``ngSpice_Circ``); raise :class:`SpiceError` with ngspice's lines if it does not parse."""
         ffi = self.ffi
@@ -322,16 +333,15 @@ class NgspiceEngine:
     def _continue(self, state: NgspiceState, clamp: np.ndarray) -> None:
         s, nl = self.session, self.netlist
         changed = np.flatnonzero(state.positions != self._positions)
-        r = self.hardware.pot.resistance(state.positions)
-        for j in changed:
-            rj = float(r[j])
-            s.command(f"alter {nl.free_resistors[j]} = {rj!r}")
-            s.command(f"alter {nl.clamped_resistors[j]} = {rj!r}")
+        r = self.hardware.pot.resistance(state.positions).tolist()
+        fr, cr = nl.free_resistors, nl.clamped_resistors
+        texts = [f"alter {names[j]} = {r[j]!r}" for j in changed.tolist() for names in (fr, cr)]
         self._positions = np.array(state.positions)
         t0 = self._time  # the ramp spans exactly [this stop, the next breakpoint]
         t1 = (self._tick * self._duration + RAMP * self._duration) * (1 - _EARLY)
-        for name, old, new in zip(nl.clamp_sources, state.clamp, clamp):
-            s.command(f"alter @{name}[pulse] = [ {clamp_pulse(old, new, t0, t1 - t0, self._duration)} ]")
+        texts += [f"alter @{name}[pulse] = [ {clamp_pulse(old, new, t0, t1 - t0, self._duration)} ]"
+                  for name, old, new in zip(nl.clamp_sources, state.clamp, clamp)]
+        s.commands(texts)
         self._run("resume")
         self._run("resume")
 
