@@ -137,17 +137,21 @@ def _grid(cfg: FigureConfig, out_dir: str):
     """
     import xarray as xr
 
-    from .sweep import sweep
+    from .runfile import save_run
+    from .sweep import retry_failed, sweep
 
     path = os.path.join(out_dir, f"sweep_ms10_{cfg.tasks}tasks_{cfg.steps}steps.nc")
     if os.path.exists(path):
         cached = xr.load_dataset(path)
         if np.array_equal(cached.R.values, np.asarray(cfg.R_grid)):
             print(f"reusing the sweep in {path}")
-            return cached
+            grid = retry_failed(cached, processes=cfg.processes)
+            if grid is not cached:
+                save_run(grid, path)
+            return grid
     grid = sweep(cfg.R_grid, range(cfg.tasks), ms=10, mt=3, steps=cfg.steps, processes=cfg.processes)
     os.makedirs(out_dir, exist_ok=True)
-    grid.to_netcdf(path)
+    save_run(grid, path)
     return grid
 
 
@@ -158,6 +162,8 @@ def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import xarray as xr
+
+    from .runfile import save_run
 
     curves, qs = _curves(cfg, 5, True)
     grid_all = _grid(cfg, out_dir)
@@ -194,7 +200,7 @@ def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
                        "tau_real_mean": ("R", t_mean)})
     data.attrs.update(_fit_attrs("tau", fits))
     nc = os.path.join(out_dir, "fig2.nc")
-    data.to_netcdf(nc)
+    save_run(data, nc)
     return [png, nc, *lines]
 
 
@@ -213,6 +219,8 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .runfile import save_run
 
     grid_all = _grid(cfg, out_dir)
     grid, n_ok = _feasible(grid_all)
@@ -248,7 +256,7 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
         frequency_real=(("R", "task"), grid_all.frequency.values * R[:, None]))
     data.attrs.update({**_fit_attrs("frequency", fits_f), **_fit_attrs("eig1", fits_e)})
     nc = os.path.join(out_dir, "fig3.nc")
-    data.to_netcdf(nc)
+    save_run(data, nc)
     return [png, nc, *lines]
 
 
@@ -258,6 +266,8 @@ def fig5(cfg: FigureConfig, out_dir: str) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .runfile import save_run
 
     curves, _ = _curves(cfg, 5, False)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
@@ -271,7 +281,7 @@ def fig5(cfg: FigureConfig, out_dir: str) -> list[str]:
     fig.savefig(png, dpi=120)
     plt.close(fig)
     nc = os.path.join(out_dir, "fig5.nc")
-    curves.drop_vars(["eig"]).to_netcdf(nc)
+    save_run(curves.drop_vars(["eig"]), nc)
     peak = float(curves.mse.max())
     return [png, nc, f"largest nonequilibrium error / MSE*(0): {peak:.3g}"]
 

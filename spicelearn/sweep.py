@@ -79,6 +79,50 @@ def _failed_like(template: dict) -> dict:
     return {k: np.full(np.shape(v), np.nan) for k, v in template.items()}
 
 
+def _run_jobs(jobs: list, processes: int | None, label: str, progress: bool) -> list:
+    """Results of :func:`_call` for each job, in order, with a progress bar; failures listed on stderr."""
+    processes = processes or min(os.cpu_count() or 1, len(jobs))
+    bar = Progress(len(jobs), label=label, enabled=progress, unit="runs")
+    out = []
+    try:
+        with ProcessPoolExecutor(processes) if processes > 1 else nullcontext() as pool:
+            for result in (pool.map(_call, jobs, chunksize=1) if pool else map(_call, jobs)):
+                out.append(result)
+                bar.update(len(out))
+    finally:
+        bar.close()
+    for job, o in zip(jobs, out):
+        if isinstance(o, str):
+            print(f"sweep: run R={job['R']:g}, task {job['task_seed']} failed and is left out (NaN): {o}",
+                  file=sys.stderr)
+    return out
+
+
+def retry_failed(ds: xr.Dataset, processes: int | None = None, progress: bool = True) -> xr.Dataset:
+    """A copy of a sweep with its failed runs (non-empty ``error``) run again; the others are kept.
+
+    Runs are pure functions of their parameters, so this finishes a sweep
+    whose failures were fixed (or were transient) without redoing it.
+    """
+    if "error" not in ds or not any(ds.error.values.ravel()):
+        return ds
+    a = ds.attrs
+    pairs = [(i, j) for i in range(ds.sizes["R"]) for j in range(ds.sizes["task"]) if ds.error.values[i, j]]
+    jobs = [dict(R=float(ds.R.values[i]), ms=int(a["M_S"]), mt=int(a["M_T"]), task_seed=int(ds.task.values[j]),
+                 steps=int(a["steps"]), network=a["network"], network_seed=int(a["network_seed"]),
+                 quasistatic=bool(ds.R.values[i] == 0)) for i, j in pairs]
+    out = _run_jobs(jobs, processes, f"retrying {len(jobs)} failed runs", progress)
+    new = ds.copy(deep=True)
+    for (i, j), o in zip(pairs, out):
+        if isinstance(o, str):
+            new["error"].values[i, j] = o
+            continue
+        for key in ("mse_eq", "mse", "tau", "frequency", "eig"):
+            new[key].values[i, j] = o[key]
+        new["error"].values[i, j] = ""
+    return new
+
+
 def sweep(R_values, task_seeds, *, ms: int, mt: int, steps: int, processes: int | None = None,
           quasistatic: bool = False, network: str = "delaunay64", network_seed: int = 0,
           progress: bool = True) -> xr.Dataset:
@@ -97,26 +141,13 @@ def sweep(R_values, task_seeds, *, ms: int, mt: int, steps: int, processes: int 
         raise ConfigError("a sweep needs at least one R and one task")
     jobs = [dict(R=R, ms=ms, mt=mt, task_seed=s, steps=steps, network=network, network_seed=network_seed,
                  quasistatic=quasistatic) for R in R_values for s in task_seeds]
-    processes = processes or min(os.cpu_count() or 1, len(jobs))
-    bar = Progress(len(jobs), label=f"sweep M_S={ms}, M_T={mt}", enabled=progress, unit="runs")
-    out = []
-    try:
-        with ProcessPoolExecutor(processes) if processes > 1 else nullcontext() as pool:
-            for result in (pool.map(_call, jobs, chunksize=1) if pool else map(_call, jobs)):
-                out.append(result)
-                bar.update(len(out))
-    finally:
-        bar.close()
+    out = _run_jobs(jobs, processes, f"sweep M_S={ms}, M_T={mt}", progress)
     shape = (len(R_values), len(task_seeds))
     errors = [o if isinstance(o, str) else "" for o in out]
     good = [o for o in out if not isinstance(o, str)]
     if not good:
         raise SpicelearnError(f"every run of the sweep failed; the first: {errors[0]}")
     out = [o if not isinstance(o, str) else _failed_like(good[0]) for o in out]
-    failed = [(job, e) for job, e in zip(jobs, errors) if e]
-    for job, e in failed:
-        print(f"sweep: run R={job['R']:g}, task {job['task_seed']} failed and is left out (NaN): {e}",
-              file=sys.stderr)
 
     def stack(key):
         return np.array([o[key] for o in out]).reshape(*shape, *np.shape(out[0][key]))

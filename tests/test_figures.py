@@ -100,3 +100,28 @@ def test_progress_bar_ends_at_the_last_count(capsys):
     bar.update(4)  # within 0.2 s of the last draw: not drawn yet
     bar.close()  # a run that stopped early shows where it stopped, not 10/10
     assert " 4/10 " in out.getvalue().splitlines()[-1].split("\r")[-1] and "10/10" not in out.getvalue()
+
+
+def test_retry_failed_reruns_only_the_failed_runs(monkeypatch):
+    import spicelearn.sweep as sw
+    from spicelearn.errors import SpicelearnError
+
+    real = sw.run_summary
+    calls = []
+
+    def flaky(**kw):
+        calls.append((kw["R"], kw["task_seed"]))
+        if kw["R"] == 10.0 and kw["task_seed"] == 0:
+            raise SpicelearnError("transient trouble")
+        return real(**kw)
+
+    monkeypatch.setattr(sw, "run_summary", flaky)
+    ds = sweep([1.0, 10.0], [0, 1], ms=5, mt=3, steps=40, processes=1, progress=False)
+    monkeypatch.setattr(sw, "run_summary", lambda **kw: calls.append((kw["R"], kw["task_seed"])) or real(**kw))
+    calls.clear()
+    fixed = sw.retry_failed(ds, processes=1, progress=False)
+    assert calls == [(10.0, 0)]  # only the failed run ran again
+    assert ds.error.values[1, 0] and not any(fixed.error.values.ravel())  # the input is not modified
+    full = sweep([1.0, 10.0], [0, 1], ms=5, mt=3, steps=40, processes=1, progress=False)
+    xr.testing.assert_identical(fixed, full)
+    assert sw.retry_failed(full) is full
