@@ -11,6 +11,7 @@ from spicelearn.engines.ode import OdeModel, train_ode
 from spicelearn.engines.quasistatic import QuasistaticModel, train_quasistatic
 from spicelearn.errors import ConfigError, TaskError
 from spicelearn.hardware import R0, Hardware
+from spicelearn.network import load_network
 from spicelearn.runfile import load_run, tau
 from spicelearn.task import Task, load_task
 
@@ -205,3 +206,12 @@ def test_below_Rc_nonequilibrium_learning_matches_quasistatic_success(d64, seed)
         assert np.isfinite(tau(errs[R], 1.0, threshold=1e-6, window=1)), R
     t1, t2 = (tau(errs[R], 1.0, threshold=1e-3, window=10) for R in (0.01, 0.1))
     assert abs(t1 - t2) <= 0.1 * min(t1, t2)
+
+
+def test_a_released_edge_does_not_chatter_at_the_floor():
+    """Regression: at R = 464 this task released an edge whose solver error (below atol) sent it straight
+    back to the floor, an endless release-hit loop at one instant (100,000 events, then an error)."""
+    net = load_network("delaunay64")
+    ds = train_ode(net, "random:10,3,47", R=464.1588833612773, steps=3000)
+    assert np.all(ds.conductance.values >= 1e-6 * (1 - 1e-4))
+    assert np.isfinite(ds.mse_eq.values).all()

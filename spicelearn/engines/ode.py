@@ -315,7 +315,11 @@ def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, r
     so each segment is smooth and keeps the solver's order. The small release
     threshold stops chattering where an edge's optimum sits on the floor
     (its rate hovers around zero); it delays a release by at most the time the
-    rate takes to grow from 0 to ``release_rate``.
+    rate takes to grow from 0 to ``release_rate``. An edge counts as reaching
+    the floor ``atol`` below it: a just-released edge starts exactly on the
+    floor, rises at about ``release_rate``, and the solver's own error on it
+    (up to ``atol``) must not send it straight back (an endless release-hit
+    loop at one instant).
 
     Parameters
     ----------
@@ -335,8 +339,8 @@ def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, r
         x[:n_g][frozen] = g_floor
         active = ~frozen
 
-        def hit(t, y, *a):  # an active edge reaches the floor
-            return float(np.min(y[:n_g][active]) - g_floor) if active.any() else 1.0
+        def hit(t, y, *a):  # an active edge reaches the floor (to within the solver's error)
+            return float(np.min(y[:n_g][active]) - (g_floor - atol)) if active.any() else 1.0
 
         def release(t, y, *a):  # a held edge is pushed up again
             return float(np.max(raw_rate(y)[frozen])) - release_rate if frozen.any() else -1.0
