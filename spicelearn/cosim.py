@@ -133,6 +133,7 @@ def _loop(engine, bound, hw: Hardware, rule_fn, p: np.ndarray, steps: int, rng, 
         mse_eq[k] = d @ d
         if k % 64 == 0:
             bar.update(k)
+    bar.update(len(mse_eq))
     mse = np.sum((V_T - v_free[:, tgt]) ** 2, axis=1)
     return dict(position=position, mse=mse, mse_eq=mse_eq, v_free=v_free, v_clamped=v_clamped, mse0=float(d0 @ d0))
 

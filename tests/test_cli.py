@@ -95,5 +95,6 @@ def test_progress_bar_only_after_delay():
     loud = io.StringIO()
     bar = Progress(100, stream=loud, delay=0.0)
     bar.update(50)
+    bar.update(100)  # within 0.2 s of the last draw, but the last count is always drawn
     bar.close()
     assert "100/100" in loud.getvalue() and "steps/s" in loud.getvalue()
