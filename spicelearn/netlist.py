@@ -39,8 +39,8 @@ __all__ = ["Netlist", "NetlistState", "compile_netlist", "clamp_pulse", "spice_n
 #: beyond order 2, whatever ``maxord`` says). With capacitors to ground the trapezoidal rule is as
 #: accurate and twice as fast. ``abstol`` is set per circuit by :func:`simulator_options`.
 TOLERANCES = {
-    "per_edge": {"reltol": 1e-7, "vntol": 1e-9, "chgtol": 1e-16, "trtol": 3, "method": "gear"},
-    "global": {"reltol": 1e-7, "vntol": 1e-9, "chgtol": 1e-16, "trtol": 3, "method": "trap"},
+    "per_edge": {"reltol": 1e-7, "vntol": 1e-9, "chgtol": 1e-16, "trtol": 1, "method": "gear"},
+    "global": {"reltol": 1e-7, "vntol": 1e-9, "chgtol": 1e-16, "trtol": 1, "method": "trap"},
 }
 
 #: ngspice's absolute current tolerance, as the voltage it moves on the capacitance in one clock
