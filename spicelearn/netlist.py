@@ -220,7 +220,7 @@ def export_state(network: CompiledNetwork, task: BoundTask, hardware: Hardware, 
     clamp sources switch on to the eta-nudge of the free targets at t = 0.
     """
     from .cosim import initial_positions
-    from .engines.ngspice import NgspiceEngine
+    from .engines.exact import ExactEngine
 
     tgt, eta, V_T = task.target_index, hardware.eta, task.target_voltage
     if run is not None:
@@ -234,7 +234,7 @@ def export_state(network: CompiledNetwork, task: BoundTask, hardware: Hardware, 
             raise ConfigError(f"`--positions` run file has {v_free.shape[0]} nodes, the network {network.n_nodes}")
     else:
         p = initial_positions(network, hardware, positions)
-        v_free = NgspiceEngine.free_equilibrium(network, task, hardware, p)
+        v_free = ExactEngine(network, task, hardware).init(p).v_free
         v_clamped = v_free.copy()
     vt = v_free[tgt]
     return NetlistState(p, v_free, v_clamped, vt + eta * (V_T - vt), hardware.period)

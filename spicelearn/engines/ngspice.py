@@ -250,14 +250,6 @@ class NgspiceEngine:
             v[self.task.target_index] = clamp
         return v
 
-    @staticmethod
-    def free_equilibrium(network: CompiledNetwork, task: BoundTask, hardware: Hardware, positions) -> np.ndarray:
-        """Free-twin equilibrium voltages at ``positions``, shape (N,)."""
-        v = np.zeros(network.n_nodes)
-        v[task.source_index] = task.source_voltage
-        floating = np.setdiff1d(np.arange(network.n_nodes), task.source_index)
-        return equilibrium(network, hardware.pot.conductance(positions), floating, v)
-
     def equilibrium_free(self, state: NgspiceState) -> np.ndarray:
         """Free-twin equilibrium voltages at the state's resistances, shape (N,)."""
         return self._solve(self.hardware.pot.conductance(state.positions), self.free_floating, self._driven())
