@@ -71,13 +71,6 @@ def _geo_mean(a, axis, failed=None):
     return np.where(ok.sum(axis=axis) * 2 >= ran.sum(axis=axis), m, np.nan)
 
 
-def _failed(grid):
-    """(R, task) mask of the runs of a sweep that failed (none in sweeps saved before ``error`` existed)."""
-    if "error" not in grid:
-        return np.zeros((grid.sizes["R"], grid.sizes["task"]), bool)
-    return np.array([[bool(e) for e in row] for row in grid.error.values])
-
-
 def _failed_note(failed) -> str:
     return f"; {int(failed.sum())} failed runs left out" if failed.any() else ""
 
@@ -164,11 +157,12 @@ def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
     import xarray as xr
 
     from .runfile import save_run
+    from .sweep import failed_runs
 
     curves, qs = _curves(cfg, 5, True)
     grid_all = _grid(cfg, out_dir)
     grid, n_ok = _feasible(grid_all)
-    failed = _failed(grid)
+    failed = failed_runs(grid)
     fig, axes = plt.subplots(1, 4, figsize=(17, 4))
     _curves_panel(axes[0], curves, "mse_eq", False, qs)
     _curves_panel(axes[1], curves, "mse_eq", True)
@@ -221,11 +215,12 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     from .runfile import save_run
+    from .sweep import failed_runs
 
     grid_all = _grid(cfg, out_dir)
     grid, n_ok = _feasible(grid_all)
     R = grid.R.values
-    failed = _failed(grid)
+    failed = failed_runs(grid)
     freq_real = grid.frequency.values * R[:, None]  # cycles per 1/gamma_p
     f_mean = _geo_mean(freq_real, axis=1, failed=failed)
     n_osc = np.isfinite(freq_real).sum(axis=1)

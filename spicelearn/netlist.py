@@ -31,7 +31,8 @@ from .network import CompiledNetwork
 from .task import BoundTask
 
 __all__ = ["Netlist", "NetlistState", "compile_netlist", "clamp_pulse", "spice_node_names", "export_state",
-           "standalone_netlist", "RAMP", "MINBREAK", "TOLERANCES", "ABSTOL_VOLTS", "CHGTOL_VOLTS", "simulator_options", "register_cli"]
+           "standalone_netlist", "RAMP", "MINBREAK", "TOLERANCES", "ABSTOL_VOLTS", "CHGTOL_VOLTS",
+           "simulator_options", "register_cli"]
 
 #: Simulator options per capacitance model, tuned for 1e-5 V agreement with the exact engine
 #: (volts, amperes, coulombs). Per-edge capacitors couple nodes, and a clamp step makes their

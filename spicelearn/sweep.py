@@ -18,7 +18,11 @@ import xarray as xr
 from .errors import ConfigError, SpicelearnError
 from .progress import Progress
 
-__all__ = ["run_summary", "sweep", "task_is_feasible"]
+__all__ = ["run_summary", "sweep", "task_is_feasible", "failed_runs", "retry_failed"]
+
+#: What a sweep keeps of each run, with its dimensions.
+_RESULT_DIMS = {"mse_eq": ("R", "task", "step"), "mse": ("R", "task", "step"), "tau": ("R", "task"),
+                "frequency": ("R", "task"), "eig": ("R", "task", "rank")}
 
 
 def run_summary(R: float, ms: int, mt: int, task_seed: int, steps: int, network: str = "delaunay64",
@@ -98,26 +102,40 @@ def _run_jobs(jobs: list, processes: int | None, label: str, progress: bool) -> 
     return out
 
 
+def failed_runs(ds: xr.Dataset) -> np.ndarray:
+    """(R, task) mask of the runs of a sweep that failed (none in sweeps saved before ``error`` existed)."""
+    if "error" not in ds:
+        return np.zeros((ds.sizes["R"], ds.sizes["task"]), bool)
+    return ds.error.values.astype(str) != ""
+
+
+def _job(R: float, task_seed: int, *, ms: int, mt: int, steps: int, network: str, network_seed: int,
+         quasistatic: bool) -> dict:
+    """Keyword arguments of :func:`run_summary` for one run."""
+    return dict(R=float(R), ms=int(ms), mt=int(mt), task_seed=int(task_seed), steps=int(steps), network=network,
+                network_seed=int(network_seed), quasistatic=bool(quasistatic))
+
+
 def retry_failed(ds: xr.Dataset, processes: int | None = None, progress: bool = True) -> xr.Dataset:
     """A copy of a sweep with its failed runs (non-empty ``error``) run again; the others are kept.
 
     Runs are pure functions of their parameters, so this finishes a sweep
     whose failures were fixed (or were transient) without redoing it.
     """
-    if "error" not in ds or not any(ds.error.values.ravel()):
+    pairs = np.argwhere(failed_runs(ds))
+    if not pairs.size:
         return ds
     a = ds.attrs
-    pairs = [(i, j) for i in range(ds.sizes["R"]) for j in range(ds.sizes["task"]) if ds.error.values[i, j]]
-    jobs = [dict(R=float(ds.R.values[i]), ms=int(a["M_S"]), mt=int(a["M_T"]), task_seed=int(ds.task.values[j]),
-                 steps=int(a["steps"]), network=a["network"], network_seed=int(a["network_seed"]),
-                 quasistatic=bool(ds.R.values[i] == 0)) for i, j in pairs]
+    jobs = [_job(ds.R.values[i], ds.task.values[j], ms=a["M_S"], mt=a["M_T"], steps=a["steps"],
+                 network=a["network"], network_seed=a["network_seed"], quasistatic=a.get("quasistatic", 0))
+            for i, j in pairs]
     out = _run_jobs(jobs, processes, f"retrying {len(jobs)} failed runs", progress)
     new = ds.copy(deep=True)
     for (i, j), o in zip(pairs, out):
         if isinstance(o, str):
             new["error"].values[i, j] = o
             continue
-        for key in ("mse_eq", "mse", "tau", "frequency", "eig"):
+        for key in _RESULT_DIMS:
             new[key].values[i, j] = o[key]
         new["error"].values[i, j] = ""
     return new
@@ -139,8 +157,8 @@ def sweep(R_values, task_seeds, *, ms: int, mt: int, steps: int, processes: int 
     task_seeds = [int(s) for s in task_seeds]
     if not task_seeds or not R_values:
         raise ConfigError("a sweep needs at least one R and one task")
-    jobs = [dict(R=R, ms=ms, mt=mt, task_seed=s, steps=steps, network=network, network_seed=network_seed,
-                 quasistatic=quasistatic) for R in R_values for s in task_seeds]
+    jobs = [_job(R, s, ms=ms, mt=mt, steps=steps, network=network, network_seed=network_seed, quasistatic=quasistatic)
+            for R in R_values for s in task_seeds]
     out = _run_jobs(jobs, processes, f"sweep M_S={ms}, M_T={mt}", progress)
     shape = (len(R_values), len(task_seeds))
     errors = [o if isinstance(o, str) else "" for o in out]
@@ -153,13 +171,11 @@ def sweep(R_values, task_seeds, *, ms: int, mt: int, steps: int, processes: int 
         return np.array([o[key] for o in out]).reshape(*shape, *np.shape(out[0][key]))
 
     ds = xr.Dataset(
-        {"mse_eq": (("R", "task", "step"), stack("mse_eq")), "mse": (("R", "task", "step"), stack("mse")),
-         "tau": (("R", "task"), stack("tau")), "frequency": (("R", "task"), stack("frequency")),
-         "eig": (("R", "task", "rank"), stack("eig")),
+        {**{key: (dims, stack(key)) for key, dims in _RESULT_DIMS.items()},
          "error": (("R", "task"), np.array(errors, dtype=object).reshape(shape))},
         coords={"R": R_values, "task": task_seeds, "step": np.arange(steps), "time_steps": ("step", np.arange(1, steps + 1))},
         attrs=dict(network=network, network_seed=network_seed, M_S=ms, M_T=mt, steps=steps, eta=1e-3,
-                   tau_threshold=1e-6),
+                   tau_threshold=1e-6, quasistatic=int(quasistatic)),
     )
     ds["feasible"] = ("task", np.array([task_is_feasible(network, network_seed, ms, mt, s) for s in task_seeds]))
     ds["feasible"].attrs["long_name"] = "every V_T lies within [min V_S, max V_S] (maximum principle)"
