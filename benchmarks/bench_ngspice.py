@@ -5,13 +5,16 @@ One learning run with the ngspice engine; at ``--obvious`` ticks spread over it,
 ``Circuit(...).simulator().transient(...)`` rebuilt from scratch (in a child process: PySpice's
 simulator re-registers ngspice's callbacks). Prints medians of milliseconds per clock tick for
 
-* the ngspice engine (circuit loaded once per segment, per tick ``alter`` + ``resume``), over the
-  whole run and over the sampled ticks;
-* the obvious approach on the sampled ticks, and the speed-up tick by tick;
+* the ngspice engine's ``relax`` (circuits loaded once per segment, per tick ``alter`` +
+  ``resume``; the twins on two ngspice instances in two threads), wall clock and CPU time of
+  the process, over the whole run and over the sampled ticks; the whole learning-loop tick
+  (comparators and ``mse_eq`` too);
+* the same with both twins on one instance (``parallel=False``), a second run;
+* the obvious approach on the sampled ticks, and the speed-ups tick by tick;
 * the exact engine;
 
 and the resident-memory growth of the ngspice engine over the run. Ticks late in a run cost more
-than early ones (learning spreads the RC times, and ngspice takes more time points), so the two
+than early ones (learning spreads the RC times, and ngspice takes more time points), so the
 approaches are compared on the same ticks.
 
     .venv/bin/python benchmarks/bench_ngspice.py [--ticks 5000] [--obvious 30] [--model per_edge]
@@ -52,23 +55,25 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def learning_loop(backend: str, hw: Hardware, ticks: int, memory_after: int | None = None, sample=()):
+def learning_loop(backend: str, hw: Hardware, ticks: int, memory_after: int | None = None, sample=(), **options):
     """Per-tick seconds of the learning loop (relax, comparators, tick, equilibrium error) with one engine.
 
-    Returns the times (ticks,), the RSS growth after tick ``memory_after`` (MB) and, for each tick in
-    ``sample``, the arrays the tick started from: positions, v_free, v_clamped, clamp.
+    Returns a dict of per-tick seconds, shape (ticks,): ``relax`` (wall clock), ``relax_cpu`` (CPU
+    time of the process, all threads) and ``tick`` (the whole loop tick); ``growth``, the RSS
+    growth after tick ``memory_after`` (MB); and ``samples``, for each tick in ``sample``, the
+    arrays the tick started from: positions, v_free, v_clamped, clamp.
     """
     sample, samples = set(sample), []
     net = load_network(NETWORK)
     task = load_task(TASK, net).bind(net)
-    engine = get_engine(backend)(net, task, hw)
+    engine = get_engine(backend)(net, task, hw, **options)
     rule = comparator_rule(hw.rule)
     rng = np.random.default_rng(0)
     eu, ev = net.edge_nodes.T
     tgt, V_T = task.target_index, task.target_voltage
     p = np.full(net.n_edges, hw.pot.start)
     state = engine.init(p)
-    times, rss0 = np.empty(ticks), None
+    times, relax, relax_cpu, rss0 = np.empty(ticks), np.empty(ticks), np.empty(ticks), None
     for k in range(ticks):
         if k == memory_after:
             rss0 = rss_mb()
@@ -77,15 +82,16 @@ def learning_loop(backend: str, hw: Hardware, ticks: int, memory_after: int | No
         if k in sample:
             samples.append(dict(positions=p.copy(), v_free=state.v_free.copy(), v_clamped=state.v_clamped.copy(),
                                 clamp=clamp))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         state = engine.relax(state, clamp, hw.period)
+        relax[k], relax_cpu[k] = time.perf_counter() - t0, time.process_time() - c0
         vf, vc = state.v_free, state.v_clamped
         p = hw.pot.step(p, rule(vf[eu] - vf[ev], vc[eu] - vc[ev], hw.comparator, rng))
         state = engine.set_positions(state, p)
         engine.equilibrium_free(state)
         times[k] = time.perf_counter() - t0
     growth = None if rss0 is None else rss_mb() - rss0
-    return times, growth, samples
+    return dict(relax=relax, relax_cpu=relax_cpu, tick=times, growth=growth, samples=samples)
 
 
 def obvious(hw: Hardware, samples: list) -> dict:
@@ -153,29 +159,39 @@ def main() -> None:
         print(json.dumps(obvious(hw, samples)))
         return
 
-    t_exact, _, _ = learning_loop("exact", hw, 300)
+    t_exact = learning_loop("exact", hw, 300)["tick"]
     warm = min(200, args.ticks // 2)
     sampled = np.unique(np.linspace(1, args.ticks - 1, args.obvious).astype(int))
-    t_ng, growth, samples = learning_loop("ngspice", hw, args.ticks, memory_after=warm, sample=sampled)
+    par = learning_loop("ngspice", hw, args.ticks, memory_after=warm, sample=sampled)
+    one = learning_loop("ngspice", hw, args.ticks, parallel=False)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "samples.npz")
-        np.savez(path, n=len(samples), **{f"{k}_{i}": v for i, smp in enumerate(samples) for k, v in smp.items()})
+        np.savez(path, n=len(par["samples"]),
+                 **{f"{k}_{i}": v for i, smp in enumerate(par["samples"]) for k, v in smp.items()})
         child = subprocess.run([sys.executable, __file__, "--child-obvious", path, "--model", args.model,
                                 "--R", str(args.R)], capture_output=True, text=True, check=True)
     obv = json.loads(child.stdout.strip().splitlines()[-1])
-    t_obv, t_same = np.array(obv["times_s"]), t_ng[sampled]
-    ms = {"ngspice": 1e3 * np.median(t_ng), "same": 1e3 * np.median(t_same), "obvious": 1e3 * np.median(t_obv),
-          "exact": 1e3 * np.median(t_exact)}
-    print(f"{NETWORK}, task {TASK}, {args.model} c = 2.2 uF, R = {args.R}; medians of ms per clock tick")
-    print(f"  ngspice engine (alter + resume)      {ms['ngspice']:8.2f} ms/tick   ({args.ticks} ticks; target <= 6)")
-    print(f"  ngspice engine, sampled ticks        {ms['same']:8.2f} ms/tick   ({len(sampled)} ticks spread over the run)")
-    print(f"  PySpice circuit rebuilt, same ticks  {ms['obvious']:8.2f} ms/tick   "
+    t_obv = np.array(obv["times_s"])
+
+    def ms(t):
+        return 1e3 * np.median(t)
+
+    print(f"{NETWORK}, task {TASK}, {args.model} c = 2.2 uF, R = {args.R}; medians of ms per clock tick "
+          f"({args.ticks} ticks; sampled: {len(sampled)} ticks spread over the run)")
+    print(f"  ngspice engine, twins in parallel    {ms(par['relax']):8.2f} ms/tick   (CPU {ms(par['relax_cpu']):.2f} ms; "
+          f"sampled ticks {ms(par['relax'][sampled]):.2f}; target <= 6)")
+    print(f"    whole learning-loop tick           {ms(par['tick']):8.2f} ms/tick   (comparators and mse_eq too)")
+    print(f"  ngspice engine, one instance         {ms(one['relax']):8.2f} ms/tick   (CPU {ms(one['relax_cpu']):.2f} ms; "
+          f"parallel=False, a second run)")
+    print(f"  PySpice circuit rebuilt, same ticks  {ms(t_obv):8.2f} ms/tick   "
           f"(RSS +{obv['rss_growth_mb_per_tick']:.2f} MB/tick; max |dv_free - exact| {obv['max_free_dv_vs_exact']:.1e} V)")
-    print(f"  speed-up over the rebuilt circuit    {np.median(t_obv / t_same):8.1f} x   "
-          f"(median of tick-by-tick ratios; target >= 6)")
-    print(f"  exact engine                         {ms['exact']:8.2f} ms/tick   (300 ticks)")
-    print(f"  exact / ngspice time ratio           {ms['exact'] / ms['ngspice']:8.3f}")
-    print(f"  ngspice RSS growth over {args.ticks - warm} ticks  {growth:8.1f} MB     (target < 20)")
+    print(f"  speed-up over the rebuilt circuit    {np.median(t_obv / par['relax'][sampled]):8.1f} x   "
+          f"(median of tick-by-tick ratios; target >= 6; by CPU time "
+          f"{np.median(t_obv / par['relax_cpu'][sampled]):.1f} x)")
+    print(f"    one instance (medians)             {ms(t_obv) / ms(one['relax']):8.1f} x")
+    print(f"  exact engine                         {ms(t_exact):8.2f} ms/tick   (300 ticks, whole loop tick)")
+    print(f"  exact / ngspice time ratio           {ms(t_exact) / ms(par['tick']):8.3f}   (whole loop ticks)")
+    print(f"  ngspice RSS growth over {args.ticks - warm} ticks  {par['growth']:8.1f} MB     (target < 20)")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,24 @@ def test_netlist_has_both_twins_with_the_right_elements(model):
     assert re.search(r"^\.tran \S+ \S+ uic$", nl.text, re.M)
 
 
+@pytest.mark.parametrize("twins", ["f", "c"])
+def test_one_twin_alone_is_the_matching_part_of_the_two_twin_netlist(twins):
+    net, task, hw = _setup()
+    p = np.random.default_rng(1).integers(0, 128, net.n_edges)
+    v = np.linspace(-1, 1, net.n_nodes)
+    state = NetlistState(p, v, v, np.array([0.1, 0.2]), hw.period)
+    both = compile_netlist(net, task, hw, state)
+    one = compile_netlist(net, task, hw, state, twins=twins)
+    other = "c" if twins == "f" else "f"
+    circuit = [ln for ln in both.text.splitlines() if ln[:1] in "rcv" and not ln.startswith(("r" + other, "c" + other,
+                                                                                           "v" + other))]
+    assert [ln for ln in one.text.splitlines() if ln[:1] in "rcv"] == circuit
+    assert f"v({other}_" not in one.text  # no initial conditions of the other twin
+    assert bool(one.clamp_sources) == (twins == "c") and bool(one.free_resistors) == (twins == "f")
+    with pytest.raises(ConfigError, match="`twins` must be 'fc', 'f' or 'c', got 'x'"):
+        compile_netlist(net, task, hw, state, twins="x")
+
+
 def test_node_names_map_back_to_graph_ids_and_unsafe_ids_get_indices():
     g = nx.Graph()
     g.add_edges_from([("a", "B x"), ("B x", "c"), ("a", "c"), ("c", "n1")])

@@ -15,6 +15,7 @@ from spicelearn.errors import SpiceError
 from spicelearn.hardware import Hardware
 from spicelearn.network import load_network
 from spicelearn.replay import replay, replay_run
+from spicelearn.rules import comparator_rule
 from spicelearn.task import load_task
 
 pytest.importorskip("PySpice")
@@ -58,11 +59,9 @@ def test_replay_agrees_with_exact_engine_full_grid(name, model, c, R):
     assert res.max_error < TOL
 
 
-def _margin(ds, k):
-    """Smallest comparator margin ``min(|dv_F - dv_C|, |dv_F + dv_C|)`` per edge at step k, shape (E,)."""
-    net = load_network(ds.attrs["network"])
+def _margin(net, vf, vc):
+    """Smallest comparator margin ``min(|dv_F - dv_C|, |dv_F + dv_C|)`` per edge, shape (E,)."""
     eu, ev = net.edge_nodes.T
-    vf, vc = ds["v_free"].values[k], ds["v_clamped"].values[k]
     dvf, dvc = vf[eu] - vf[ev], vc[eu] - vc[ev]
     return np.minimum(np.abs(dvf - dvc), np.abs(dvf + dvc))
 
@@ -82,32 +81,50 @@ def test_free_running_training_takes_the_same_steps_full_grid(name, model, c, R)
     _same_steps(name, model, c, R)
 
 
-def _same_steps(name, model, c, R):
-    """Noise 0, 300 ticks: the same positions at every tick.
+def _same_steps(name, model, c, R, steps=300):
+    """Noise 0, 300 ticks: each engine's comparators decide from its own voltages; the same steps at every tick.
 
-    The comparators are exact, so the engines may part only on a tick where
-    some comparator's input is within 1e-6 V of its threshold (a tie that
-    1e-6 V voltage differences can break either way); after such a tick the
-    runs are different runs and are not compared further. Random start
-    positions avoid the exact ties of a uniform symmetric start (lab16 with
-    all pots at 63 has edges with dv_F = dv_C to the last bit).
+    The comparators are exact, so the engines may differ only on an edge whose
+    comparator input is within 1e-6 V of its threshold (a tie that 1e-6 V
+    voltage differences can break either way; once a run has learned its task,
+    clamped and free voltages differ by little more than that and ties are
+    common). Both engines then go on with the exact engine's positions, so every
+    tick is compared: a difference on an edge with a larger margin fails, and so
+    do voltages more than 1e-5 V apart.
+    Random start positions avoid the exact ties of a uniform symmetric start
+    (lab16 with all pots at 63 has edges with dv_F = dv_C to the last bit).
     """
     hw = Hardware.from_R(R, capacitance=c, capacitance_model=model)
-    start = np.random.default_rng(7).integers(40, 90, load_network(name).n_edges)
-    runs = [train(name, TASKS[name], hw, steps=300, backend=b, positions=start) for b in ("exact", "ngspice")]
-    pos = [r["position"].values for r in runs]
-    differ = np.flatnonzero((pos[0] != pos[1]).any(axis=1))
-    if differ.size:
-        k = differ[0]
-        edges = np.flatnonzero(pos[0][k] != pos[1][k])
-        assert _margin(runs[0], k)[edges].max() < 1e-6, f"positions part at step {k} on edges {edges}"
-        end = k
-    else:
-        end = 300
-    print(f"{name} {model}: identical positions for {end} of 300 ticks")
-    assert end >= 100
-    np.testing.assert_allclose(runs[1]["v_free"].values[:end], runs[0]["v_free"].values[:end], atol=TOL)
-    assert runs[1].attrs["backend"] == "ngspice"
+    net = load_network(name)
+    bound = load_task(TASKS[name], net).bind(net)
+    engines = (ExactEngine(net, bound, hw), get_engine("ngspice")(net, bound, hw))
+    rule = comparator_rule(hw.rule)
+    rngs = [np.random.default_rng(0) for _ in engines]
+    eu, ev = net.edge_nodes.T
+    tgt, V_T = bound.target_index, bound.target_voltage
+    p = np.random.default_rng(7).integers(40, 90, net.n_edges)
+    states = [e.init(p) for e in engines]
+    ties, moved = [], 0
+    for k in range(steps):
+        ups = []
+        for i, e in enumerate(engines):
+            vt = states[i].v_free[tgt]
+            states[i] = e.relax(states[i], vt + hw.eta * (V_T - vt), hw.period)
+            vf, vc = states[i].v_free, states[i].v_clamped
+            ups.append(rule(vf[eu] - vf[ev], vc[eu] - vc[ev], hw.comparator, rngs[i]))
+        a, b = states
+        assert np.abs(b.v_free - a.v_free).max() < TOL and np.abs(b.v_clamped - a.v_clamped).max() < TOL
+        differ = np.flatnonzero(ups[0] != ups[1])
+        if differ.size:
+            margin = _margin(net, a.v_free, a.v_clamped)[differ].max()
+            assert margin < 1e-6, f"tick {k}: the engines step edges {differ} apart at a margin of {margin:.1e} V"
+            ties.append(k)
+        new = hw.pot.step(p, ups[0])
+        moved += int((new != p).sum())
+        p = new
+        states = [e.set_positions(st, p) for e, st in zip(engines, states)]
+    print(f"{name} {model}: the same steps on {steps - len(ties)} of {steps} ticks (ties at {ties})")
+    assert moved > steps  # the pots did move
 
 
 def test_engine_interface_matches_exact():
@@ -184,6 +201,93 @@ def test_a_rejected_alter_in_a_batch_is_an_error():
     with pytest.raises(SpiceError, match="no such parameter nonsense"):
         s.commands(["alter @r1[nonsense] = 3"])
     s.reset()
+
+
+def test_many_alters_joined_into_command_lines_all_take_effect():
+    """200 alters go to ngspice as ';'-joined lines under its 1,023-character limit; every one counts."""
+    from spicelearn.engines.ngspice import _join
+
+    n = 200
+    texts = [f"alter r{j} = {100e3 + 0.5 * j!r}" for j in range(n)]
+    lines = list(_join(texts))
+    assert len(lines) > 1 and max(map(len, lines)) <= 1000
+    assert "; ".join(lines) == "; ".join(texts)  # all of them, in order
+    s = ngspice()
+    s.load("* parallel resistors\nv1 a 0 dc 1\n" + "".join(f"r{j} a b 1\n" for j in range(n)) + "rload b 0 1k\n.end\n")
+    s.commands(texts)
+    s.command("op")
+    s.check_vectors(["b"])
+    g = sum(1 / (100e3 + 0.5 * j) for j in range(n))
+    assert s.last_values([s.ffi.new("char[]", b"b")])[0] == pytest.approx(1e3 / (1e3 + 1 / g), rel=1e-9)
+    s.reset()
+
+
+def test_a_breakpoint_in_the_past_is_an_error():
+    s = ngspice()
+    s.load("* ok\nv1 a 0 dc 1\nr1 a b 1k\nc1 b 0 1u\n.tran 1m 2m uic\n.end\n")
+    s.command("stop when time >= 1e-3")
+    s.command("run", allow=("condition met", "pause requested", "simulation interrupted"))
+    s.breakpoint(1.5e-3)
+    with pytest.raises(SpiceError, match=r"cannot set a breakpoint at t = 0.0005 s"):
+        s.breakpoint(0.5e-3)
+    s.reset()
+
+
+def test_the_second_instance_is_independent():
+    a, b = ngspice(0), ngspice(1)
+    assert a.lib is not b.lib
+    a.load("* one\nv1 a 0 dc 1\nr1 a b 1k\nr2 b 0 1k\n.end\n")
+    b.load("* two\nv1 a 0 dc 1\nr1 a b 1k\nr2 b 0 3k\n.end\n")
+    a.command("op")
+    b.command("op")
+    name = [a.ffi.new("char[]", b"b")]
+    assert a.last_values(name)[0] == pytest.approx(0.5) and b.last_values(name)[0] == pytest.approx(0.75)
+    a.reset()
+    b.reset()
+
+
+def test_without_a_second_instance_the_twins_share_one_circuit(monkeypatch):
+    import spicelearn.engines.ngspice as ngs
+
+    net = load_network("lab16")
+    task = load_task("default", net).bind(net)
+    hw = Hardware.from_R(0.5, capacitance=2.2e-6)
+    assert NgspiceEngine(net, task, hw).parallel  # this platform loads the second instance
+    monkeypatch.delitem(ngs._SESSIONS, 1, raising=False)
+    monkeypatch.setattr(ngs, "_library_file", lambda: None)
+    with pytest.warns(RuntimeWarning, match="both twins on one ngspice instance"):
+        ng = NgspiceEngine(net, task, hw)
+    assert not ng.parallel
+    ex = ExactEngine(net, task, hw)
+    a, b = ex.init(np.full(16, 63)), ng.init(np.full(16, 63))
+    for p in np.random.default_rng(3).integers(40, 90, (20, 16)):
+        vt = a.v_free[task.target_index]
+        clamp = vt + hw.eta * (task.target_voltage - vt)
+        a, b = ex.relax(a, clamp, hw.period), ng.relax(b, clamp, hw.period)
+        assert np.abs(a.v_clamped - b.v_clamped).max() < TOL and np.abs(a.v_free - b.v_free).max() < TOL
+        a, b = ex.set_positions(a, p), ng.set_positions(b, p)
+
+
+def _relax_three_ticks(R):
+    net = load_network("lab16")
+    task = load_task("default", net).bind(net)
+    hw = Hardware.from_R(R, capacitance=2.2e-6)
+    ex, ng = ExactEngine(net, task, hw), NgspiceEngine(net, task, hw)
+    a, b = ex.init(np.full(16, 63)), ng.init(np.full(16, 63))
+    for k in range(3):
+        a, b = ex.relax(a, a.clamp + 0.01, hw.period), ng.relax(b, b.clamp + 0.01, hw.period)
+        a, b = ex.set_positions(a, np.full(16, 60 + k)), ng.set_positions(b, np.full(16, 60 + k))
+    return float(np.abs(a.v_clamped - b.v_clamped).max()), ng.parallel
+
+
+def test_a_forked_child_runs_the_engine_after_its_parent_did():
+    """The parent's worker thread does not exist in a forked child (a process pool on Linux)."""
+    import multiprocessing
+
+    assert _relax_three_ticks(0.5)[0] < TOL
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        err, parallel = pool.apply_async(_relax_three_ticks, (2.0,)).get(timeout=120)
+    assert err < TOL and parallel
 
 
 def test_missing_vector_is_an_error_not_a_crash():

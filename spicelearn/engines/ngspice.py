@@ -1,34 +1,51 @@
 """The ``ngspice`` engine: the transient between clock ticks computed by ngspice.
 
-ngspice runs in-process through PySpice's ``NgSpiceShared`` (one instance per
-process: ngspice keeps global state). The twin circuit of
-:mod:`spicelearn.netlist` is loaded once per *segment* of ``segment`` ticks with
-one ``.tran`` that runs through the whole segment; stops at every tick time
-``t_k`` and at ``t_k + ramp`` are registered before the run, because ngspice
-plants its breakpoints from the stop list when a run starts (a stop added
-after a ``resume`` is not hit exactly). Per tick the engine
+ngspice runs in-process through PySpice's ``NgSpiceShared``. ngspice keeps
+global state, so a process has at most two instances: the system library and,
+for the second twin, a private copy of it (loaded from a temporary copy of the
+file, which is deleted at once). By default the free twin runs on the copy in a
+worker thread while the clamped twin runs on the system library in the calling
+thread; the two are independent circuits between ticks, and ngspice releases
+the GIL. ``parallel=False`` (or a platform where the copy cannot be loaded)
+runs both twins in one circuit on one instance.
 
-1. ``alter``s the resistors whose pot moved and turns each clamp source's
+Each circuit of :mod:`spicelearn.netlist` is loaded once per *segment* of
+``segment`` ticks, with one ``.tran`` that runs through the whole segment.
+Per tick the engine
+
+1. ``alter``s the resistors whose pot moved (joined with ``;`` into command
+   lines below ngspice's 1,023-character limit) and turns each clamp source's
    ``pulse`` into a ramp from its old to its new value over ``[t_k, t_k + ramp]``
-   (a clamp step the integrator resolves; the floating nodes jump with charge
-   conserved; ``ramp`` is ``RAMP`` = 5e-5 clock periods);
-2. ``resume``s to ``t_k + ramp`` and on to ``t_{k+1}``;
+   (a clamp step the integrator resolves; the floating nodes jump with charge conserved; ``ramp`` is
+   ``RAMP`` = 5e-5 clock periods);
+2. plants breakpoints at the ramp's end and at the next tick
+   (``ngSpice_SetBkpt``), registers one ``stop when time >= t_{k+1}`` and
+   ``resume``s once;
 3. reads the last sample of every saved node vector.
 
-A met ``>=`` stop stays met, so each one is deleted once reached; ``minbreak``
-is tiny, because ngspice takes a time point within ``minbreak`` of a
-breakpoint for the breakpoint and would step past the tick. Only floating node
-voltages are saved, and a new segment starts (the circuit is reloaded with
-``.ic`` at the current voltages) every ``segment`` ticks, which bounds the
-memory of the saved vectors and ngspice's command history. Equilibria
-(``init``, ``equilibrium_free``) are linear solves in numpy.
+The first tick of a segment is a stop registered before ``run`` (ngspice plants
+a breakpoint at its parsed value then). A breakpoint is set at the tick itself
+and the stop a hair earlier: ngspice parses the stop's number to within a few
+ulps, and lands on a breakpoint to within a few ulps either side. ``minbreak``
+is tiny, because ngspice takes a time point within ``minbreak`` of a breakpoint
+for the breakpoint and would step past the tick. Only floating node voltages
+are saved, and a new segment starts (the circuits are reloaded with ``.ic`` at
+the current voltages) every ``segment`` ticks, which bounds the memory of the
+saved vectors and ngspice's command history. Equilibria (``init``,
+``equilibrium_free``) are linear solves in numpy.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
+import shutil
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -44,12 +61,21 @@ DEBIAN_PACKAGES = "ngspice libngspice0 libngspice0-dev"
 _TOKENS = itertools.count(1)
 #: Stops sit this fraction before the tick: ngspice lands on a breakpoint within a few ulps, either side.
 _EARLY = 1e-13
+#: ``ngSpice_Command`` keeps the first 1,023 characters of a line (PySpice's ``MAX_COMMAND_LENGTH``).
+_LINE = 1000
 
 
 class _Session:
-    """The process's ngspice: PySpice's shared-library binding plus captured output lines."""
+    """One ngspice instance: PySpice's shared-library binding plus captured output lines.
 
-    def __init__(self):
+    Parameters
+    ----------
+    copy_of : str, optional
+        Path of the ngspice library to load a private copy of (a second instance
+        with its own global state); default PySpice's library.
+    """
+
+    def __init__(self, copy_of: str | None = None):
         self.live = 0  # token of the engine state the loaded circuit is at (0: none)
         try:
             from PySpice.Spice.NgSpice.Shared import NgSpiceShared, ffi
@@ -63,8 +89,12 @@ class _Session:
                 lines.append(message)
                 return 0
 
+            if copy_of is not None:
+                def _load_library(self, verbose):  # PySpice's own would declare the C API to cffi twice
+                    self._ngspice_shared = _dlopen_copy(ffi, copy_of)
+
         try:
-            self.shared = _Shared(ngspice_id=0)
+            self.shared = _Shared(ngspice_id=0 if copy_of is None else 1)
         except OSError as exc:
             raise SpiceError(f"cannot load ngspice's shared library ({exc}); install the Debian packages "
                              f"{DEBIAN_PACKAGES} (`make system`), or set NGSPICE_LIBRARY_PATH") from None
@@ -85,15 +115,25 @@ class _Session:
         return out
 
     def commands(self, texts) -> None:
-        """Run many commands that print nothing when they work (``alter``); check ngspice's lines once."""
+        """Run many commands that print nothing when they work (``alter``); check ngspice's lines once.
+
+        The commands are joined with ``;`` into lines of at most ``_LINE`` characters: one
+        ``ngSpice_Command`` call per line instead of per command.
+        """
         del self.lines[:]
         run = self.lib.ngSpice_Command
-        for text in texts:
-            if run(text.encode("ascii")):
-                raise SpiceError(f"ngspice command `{text[:80]}` failed:\n" + _report(self.lines))
+        for line in _join(texts):
+            if run(line.encode("ascii")):
+                raise SpiceError(f"ngspice command line `{line[:80]}` failed:\n" + _report(self.lines))
         if any(_is_error(ln) for ln in self.lines):
             raise SpiceError(f"ngspice rejected one of {len(texts)} commands such as `{texts[0][:80]}`:\n"
                              + _report(self.lines))
+
+    def breakpoint(self, t: float) -> None:
+        """Plant a breakpoint at ``t`` seconds in the running transient (``ngSpice_SetBkpt``)."""
+        del self.lines[:]
+        if not self.lib.ngSpice_SetBkpt(t):
+            raise SpiceError(f"ngspice cannot set a breakpoint at t = {t!r} s:\n" + _report(self.lines))
 
     def load(self, text: str) -> None:
         """Load a netlist (``ngSpice_Circ``); raise :class:`SpiceError` with ngspice's lines if it does not parse."""
@@ -145,6 +185,44 @@ class _Session:
         del self.lines[:]
 
 
+def _join(texts, limit: int = _LINE):
+    """Commands joined with ``"; "`` into lines of at most ``limit`` characters (a longer command alone)."""
+    line = ""
+    for text in texts:
+        if line and len(line) + 2 + len(text) > limit:
+            yield line
+            line = text
+        else:
+            line = f"{line}; {text}" if line else text
+    if line:
+        yield line
+
+
+def _library_file() -> str | None:
+    """Path of the ngspice library this process has loaded (from ``/proc/self/maps``), or None."""
+    try:
+        with open("/proc/self/maps") as fh:
+            for row in fh:
+                parts = row.split(maxsplit=5)
+                if len(parts) == 6 and "libngspice" in os.path.basename(parts[5].strip()):
+                    return parts[5].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _dlopen_copy(ffi, path: str):
+    """Load a private copy of the library at ``path`` (its own globals: a second ngspice instance)."""
+    fd, tmp = tempfile.mkstemp(prefix="spicelearn-libngspice-", suffix=".so")
+    try:
+        with os.fdopen(fd, "wb") as dst, open(path, "rb") as src:
+            shutil.copyfileobj(src, dst)
+        flags = ffi.RTLD_NOW | ffi.RTLD_LOCAL | getattr(ffi, "RTLD_DEEPBIND", 0)
+        return ffi.dlopen(tmp, flags)
+    finally:
+        os.unlink(tmp)  # the mapping outlives the file
+
+
 def _strip(line: str) -> str:
     return line.partition(" ")[2] if line.startswith(("stdout ", "stderr ")) else line
 
@@ -175,15 +253,51 @@ def equilibrium(network: CompiledNetwork, g: np.ndarray, floating: np.ndarray, v
     return out
 
 
-_SESSION: _Session | None = None
+_SESSIONS: dict = {}
+_WORKER: ThreadPoolExecutor | None = None
 
 
-def ngspice() -> _Session:
-    """The process's ngspice session (created on first use)."""
-    global _SESSION
-    if _SESSION is None:
-        _SESSION = _Session()
-    return _SESSION
+def ngspice(instance: int = 0) -> _Session:
+    """The process's ngspice instance (created on first use).
+
+    ``instance`` 0 is PySpice's library; 1 is a private copy of it, for running the second twin
+    in parallel (raises :class:`SpiceError` where no copy can be loaded).
+    """
+    if instance not in (0, 1):
+        raise ConfigError(f"`instance` must be 0 or 1, got {instance!r}")
+    if instance not in _SESSIONS:
+        if instance == 0:
+            _SESSIONS[0] = _Session()
+        else:
+            ngspice(0)  # loaded first: the copy is made of the file the process loaded
+            path = _library_file()
+            if path is None:
+                raise SpiceError("cannot find the file of the loaded ngspice library to load a second instance")
+            try:
+                _SESSIONS[1] = _Session(copy_of=path)
+            except (OSError, SpiceError) as exc:
+                raise SpiceError(f"cannot load a second ngspice instance from a copy of {path}: {exc}") from None
+    return _SESSIONS[instance]
+
+
+def _worker() -> ThreadPoolExecutor:
+    """The thread that drives ngspice instance 1."""
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spicelearn-ngspice-1")
+    return _WORKER
+
+
+def _forget_worker() -> None:
+    """In a forked child: the parent's worker thread does not exist there (its executor would hang)."""
+    global _WORKER
+    _WORKER = None
+    for session in _SESSIONS.values():
+        session.live = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_worker)
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,6 +321,84 @@ class NgspiceState:
     token: int = 0
 
 
+class _Circuit:
+    """One loaded circuit on one ngspice instance: both twins (``"fc"``) or one (``"f"``, ``"c"``).
+
+    ``start`` loads a segment and runs to its first tick, ``advance`` applies a tick's
+    changes and resumes to the next; both return the floating-node voltages of each twin
+    the circuit holds, ``{"f": (n_free,), "c": (n_clamped,)}``.
+    """
+
+    def __init__(self, engine: "NgspiceEngine", session: _Session, twins: str):
+        self.engine, self.session, self.twins = engine, session, twins
+        suffix = spice_node_names(engine.network)
+        self.saved = {t: [f"{t}_{suffix[i]}" for i in idx] for t, idx in
+                      (("f", engine.free_floating), ("c", engine.clamped_floating)) if t in twins}
+        self.netlist = None
+        self.time = 0.0  # where the transient stopped
+        self._names = None
+
+    def start(self, state: NgspiceState, clamp: np.ndarray, T: float, segment: int) -> dict:
+        """Load a new segment at the state's voltages, one ``.tran`` through ``segment`` ticks; run to tick 1."""
+        s, e = self.session, self.engine
+        s.reset()
+        eps = RAMP * T
+        self.netlist = compile_netlist(
+            e.network, e.task, e.hardware,
+            NetlistState(state.positions, state.v_free, state.v_clamped, clamp, T),
+            title=f"spicelearn ngspice engine segment of {segment} ticks ({self.twins})",
+            tran=f".tran {T!r} {(T + eps) * (segment + 1)!r} 0 {T!r} uic",
+            extra=(".save " + " ".join(f"v({x})" for names in self.saved.values() for x in names),),
+            twins=self.twins)
+        s.load(self.netlist.text)
+        self._names = None
+        s.command("delete all", allow=("no",))
+        # a stop registered before the run is a breakpoint too; the clamp pulse plants its ramp's end
+        s.command(f"stop when time >= {T * (1 - _EARLY)!r}")
+        self._go("run")
+        return self._read(T)
+
+    def advance(self, k: int, T: float, changed: np.ndarray, r: list, old_clamp, clamp) -> dict:
+        """Tick ``k`` of the segment: alter the moved resistors and the clamp ramps, resume to tick ``k + 1``."""
+        s, nl = self.session, self.netlist
+        texts = [f"alter {names[j]} = {r[j]!r}" for j in changed.tolist()
+                 for names in (nl.free_resistors, nl.clamped_resistors) if names]
+        t0, t1, t2 = self.time, k * T + RAMP * T, (k + 1) * T
+        texts += [f"alter @{name}[pulse] = [ {clamp_pulse(old, new, t0, t1 - t0, T)} ]"
+                  for name, old, new in zip(nl.clamp_sources, old_clamp, clamp)]
+        if texts:
+            s.commands(texts)
+        if nl.clamp_sources:
+            s.breakpoint(t1)
+        s.breakpoint(t2)
+        s.command(f"stop when time >= {t2 * (1 - _EARLY)!r}")
+        self._go("resume")
+        return self._read(t2)
+
+    def _go(self, cmd: str) -> None:
+        """Run or resume to the registered stop, then delete it (a met ``>=`` condition stays met)."""
+        out = self.session.command(cmd, allow=("condition met", "pause requested", "simulation interrupted"))
+        if not any("condition met" in ln for ln in out):
+            raise SpiceError(f"ngspice `{cmd}` ended without reaching the next clock tick:\n"
+                             + "\n".join(_strip(ln) for ln in out))
+        self.session.command("delete all", allow=("no",))
+
+    def _read(self, t_want: float) -> dict:
+        s = self.session
+        if self._names is None:
+            want = [x for names in self.saved.values() for x in names] + ["time"]
+            s.check_vectors(want)
+            self._names = [s.ffi.new("char[]", w.encode()) for w in want]
+        vals = s.last_values(self._names)
+        if not abs(vals[-1] - t_want) <= 1e-11 * t_want:
+            raise SpiceError(f"ngspice stopped at t = {vals[-1]!r} s instead of the tick at {t_want!r} s")
+        self.time = vals[-1]
+        out, i = {}, 0
+        for t, names in self.saved.items():
+            out[t], i = vals[i:i + len(names)], i + len(names)
+        return out
+
+
 class NgspiceEngine:
     """Twin networks simulated by ngspice (see module docstring).
 
@@ -217,27 +409,45 @@ class NgspiceEngine:
     hardware : Hardware
     segment : int
         Ticks per loaded circuit (memory bound); default 100.
+    parallel : bool
+        Run the free twin on a second ngspice instance in a worker thread (default); with
+        False, or where the second instance cannot be loaded (a warning says why), both
+        twins are one circuit on one instance.
     """
 
     name = "ngspice"
 
-    def __init__(self, network: CompiledNetwork, task: BoundTask, hardware: Hardware, *, segment: int = 100):
+    def __init__(self, network: CompiledNetwork, task: BoundTask, hardware: Hardware, *, segment: int = 100,
+                 parallel: bool = True):
         if int(segment) != segment or segment < 1:
             raise ConfigError(f"`segment` must be an integer >= 1, got {segment!r}")
         self.network, self.task, self.hardware, self.segment = network, task, hardware, int(segment)
-        self.session = ngspice()
         n = network.n_nodes
         driven = np.zeros(n, bool)
         driven[task.source_index] = True
         self.free_floating = np.flatnonzero(~driven)
         driven[task.target_index] = True
         self.clamped_floating = np.flatnonzero(~driven)
-        suffix = spice_node_names(network)
-        self._saved = [f"f_{suffix[i]}" for i in self.free_floating] + [f"c_{suffix[i]}" for i in self.clamped_floating]
-        self._positions = None  # positions in the live circuit
+        main = ngspice(0)
+        second = None
+        if parallel:
+            try:
+                second = ngspice(1)
+            except SpiceError as exc:
+                warnings.warn(f"ngspice engine: both twins on one ngspice instance ({exc})", RuntimeWarning,
+                              stacklevel=2)
+        self.parallel = second is not None
+        # the free twin on the worker's instance; the clamped twin (clamp ramps: more work) in this thread
+        self._circuits = ([_Circuit(self, second, "f"), _Circuit(self, main, "c")] if self.parallel
+                          else [_Circuit(self, main, "fc")])
+        self._positions = None  # positions in the live circuits
         self._tick = 0  # ticks run in this segment
         self._duration = None
-        self._names = None
+
+    @property
+    def session(self) -> _Session:
+        """The ngspice instance of the clamped twin (the process's first instance)."""
+        return self._circuits[-1].session
 
     # -- equilibria (linear solves) ------------------------------------------------
     def _solve(self, g: np.ndarray, floating: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -285,83 +495,49 @@ class NgspiceEngine:
         clamp = np.asarray(clamp, dtype=float)
         if clamp.shape != self.task.target_index.shape:
             raise ConfigError(f"`clamp` must have shape {self.task.target_index.shape}, got {clamp.shape}")
-        live = (state.token != 0 and state.token == self.session.live and duration == self._duration
-                and self._tick < self.segment)
+        live = (state.token != 0 and all(c.session.live == state.token for c in self._circuits)
+                and duration == self._duration and self._tick < self.segment)
+        T = float(duration)
         if live:
-            self._continue(state, clamp)
+            k = self._tick
+            changed = np.flatnonzero(state.positions != self._positions)
+            r = self.hardware.pot.resistance(state.positions).tolist()
+            jobs = [partial(c.advance, k, T, changed, r, state.clamp, clamp) for c in self._circuits]
         else:
-            self._start(state, clamp, duration)
-        return self._read(state.positions, clamp)
+            self._duration, self._tick = T, 0
+            jobs = [partial(c.start, state, clamp, T, self.segment) for c in self._circuits]
+        self._positions = np.array(state.positions)
+        self._tick += 1
+        try:
+            values = _run_jobs(jobs)
+        except BaseException:
+            for c in self._circuits:
+                c.session.live = 0  # the circuits are at no state now
+            raise
+        v_free, v_clamped = self._driven(), self._driven(clamp)
+        for vals in values:
+            if "f" in vals:
+                v_free[self.free_floating] = vals["f"]
+            if "c" in vals:
+                v_clamped[self.clamped_floating] = vals["c"]
+        token = next(_TOKENS)
+        for c in self._circuits:
+            c.session.live = token
+        return NgspiceState(np.array(state.positions), v_free, v_clamped, clamp, token=token)
 
     def close(self) -> None:
-        """Forget the loaded circuit (the ngspice instance stays for the process)."""
-        self.session.reset()
+        """Forget the loaded circuits (the ngspice instances stay for the process)."""
+        for c in self._circuits:
+            c.session.reset()
 
-    # -- ngspice -----------------------------------------------------------------
-    def _start(self, state: NgspiceState, clamp: np.ndarray, duration: float) -> None:
-        """Load a new segment: the circuit at the state's voltages, one ``.tran`` through ``segment`` ticks."""
-        s = self.session
-        s.reset()
-        T = float(duration)
-        eps = RAMP * T
-        nl = compile_netlist(
-            self.network, self.task, self.hardware,
-            NetlistState(state.positions, state.v_free, state.v_clamped, clamp, duration),
-            title=f"spicelearn ngspice engine segment of {self.segment} ticks",
-            tran=f".tran {T!r} {(T + eps) * (self.segment + 1)!r} 0 {T!r} uic",
-            extra=(".save " + " ".join(f"v({x})" for x in self._saved),),
-        )
-        self.netlist = nl
-        s.load(nl.text)
-        s.command("delete all", allow=("no",))
-        for k in range(1, self.segment + 1):  # registered before the run, they are breakpoints too
-            for t in (k * T, k * T + eps):
-                s.command(f"stop when time >= {t * (1 - _EARLY)!r}")
-        self._duration, self._tick, self._time = T, 0, 0.0
-        self._positions = np.array(state.positions)
-        self._names = None
-        self._run("run")  # the .ic start and the clamp ramp at t = 0 are in the netlist
 
-    def _continue(self, state: NgspiceState, clamp: np.ndarray) -> None:
-        s, nl = self.session, self.netlist
-        changed = np.flatnonzero(state.positions != self._positions)
-        r = self.hardware.pot.resistance(state.positions).tolist()
-        fr, cr = nl.free_resistors, nl.clamped_resistors
-        texts = [f"alter {names[j]} = {r[j]!r}" for j in changed.tolist() for names in (fr, cr)]
-        self._positions = np.array(state.positions)
-        t0 = self._time  # the ramp spans exactly [this stop, the next breakpoint]
-        t1 = (self._tick * self._duration + RAMP * self._duration) * (1 - _EARLY)
-        texts += [f"alter @{name}[pulse] = [ {clamp_pulse(old, new, t0, t1 - t0, self._duration)} ]"
-                  for name, old, new in zip(nl.clamp_sources, state.clamp, clamp)]
-        s.commands(texts)
-        self._run("resume")
-        self._run("resume")
-
-    def _run(self, cmd: str) -> None:
-        """Run or resume to the next stop, then delete that stop (a met ``>=`` condition stays met)."""
-        out = self.session.command(cmd, allow=("condition met", "pause requested", "simulation interrupted"))
-        met = [_strip(ln).partition(":")[0].strip() for ln in out if "condition met" in ln]
-        if not met:
-            raise SpiceError(f"ngspice `{cmd}` ended without reaching the next clock tick:\n"
-                             + "\n".join(_strip(ln) for ln in out))
-        self.session.command("delete " + " ".join(met))
-
-    def _read(self, positions, clamp) -> NgspiceState:
-        s = self.session
-        self._tick += 1
-        if self._names is None:
-            want = self._saved + ["time"]
-            s.check_vectors(want)
-            self._names = [self.session.ffi.new("char[]", w.encode()) for w in want]
-        vals = s.last_values(self._names)
-        t_want = self._tick * self._duration
-        if not abs(vals[-1] - t_want) <= 1e-11 * t_want:
-            raise SpiceError(f"ngspice stopped at t = {vals[-1]!r} s instead of the tick at {t_want!r} s")
-        self._time = vals[-1]
-        nf = self.free_floating.size
-        v_free = self._driven()
-        v_free[self.free_floating] = vals[:nf]
-        v_clamped = self._driven(clamp)
-        v_clamped[self.clamped_floating] = vals[nf:-1]
-        s.live = next(_TOKENS)
-        return NgspiceState(np.array(positions), v_free, v_clamped, clamp, token=s.live)
+def _run_jobs(jobs: list) -> list:
+    """Run the jobs, the first on the worker thread when there are two; their results in order."""
+    if len(jobs) == 1:
+        return [jobs[0]()]
+    first = _worker().submit(jobs[0])
+    try:
+        second = jobs[1]()
+    finally:
+        done = first.result()  # wait for the worker whatever happened here
+    return [done, second]
