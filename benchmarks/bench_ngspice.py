@@ -178,13 +178,14 @@ def main() -> None:
 
     print(f"{NETWORK}, task {TASK}, {args.model} c = 2.2 uF, R = {args.R}; medians of ms per clock tick "
           f"({args.ticks} ticks; sampled: {len(sampled)} ticks spread over the run)")
-    print(f"  ngspice engine, twins in parallel    {ms(par['relax']):8.2f} ms/tick   (CPU {ms(par['relax_cpu']):.2f} ms; "
-          f"sampled ticks {ms(par['relax'][sampled]):.2f}; target <= 6)")
+    print(f"  ngspice engine, twins in parallel    {ms(par['relax']):8.2f} ms/tick   "
+          f"(CPU {ms(par['relax_cpu']):.2f} ms; sampled ticks {ms(par['relax'][sampled]):.2f}; target <= 6)")
     print(f"    whole learning-loop tick           {ms(par['tick']):8.2f} ms/tick   (comparators and mse_eq too)")
-    print(f"  ngspice engine, one instance         {ms(one['relax']):8.2f} ms/tick   (CPU {ms(one['relax_cpu']):.2f} ms; "
-          f"parallel=False, a second run)")
+    print(f"  ngspice engine, one instance         {ms(one['relax']):8.2f} ms/tick   "
+          f"(CPU {ms(one['relax_cpu']):.2f} ms; parallel=False, a second run)")
     print(f"  PySpice circuit rebuilt, same ticks  {ms(t_obv):8.2f} ms/tick   "
-          f"(RSS +{obv['rss_growth_mb_per_tick']:.2f} MB/tick; max |dv_free - exact| {obv['max_free_dv_vs_exact']:.1e} V)")
+          f"(RSS +{obv['rss_growth_mb_per_tick']:.2f} MB/tick; "
+          f"max |dv_free - exact| {obv['max_free_dv_vs_exact']:.1e} V)")
     print(f"  speed-up over the rebuilt circuit    {np.median(t_obv / par['relax'][sampled]):8.1f} x   "
           f"(median of tick-by-tick ratios; target >= 6; by CPU time "
           f"{np.median(t_obv / par['relax_cpu'][sampled]):.1f} x)")
