@@ -217,6 +217,8 @@ def test_many_alters_joined_into_command_lines_all_take_effect():
     s.commands(texts)
     s.command("op")
     s.check_vectors(["b"])
+    with pytest.raises(SpiceError, match="ngspice command of 1011 characters"):
+        s.commands(["alter r1 = " + "1" * 1000])
     g = sum(1 / (100e3 + 0.5 * j) for j in range(n))
     assert s.last_values([s.ffi.new("char[]", b"b")])[0] == pytest.approx(1e3 / (1e3 + 1 / g), rel=1e-9)
     s.reset()

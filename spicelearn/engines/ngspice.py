@@ -16,8 +16,8 @@ Per tick the engine
 1. ``alter``s the resistors whose pot moved (joined with ``;`` into command
    lines below ngspice's 1,023-character limit) and turns each clamp source's
    ``pulse`` into a ramp from its old to its new value over ``[t_k, t_k + ramp]``
-   (a clamp step the integrator resolves; the floating nodes jump with charge conserved; ``ramp`` is
-   ``RAMP`` = 5e-5 clock periods);
+   (a clamp step the integrator resolves; the floating nodes jump with charge
+   conserved; ``ramp`` is ``RAMP`` = 5e-5 clock periods);
 2. plants breakpoints at the ramp's end and at the next tick
    (``ngSpice_SetBkpt``), registers one ``stop when time >= t_{k+1}`` and
    ``resume``s once;
@@ -107,6 +107,7 @@ class _Session:
         Unlike PySpice's ``exec_command``, stderr lines that are part of normal
         operation (the stop and pause notes of ``resume``) do not raise.
         """
+        _check_length(text)
         del self.lines[:]
         rc = self.lib.ngSpice_Command(text.encode("ascii"))
         out = list(self.lines)
@@ -186,9 +187,10 @@ class _Session:
 
 
 def _join(texts, limit: int = _LINE):
-    """Commands joined with ``"; "`` into lines of at most ``limit`` characters (a longer command alone)."""
+    """Commands joined with ``"; "`` into lines of at most ``limit`` characters."""
     line = ""
     for text in texts:
+        _check_length(text, limit)
         if line and len(line) + 2 + len(text) > limit:
             yield line
             line = text
@@ -196,6 +198,12 @@ def _join(texts, limit: int = _LINE):
             line = f"{line}; {text}" if line else text
     if line:
         yield line
+
+
+def _check_length(text: str, limit: int = _LINE) -> None:
+    """A longer line would be cut by ``ngSpice_Command`` (and can corrupt ngspice's memory)."""
+    if len(text) > limit:
+        raise SpiceError(f"ngspice command of {len(text)} characters (at most {limit} are safe): `{text[:60]} ...`")
 
 
 def _library_file() -> str | None:
