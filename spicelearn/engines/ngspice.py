@@ -25,8 +25,9 @@ Per tick the engine
 
 The first tick of a segment is a stop registered before ``run`` (ngspice plants
 a breakpoint at its parsed value then). A breakpoint is set at the tick itself
-and the stop a hair earlier: ngspice parses the stop's number to within a few
-ulps, and lands on a breakpoint to within a few ulps either side. ``minbreak``
+and the stop a hair earlier: a stop at exactly the breakpoint's time can miss
+it (ngspice's parse of the stop's number need not give the same double), and
+ngspice lands on a breakpoint to within a few ulps either side. ``minbreak``
 is tiny, because ngspice takes a time point within ``minbreak`` of a breakpoint
 for the breakpoint and would step past the tick. Only floating node voltages
 are saved, and a new segment starts (the circuits are reloaded with ``.ic`` at
