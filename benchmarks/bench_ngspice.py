@@ -38,10 +38,10 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from spicelearn.cosim import train  # noqa: E402
 from spicelearn.engines import get_engine  # noqa: E402
 from spicelearn.hardware import Hardware  # noqa: E402
 from spicelearn.network import load_network  # noqa: E402
-from spicelearn.rules import comparator_rule  # noqa: E402
 from spicelearn.task import load_task  # noqa: E402
 
 NETWORK, TASK = "delaunay64", "random:5,3,0"
@@ -55,43 +55,67 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def learning_loop(backend: str, hw: Hardware, ticks: int, memory_after: int | None = None, sample=(), **options):
-    """Per-tick seconds of the learning loop (relax, comparators, tick, equilibrium error) with one engine.
+class Timed:
+    """An engine that times another one's ``relax`` inside the learning loop of ``spicelearn.train``.
 
-    Returns a dict of per-tick seconds, shape (ticks,): ``relax`` (wall clock), ``relax_cpu`` (CPU
-    time of the process, all threads) and ``tick`` (the whole loop tick); ``growth``, the RSS
-    growth after tick ``memory_after`` (MB); and ``samples``, for each tick in ``sample``, the
-    arrays the tick started from: positions, v_free, v_clamped, clamp.
+    It records, per tick, the wall-clock and CPU seconds of ``relax`` and the time between the
+    starts of successive ``relax`` calls (the whole loop tick: comparators, pot step and
+    ``mse_eq`` too); the RSS at tick ``memory_after``; and, for each tick in ``sample``, the
+    arrays the tick starts from: positions, v_free, v_clamped, clamp.
     """
-    sample, samples = set(sample), []
-    net = load_network(NETWORK)
-    task = load_task(TASK, net).bind(net)
-    engine = get_engine(backend)(net, task, hw, **options)
-    rule = comparator_rule(hw.rule)
-    rng = np.random.default_rng(0)
-    eu, ev = net.edge_nodes.T
-    tgt, V_T = task.target_index, task.target_voltage
-    p = np.full(net.n_edges, hw.pot.start)
-    state = engine.init(p)
-    times, relax, relax_cpu, rss0 = np.empty(ticks), np.empty(ticks), np.empty(ticks), None
-    for k in range(ticks):
-        if k == memory_after:
-            rss0 = rss_mb()
-        vt = state.v_free[tgt]
-        clamp = vt + hw.eta * (V_T - vt)
-        if k in sample:
-            samples.append(dict(positions=p.copy(), v_free=state.v_free.copy(), v_clamped=state.v_clamped.copy(),
-                                clamp=clamp))
+
+    def __init__(self, engine, memory_after=None, sample=()):
+        self.engine, self.memory_after, self.sample = engine, memory_after, set(sample)
+        self.name = engine.name
+        self.starts, self.wall, self.cpu, self.samples, self.rss0 = [], [], [], [], None
+
+    def init(self, positions):
+        return self.engine.init(positions)
+
+    def relax(self, state, clamp, duration):
+        k = len(self.starts)
+        if k == self.memory_after:
+            self.rss0 = rss_mb()
+        if k in self.sample:
+            self.samples.append(dict(positions=np.array(state.positions), v_free=state.v_free.copy(),
+                                     v_clamped=state.v_clamped.copy(), clamp=np.array(clamp)))
         t0, c0 = time.perf_counter(), time.process_time()
-        state = engine.relax(state, clamp, hw.period)
-        relax[k], relax_cpu[k] = time.perf_counter() - t0, time.process_time() - c0
-        vf, vc = state.v_free, state.v_clamped
-        p = hw.pot.step(p, rule(vf[eu] - vf[ev], vc[eu] - vc[ev], hw.comparator, rng))
-        state = engine.set_positions(state, p)
-        engine.equilibrium_free(state)
-        times[k] = time.perf_counter() - t0
-    growth = None if rss0 is None else rss_mb() - rss0
-    return dict(relax=relax, relax_cpu=relax_cpu, tick=times, growth=growth, samples=samples)
+        out = self.engine.relax(state, clamp, duration)
+        self.cpu.append(time.process_time() - c0)
+        self.wall.append(time.perf_counter() - t0)
+        self.starts.append(t0)
+        return out
+
+    def set_positions(self, state, positions):
+        return self.engine.set_positions(state, positions)
+
+    def equilibrium_free(self, state):
+        return self.engine.equilibrium_free(state)
+
+    def close(self):
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()
+
+
+def learning_loop(backend: str, hw: Hardware, ticks: int, memory_after: int | None = None, sample=(), **options):
+    """Per-tick seconds of ``spicelearn.train``'s learning loop with one engine (see :class:`Timed`).
+
+    Returns a dict: ``relax``, ``relax_cpu`` and ``tick`` (seconds, shape (ticks,); the last
+    tick's ``tick`` is its ``relax``), ``growth`` (the RSS growth after tick ``memory_after``, MB)
+    and ``samples``.
+    """
+    timed = []
+
+    def factory(net, task, hardware):
+        timed.append(Timed(get_engine(backend)(net, task, hardware, **options), memory_after, sample))
+        return timed[0]
+
+    train(NETWORK, TASK, hw, steps=ticks, backend=factory, seed=0)
+    t = timed[0]
+    growth = None if t.rss0 is None else rss_mb() - t.rss0
+    tick = np.append(np.diff(t.starts), t.wall[-1])
+    return dict(relax=np.array(t.wall), relax_cpu=np.array(t.cpu), tick=tick, growth=growth, samples=t.samples)
 
 
 def obvious(hw: Hardware, samples: list) -> dict:

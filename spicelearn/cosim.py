@@ -45,7 +45,7 @@ def initial_positions(network: CompiledNetwork, hardware: Hardware, positions=No
     return hardware.pot.check_positions(positions, network.n_edges)
 
 
-def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000, backend: str = "exact",
+def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000, backend="exact",
           seed: int | None = 0, positions=None, progress: bool = False, network_seed: int = 0,
           rule=None) -> xr.Dataset:
     """Train the twin networks with the comparator-XOR rule of the hardware.
@@ -58,8 +58,10 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
         Defaults to the lab settings (per_edge, c = 2.2 uF, eta = 0.5, R = 1).
     steps : int
         Clock ticks.
-    backend : {"exact", "ngspice"}
-        Engine of the transient between ticks.
+    backend : {"exact", "ngspice"} or callable
+        Engine of the transient between ticks: a name, or an engine class or factory
+        ``(network, task, hardware) -> engine`` (for instance
+        ``functools.partial(NgspiceEngine, parallel=False)``).
     seed : int or None
         Seed of the comparator noise.
     positions : array of int, shape (E,), optional
@@ -90,6 +92,7 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
         raise ConfigError(f"`rule` must be a rule name or a callable, got {rule!r}")
     p = initial_positions(net, hw, positions)
     engine = get_engine(backend)(net, bound, hw)
+    backend = backend if isinstance(backend, str) else getattr(engine, "name", type(engine).__name__)
     rng = np.random.default_rng(seed)
 
     # Small dense linear algebra runs fastest on one BLAS thread (threads only contend at this size).

@@ -93,6 +93,8 @@ def test_bad_run_parameters():
         train("lab16", "default", steps=0)
     with pytest.raises(ConfigError, match="`backend`"):
         train("lab16", "default", steps=5, backend="hspice")
+    with pytest.raises(ConfigError, match="`backend` must be one of .* or an engine class or factory, got 3"):
+        train("lab16", "default", steps=5, backend=3)
     with pytest.raises(ConfigError, match="`rule`"):
         train("lab16", "default", steps=5, rule="majority")
     with pytest.raises(ConfigError, match="`positions`"):

@@ -334,6 +334,18 @@ def test_two_engines_share_the_one_ngspice():
             states[i] = (ex.set_positions(a, p), ng.set_positions(b, p))
 
 
+def test_train_takes_an_engine_factory():
+    """functools.partial(NgspiceEngine, parallel=False) as the backend: the one-instance engine in the loop."""
+    from functools import partial
+
+    hw = Hardware.from_R(0.5, capacitance=22e-6)
+    ds = train("lab16", "default", hw, steps=40, backend=partial(NgspiceEngine, parallel=False))
+    assert ds.attrs["backend"] == "ngspice"
+    res = replay_run(ds)  # the exact engine along the run's own positions and clamps
+    assert np.abs(ds["v_free"].values - res.v_free[0]).max() < TOL
+    assert np.abs(ds["v_clamped"].values - res.v_clamped[0]).max() < TOL
+
+
 def test_cli_train_with_ngspice_then_replay(tmp_path, capsys):
     from spicelearn.cli import main
 

@@ -26,8 +26,16 @@ __all__ = ["get_engine", "ENGINES"]
 ENGINES = ("exact", "ngspice", "ode")
 
 
-def get_engine(name: str):
-    """Look up an engine class by name."""
+def get_engine(name):
+    """Look up an engine class by name.
+
+    An engine class, or any factory ``(network, task, hardware) -> engine`` such as
+    ``functools.partial(NgspiceEngine, parallel=False)``, is returned as it is.
+    """
+    if not isinstance(name, str):
+        if callable(name):
+            return name
+        raise ConfigError(f"`backend` must be one of {ENGINES} or an engine class or factory, got {name!r}")
     if name == "exact":
         from .exact import ExactEngine
 
