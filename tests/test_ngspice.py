@@ -41,22 +41,30 @@ FAST_CASES = [("lab16", "per_edge", 2.2e-6, 0.1), ("lab16", "global", 220e-6, 10
               ("delaunay64", "per_edge", 22e-6, 1.0), ("delaunay64", "global", 2.2e-6, 0.1)]
 
 
+def _full_grid(test):
+    """The issue's grid (slow): lab16 and delaunay64, both models, c = 2.2 uF to 2.2 mF, R = 0.1, 1, 10."""
+    for mark in (pytest.mark.parametrize("R", [0.1, 1.0, 10.0]),
+                 pytest.mark.parametrize("c", [2.2e-6, 22e-6, 220e-6, 2200e-6]),
+                 pytest.mark.parametrize("model", ["per_edge", "global"]),
+                 pytest.mark.parametrize("name", ["lab16", "delaunay64"]), pytest.mark.slow):
+        test = mark(test)
+    return test
+
+
+def _replay_agrees(name, model, c, R):
+    res = _learning_replay(name, model, c, R)
+    print(f"{name} {model} c={c} R={R}: max |dv| = {res.max_error:.2e} V")
+    assert res.max_error < TOL
+
+
 @pytest.mark.parametrize("name,model,c,R", FAST_CASES)
 def test_replay_agrees_with_exact_engine(name, model, c, R):
-    res = _learning_replay(name, model, c, R)
-    print(f"{name} {model} c={c} R={R}: max |dv| = {res.max_error:.2e} V")
-    assert res.max_error < TOL
+    _replay_agrees(name, model, c, R)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["lab16", "delaunay64"])
-@pytest.mark.parametrize("model", ["per_edge", "global"])
-@pytest.mark.parametrize("c", [2.2e-6, 22e-6, 220e-6, 2200e-6])
-@pytest.mark.parametrize("R", [0.1, 1.0, 10.0])
+@_full_grid
 def test_replay_agrees_with_exact_engine_full_grid(name, model, c, R):
-    res = _learning_replay(name, model, c, R)
-    print(f"{name} {model} c={c} R={R}: max |dv| = {res.max_error:.2e} V")
-    assert res.max_error < TOL
+    _replay_agrees(name, model, c, R)
 
 
 def _margin(net, vf, vc):
@@ -72,11 +80,7 @@ def test_free_running_training_takes_the_same_steps(name, model, c, R):
     _same_steps(name, model, c, R)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["lab16", "delaunay64"])
-@pytest.mark.parametrize("model", ["per_edge", "global"])
-@pytest.mark.parametrize("c", [2.2e-6, 22e-6, 220e-6, 2200e-6])
-@pytest.mark.parametrize("R", [0.1, 1.0, 10.0])
+@_full_grid
 def test_free_running_training_takes_the_same_steps_full_grid(name, model, c, R):
     _same_steps(name, model, c, R)
 

@@ -453,11 +453,6 @@ class NgspiceEngine:
         self._tick = 0  # ticks run in this segment
         self._duration = None
 
-    @property
-    def session(self) -> _Session:
-        """The ngspice instance of the clamped twin (the process's first instance)."""
-        return self._circuits[-1].session
-
     # -- equilibria (linear solves) ------------------------------------------------
     def _solve(self, g: np.ndarray, floating: np.ndarray, v: np.ndarray) -> np.ndarray:
         return equilibrium(self.network, g, floating, v)
