@@ -19,12 +19,12 @@ import numpy as np
 import scipy.linalg as sla
 from threadpoolctl import threadpool_limits
 
-from spicelearn.cosim import train
+from spicelearn.loop import train
 from spicelearn.engines.exact import capacitance_matrix
-from spicelearn.hardware import Hardware
-from spicelearn.network import load_network
-from spicelearn.rules import xor_rule
-from spicelearn.task import load_task
+from spicelearn.model.hardware import Hardware
+from spicelearn.model.network import load_network
+from spicelearn.model.rules import xor_rule
+from spicelearn.model.task import load_task
 
 
 def naive_loop(net, task, hw, steps):

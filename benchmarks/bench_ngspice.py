@@ -38,11 +38,11 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from spicelearn.cosim import train  # noqa: E402
+from spicelearn.loop import train  # noqa: E402
 from spicelearn.engines import get_engine  # noqa: E402
-from spicelearn.hardware import Hardware  # noqa: E402
-from spicelearn.network import load_network  # noqa: E402
-from spicelearn.task import load_task  # noqa: E402
+from spicelearn.model.hardware import Hardware  # noqa: E402
+from spicelearn.model.network import load_network  # noqa: E402
+from spicelearn.model.task import load_task  # noqa: E402
 
 NETWORK, TASK = "delaunay64", "random:5,3,0"
 
@@ -125,7 +125,7 @@ def obvious(hw: Hardware, samples: list) -> dict:
 
     from PySpice.Spice.Netlist import Circuit
 
-    from spicelearn.netlist import simulator_options, spice_node_names
+    from spicelearn.spice.netlist import simulator_options, spice_node_names
 
     logging.getLogger("PySpice").setLevel(logging.CRITICAL)
     net = load_network(NETWORK)

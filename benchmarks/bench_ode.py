@@ -4,7 +4,7 @@
 
 The engine (``method="auto"``) integrates with LSODA and a dense analytic
 Jacobian below R = 3, RK45 above, with floor events
-(:func:`spicelearn.engines.ode.integrate_floored`). The naive reference is
+(:func:`spicelearn.continuous.ode.integrate_floored`). The naive reference is
 ``scipy.integrate.solve_ivp(method="RK45", rtol=1e-8)`` on the same right-hand
 side with the floor as a projection inside it. At R = 0.01 RK45 is limited by
 stability (step ~ R / |L_g|), so it is timed on ``--naive-steps-stiff`` steps
@@ -21,9 +21,9 @@ import time
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from spicelearn.engines.ode import OdeModel, train_ode
-from spicelearn.network import load_network
-from spicelearn.task import load_task
+from spicelearn.continuous.ode import OdeModel, train_ode
+from spicelearn.model.network import load_network
+from spicelearn.model.task import load_task
 
 TASK = "random:5,3,0"
 

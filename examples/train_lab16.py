@@ -4,7 +4,7 @@
 """
 
 import spicelearn as sl
-from spicelearn.plotting import plot_runs
+from spicelearn.analysis.plotting import plot_runs
 
 runs = []
 for R in (0.1, 1.0, 10.0):

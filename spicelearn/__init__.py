@@ -7,20 +7,21 @@ The public API mirrors the command line::
     print(sl.summary(ds))
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .errors import ConfigError, NetworkError, SpiceError, SpicelearnError, TaskError  # noqa: E402
-from .hardware import R0, Comparator, Hardware, Potentiometer  # noqa: E402
-from .network import CompiledNetwork, compile_network, load_network  # noqa: E402
-from .task import Task, load_task, random_task  # noqa: E402
-from .cosim import train  # noqa: E402
+from .model.hardware import R0, Comparator, Hardware, Potentiometer  # noqa: E402
+from .model.board import Board  # noqa: E402
+from .model.network import CompiledNetwork, compile_network, load_network  # noqa: E402
+from .model.task import Task, load_task, random_task  # noqa: E402
+from .loop import replay, replay_run, train  # noqa: E402
 from .runfile import load_run, save_run, summary, tau  # noqa: E402
-from .engines.ode import train_ode  # noqa: E402
-from .engines.quasistatic import train_quasistatic  # noqa: E402
+from .continuous.ode import train_ode  # noqa: E402
+from .continuous.quasistatic import train_quasistatic  # noqa: E402
 
 __all__ = [
-    "__version__", "train", "train_ode", "train_quasistatic", "Hardware", "Potentiometer", "Comparator", "R0",
-    "CompiledNetwork", "compile_network", "load_network", "Task", "load_task", "random_task",
-    "load_run", "save_run", "summary", "tau",
+    "__version__", "train", "train_ode", "train_quasistatic", "replay", "replay_run", "Hardware", "Board",
+    "Potentiometer", "Comparator", "R0", "CompiledNetwork", "compile_network", "load_network", "Task", "load_task",
+    "random_task", "load_run", "save_run", "summary", "tau",
     "SpicelearnError", "NetworkError", "TaskError", "ConfigError", "SpiceError",
 ]

@@ -1,37 +1,179 @@
-"""Run files: the netCDF written through xarray (DESIGN.md section 4), and their summary."""
+"""Run files: the schema of DESIGN.md section 4 (netCDF written through xarray), save/load, restore, summary.
+
+A run file says everything needed to repeat its run: the network (for a built-in
+its name and seed with a content hash, otherwise the graph itself as GraphML in
+the attribute ``network_graphml``), the task (JSON), every parameter of the
+design and the board's part values (``r_ab (twin, edge)``, ``capacitance (edge)``
+or ``(node)``, ``offset (comparator, edge)``), the start positions, and the
+package version. :func:`run_inputs` rebuilds network, task and board from it.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
 
 import numpy as np
 import xarray as xr
 
+from . import __version__
 from .errors import ConfigError, SpicelearnError
+from .files import atomic_path
+from .model.board import COMPARATORS, TWINS, Board
+from .model.hardware import Hardware
+from .model.network import CompiledNetwork, compile_network, load_network
+from .model.task import BoundTask, Task, load_task
 
-__all__ = ["save_run", "load_run", "tau", "summary", "REQUIRED_VARIABLES"]
+__all__ = ["make_dataset", "network_attrs", "run_inputs", "save_run", "load_run", "tau", "summary",
+           "REQUIRED_VARIABLES", "TIME_UNITS"]
 
 REQUIRED_VARIABLES = ("mse", "mse_eq", "v_free", "v_clamped", "mse0")
+#: Units of the ``time`` coordinate: seconds of the board's clock, or training steps of the paper's model.
+TIME_UNITS = ("s", "training steps")
+
+
+def network_attrs(net: CompiledNetwork) -> dict:
+    """What identifies the network in a run file: built-in name and seed, or the GraphML; and a content hash."""
+    attrs = {"network": net.name, "network_hash": net.content_hash()}
+    if net.builtin is not None:
+        attrs["network_seed"] = int(net.builtin[1])
+    else:
+        attrs["network_graphml"] = net.to_graphml()
+    return attrs
+
+
+def make_dataset(task: BoundTask, board: Board | None, *, record: dict, time, time_units: str,
+                 attrs: dict) -> xr.Dataset:
+    """Assemble the run file of DESIGN.md section 4 (every backend writes this one schema).
+
+    Parameters
+    ----------
+    task : BoundTask
+        The task on its network.
+    board : Board or None
+        The board of a hardware run (its part values are recorded), None for the paper's model.
+    record : dict
+        ``mse``, ``mse_eq`` (steps,), ``v_free``, ``v_clamped`` (steps, N), ``mse0``; and
+        ``position`` (steps, E) with ``position_start`` (E,), or ``conductance`` (steps, E).
+    time : array, shape (steps,)
+    time_units : {"s", "training steps"}
+    attrs : dict
+        Parameters of the run (``backend``, ``seed``, ...).
+    """
+    if time_units not in TIME_UNITS:
+        raise ConfigError(f"`time_units` must be one of {TIME_UNITS}, got {time_units!r}")
+    net = task.network
+    steps = len(record["mse"])
+    data = {
+        "mse": ("step", np.asarray(record["mse"], dtype=float)),
+        "mse_eq": ("step", np.asarray(record["mse_eq"], dtype=float)),
+        "v_free": (("step", "node"), record["v_free"]),
+        "v_clamped": (("step", "node"), record["v_clamped"]),
+        "mse0": ((), float(record["mse0"])),
+    }
+    if "position" in record:
+        data["position"] = (("step", "edge"), np.asarray(record["position"]).astype(np.int32))
+        data["position_start"] = ("edge", np.asarray(record["position_start"]).astype(np.int32))
+    if "conductance" in record:
+        data["conductance"] = (("step", "edge"), record["conductance"])
+    coords = {"step": np.arange(steps), "time": ("step", np.asarray(time, dtype=float)),
+              "edge": net.edge_labels, "node": list(net.nodes)}
+    if board is not None:
+        data["r_ab"] = (("twin", "edge"), board.r_ab)
+        cap_dim = "edge" if board.hardware.capacitance_model == "per_edge" else "node"
+        data["capacitance"] = (cap_dim, board.capacitance)
+        data["offset"] = (("comparator", "edge"), board.offset)
+        coords.update(twin=list(TWINS), comparator=list(COMPARATORS))
+    ds = xr.Dataset(data, coords=coords)
+    ds["time"].attrs["units"] = time_units
+    ds["mse"].attrs["long_name"] = "nonequilibrium error sum_T (V_T - v_T^F)^2 after relaxation"
+    ds["mse_eq"].attrs["long_name"] = "equilibrium error of the free network after the tick"
+    if board is not None:
+        ds["r_ab"].attrs.update(units="ohm", long_name="end-to-end resistance of every pot of the board")
+        ds["capacitance"].attrs.update(units="F", long_name=f"capacitance of every {cap_dim} of the board")
+        ds["offset"].attrs.update(units="V", long_name="input offset of the two comparators of every edge")
+    out = {"spicelearn_version": __version__, **network_attrs(net), "steps": steps,
+           "task": json.dumps(task.task.to_dict())}
+    if board is not None:
+        out.update(board.hardware.attrs())
+        out.update(capacitance=board.typical_capacitance, gamma_l=board.gamma_l, R=board.R,
+                   board_nominal=int(board.is_nominal(net)))
+    out.update(attrs)
+    ds.attrs.update({k: (-1 if v is None else v) for k, v in out.items()})
+    return ds
+
+
+def restore_network(attrs) -> CompiledNetwork:
+    """The network a run file records; checked against its content hash where the file has one."""
+    name = str(attrs.get("network", ""))
+    if "network_graphml" in attrs:
+        import networkx as nx
+
+        graph = nx.parse_graphml(str(attrs["network_graphml"]))
+        net = compile_network(graph, name=name, allow_disconnected=True)
+    else:
+        net = load_network(name, network_seed=int(attrs.get("network_seed", 0)))
+    want = attrs.get("network_hash")
+    if want is not None and net.content_hash() != str(want):
+        raise ConfigError(f"the run's network {name!r} does not match the one it records (content hash "
+                          f"{str(want)[:12]} against {net.content_hash()[:12]}): was it made by another version "
+                          f"of the generator? Replay it with the network it was made on")
+    return net
+
+
+def run_inputs(ds: xr.Dataset, network=None) -> tuple[BoundTask, Board, np.ndarray]:
+    """The task (bound to its network), board and start positions (E,) of a hardware run file.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A run file of the ``exact`` or ``ngspice`` backend.
+    network : optional
+        The network to use instead of the recorded one (any form ``load_network``
+        takes); it must be the run's network (same nodes, edges and attributes).
+    """
+    if "position" not in ds:
+        raise ConfigError("the run file has no `position` variable (an `ode` run?); this needs a hardware run")
+    a = ds.attrs
+    recorded = restore_network(a) if network is None or "network_hash" in a else None
+    net = recorded
+    if network is not None:
+        net = load_network(network, network_seed=int(a.get("network_seed", 0)))
+        if recorded is not None and net.content_hash() != recorded.content_hash():
+            raise ConfigError(f"network {net.name!r} is not the run's network {a.get('network')!r} "
+                              f"(different nodes, edges or edge attributes)")
+    if list(net.nodes) != [str(x) for x in ds["node"].values] or net.edge_labels != [str(x) for x in ds["edge"].values]:
+        raise ConfigError(f"network {net.name!r} does not have the run's nodes and edges; "
+                          "give the network the run was made on")
+    task = load_task(json.loads(a["task"]), net).bind(net)
+    hw = Hardware.from_attrs(a)
+    if "r_ab" in ds:
+        board = Board(hardware=hw, gamma_l=float(a["gamma_l"]), r_ab=ds["r_ab"].values,
+                      capacitance=ds["capacitance"].values, offset=ds["offset"].values)
+    else:  # files of spicelearn before boards: nominal parts, the clock as recorded
+        cap = None if a.get("capacitance_per_edge") else float(a["capacitance"])
+        board = Board.nominal(net, Hardware(**{**_fields(hw), "capacitance": cap, "R": None,
+                                                "gamma_l": float(a["gamma_l"])}))
+    start = ds["position_start"].values if "position_start" in ds else \
+        (net.position if net.position is not None else np.full(net.n_edges, hw.pot.start))
+    return task, board, hw.pot.check_positions(start, net.n_edges)
+
+
+def _fields(hw: Hardware) -> dict:
+    from dataclasses import fields
+
+    return {f.name: getattr(hw, f.name) for f in fields(hw)}
 
 
 def save_run(ds: xr.Dataset, path) -> None:
     """Write ``ds`` to ``path`` (netCDF); an existing file is replaced only once the new one is complete."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ConfigError(f"`--out`={path!r}: folder {folder!r} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(suffix=".nc.part", dir=folder)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a run file gets the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path, "--out", suffix=".nc.part") as tmp:
+        try:
+            ds.to_netcdf(tmp)
+        except RuntimeError as exc:  # netCDF-C reports a full disk as "NetCDF: HDF error"
+            raise SpicelearnError(f"cannot write run file {path!r}: {exc} (is the disk full?); "
+                                  "an existing file is unchanged") from None
 
 
 def load_run(path) -> xr.Dataset:

@@ -2,8 +2,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from spicelearn.generators import lab16
-from spicelearn.network import compile_network, load_network
+from spicelearn.model.generators import lab16
+from spicelearn.model.network import compile_network, load_network
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import pytest
 import scipy.linalg as sla
 
 from spicelearn.engines.exact import ExactEngine, capacitance_matrix, contour_quadrature
-from spicelearn.hardware import R0, Hardware, Potentiometer
-from spicelearn.network import compile_network
-from spicelearn.task import Task, load_task
+from spicelearn.model.hardware import R0, Hardware, Potentiometer
+from spicelearn.model.network import compile_network
+from spicelearn.model.task import Task, load_task
 
 from conftest import chain
 

@@ -5,8 +5,8 @@ import pytest
 import xarray as xr
 
 from spicelearn.cli import main
-from spicelearn.figures import FigureConfig, _geo_mean, _split_fits, make_figure
-from spicelearn.sweep import sweep
+from spicelearn.experiments.figures import FigureConfig, _geo_mean, _split_fits, make_figure
+from spicelearn.experiments.sweep import sweep
 
 
 def test_sweep_is_seeded_and_independent_of_processes():
@@ -65,7 +65,7 @@ def test_fig3_quick(tmp_path):
 
 
 def test_a_failed_run_is_recorded_and_the_sweep_goes_on(monkeypatch, capsys):
-    import spicelearn.sweep as sw
+    import spicelearn.experiments.sweep as sw
     from spicelearn.errors import SpicelearnError
 
     real = sw.run_summary
@@ -103,7 +103,7 @@ def test_progress_bar_ends_at_the_last_count(capsys):
 
 
 def test_retry_failed_reruns_only_the_failed_runs(monkeypatch):
-    import spicelearn.sweep as sw
+    import spicelearn.experiments.sweep as sw
     from spicelearn.errors import SpicelearnError
 
     real = sw.run_summary

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from spicelearn.errors import ConfigError
-from spicelearn.hardware import R0, Comparator, Hardware, Potentiometer
-from spicelearn.rules import continuous_rule, xor_legacy_rule, xor_rule
+from spicelearn.model.hardware import R0, Comparator, Hardware, Potentiometer
+from spicelearn.model.rules import continuous_rule, xor_legacy_rule, xor_rule
 
 
 def test_potentiometer_law():

@@ -18,10 +18,10 @@ import pytest
 
 from spicelearn.cli import main
 from spicelearn.errors import ConfigError
-from spicelearn.kicad import bom_text, build_board, netlist_text, parse_si, power_budget, si_value, task_voltage_notes
-from spicelearn.network import load_network
-from spicelearn.rules import xor_legacy_rule, xor_rule
-from spicelearn.task import Task, load_task
+from spicelearn.kicad.design import bom_text, build_board, netlist_text, parse_si, power_budget, si_value, task_voltage_notes
+from spicelearn.model.network import load_network
+from spicelearn.model.rules import xor_legacy_rule, xor_rule
+from spicelearn.model.task import Task, load_task
 
 kinparse = pytest.importorskip("kinparse")
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from spicelearn.cosim import train
+from spicelearn.loop import train
 from spicelearn.errors import ConfigError
-from spicelearn.hardware import Comparator, Hardware
-from spicelearn.rules import xor_rule
+from spicelearn.model.hardware import Comparator, Hardware
+from spicelearn.model.rules import xor_rule
 
 
 def lab_settings(R=0.1, **kw):

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from spicelearn import runfile
-from spicelearn.engines.ode import OdeModel
-from spicelearn.engines.quasistatic import QuasistaticModel
+from spicelearn.continuous.ode import OdeModel
+from spicelearn.continuous.quasistatic import QuasistaticModel
 from spicelearn.errors import ConfigError
-from spicelearn.metrics import contrastive, hessian_top_eigenvalues, oscillation_frequency, power_law_fit, tau
-from spicelearn.task import load_task
+from spicelearn.analysis.metrics import contrastive, hessian_top_eigenvalues, oscillation_frequency, power_law_fit, tau
+from spicelearn.model.task import load_task
 
 
 @pytest.fixture(scope="module")

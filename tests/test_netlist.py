@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from spicelearn.cli import main
-from spicelearn.cosim import train
+from spicelearn.loop import train
 from spicelearn.engines.exact import ExactEngine
 from spicelearn.errors import ConfigError
-from spicelearn.hardware import Hardware
-from spicelearn.netlist import NetlistState, compile_netlist, export_state, spice_node_names, standalone_netlist
-from spicelearn.network import load_network
+from spicelearn.model.hardware import Hardware
+from spicelearn.spice.netlist import NetlistState, compile_netlist, export_state, spice_node_names, standalone_netlist
+from spicelearn.model.network import load_network
 from spicelearn.runfile import save_run
-from spicelearn.task import load_task
+from spicelearn.model.task import load_task
 
 NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 needs_ngspice = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice binary not installed (make system)")

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from spicelearn.errors import NetworkError
-from spicelearn.generators import delaunay, delaunay64, lab16, periodic_lattice, square_lattice
-from spicelearn.network import compile_network, load_network
+from spicelearn.model.generators import delaunay, delaunay64, lab16, periodic_lattice, square_lattice
+from spicelearn.model.network import compile_network, load_network
 
 
 def test_compiled_order_and_orientation():

@@ -8,18 +8,18 @@ import sys
 import numpy as np
 import pytest
 
-from spicelearn.cosim import train
+from spicelearn.loop import train
 from spicelearn.engines import get_engine
 from spicelearn.engines.exact import ExactEngine
 from spicelearn.errors import SpiceError
-from spicelearn.hardware import Hardware
-from spicelearn.network import load_network
-from spicelearn.replay import replay, replay_run
-from spicelearn.rules import comparator_rule
-from spicelearn.task import load_task
+from spicelearn.model.hardware import Hardware
+from spicelearn.model.network import load_network
+from spicelearn.loop import replay, replay_run
+from spicelearn.model.rules import comparator_rule
+from spicelearn.model.task import load_task
 
 pytest.importorskip("PySpice")
-from spicelearn.engines.ngspice import NgspiceEngine, ngspice  # noqa: E402
+from spicelearn.engines.ngspice.engine import NgspiceEngine, ngspice  # noqa: E402
 
 TOL = 1e-5  # volts
 TASKS = {"lab16": "default", "delaunay64": "random:5,3,0"}
@@ -174,7 +174,7 @@ def test_segments_restart_without_changing_the_voltages():
 
 # -- faults ----------------------------------------------------------------------------
 def test_missing_library_names_the_debian_packages():
-    code = "from spicelearn.engines.ngspice import ngspice; ngspice()"
+    code = "from spicelearn.engines.ngspice.engine import ngspice; ngspice()"
     env = dict(os.environ, NGSPICE_LIBRARY_PATH="/nonexistent/libngspice.so")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode != 0
@@ -209,7 +209,7 @@ def test_a_rejected_alter_in_a_batch_is_an_error():
 
 def test_many_alters_joined_into_command_lines_all_take_effect():
     """200 alters go to ngspice as ';'-joined lines under its 1,023-character limit; every one counts."""
-    from spicelearn.engines.ngspice import _join
+    from spicelearn.engines.ngspice.engine import _join
 
     n = 200
     texts = [f"alter r{j} = {100e3 + 0.5 * j!r}" for j in range(n)]
@@ -253,7 +253,7 @@ def test_the_second_instance_is_independent():
 
 
 def test_without_a_second_instance_the_twins_share_one_circuit(monkeypatch):
-    import spicelearn.engines.ngspice as ngs
+    import spicelearn.engines.ngspice.engine as ngs
 
     net = load_network("lab16")
     task = load_task("default", net).bind(net)

@@ -7,13 +7,13 @@ import pytest
 
 from spicelearn.cli import main
 from spicelearn.engines.exact import ExactEngine
-from spicelearn.engines.ode import OdeModel, train_ode
-from spicelearn.engines.quasistatic import QuasistaticModel, train_quasistatic
+from spicelearn.continuous.ode import OdeModel, train_ode
+from spicelearn.continuous.quasistatic import QuasistaticModel, train_quasistatic
 from spicelearn.errors import ConfigError, TaskError
-from spicelearn.hardware import R0, Hardware
-from spicelearn.network import load_network
+from spicelearn.model.hardware import R0, Hardware
+from spicelearn.model.network import load_network
 from spicelearn.runfile import load_run, tau
-from spicelearn.task import Task, load_task
+from spicelearn.model.task import Task, load_task
 
 TASK = "random:5,3,0"
 

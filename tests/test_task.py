@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from spicelearn.errors import TaskError
-from spicelearn.network import compile_network
-from spicelearn.task import Task, load_task, random_task
+from spicelearn.model.network import compile_network
+from spicelearn.model.task import Task, load_task, random_task
 
 
 def test_default_and_json(lab, tmp_path):

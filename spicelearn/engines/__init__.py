@@ -1,52 +1,40 @@
-"""Engines: what happens to the twin networks between clock ticks.
+"""Engines of the clocked learning loop: the protocol (:mod:`.base`) and the registry.
 
-An engine is a small object built from (network, task, hardware) with frozen
-configuration and explicit state, in the manner of diffrax's solvers:
-
-``init(positions, clamp) -> state``
-    both twins at equilibrium (the initial state of the learning loop);
-``relax(state, clamp, duration) -> state``
-    step the clamp sources (floating nodes jump, charge conserved), then let
-    both twins relax for ``duration`` seconds at fixed resistances;
-``set_positions(state, positions) -> state``
-    the clock tick: new resistances, voltages unchanged;
-``equilibrium_free(state) -> ndarray (N,)``
-    free-network equilibrium at the state's resistances (for ``mse_eq``).
-
-States expose ``positions``, ``v_free`` and ``v_clamped`` (node voltages in
-compiled node order).
+:data:`ENGINES` maps a name to the engine class's ``module:attribute`` (imported on
+first use, so that PySpice loads only for ``ngspice``); :func:`get_engine` looks a
+name up, and accepts an engine class or factory as it is (scipy's ``METHODS``).
+The paper's continuous model is not an engine of this loop: see
+:mod:`spicelearn.continuous`.
 """
 
 from __future__ import annotations
+
+import importlib
 
 from ..errors import ConfigError
 
 __all__ = ["get_engine", "ENGINES"]
 
-ENGINES = ("exact", "ngspice", "ode")
+#: Registered engines: name -> "module:class".
+ENGINES = {
+    "exact": "spicelearn.engines.exact:ExactEngine",
+    "ngspice": "spicelearn.engines.ngspice.engine:NgspiceEngine",
+}
 
 
 def get_engine(name):
-    """Look up an engine class by name.
+    """The engine class registered as ``name``.
 
-    An engine class, or any factory ``(network, task, hardware) -> engine`` such as
+    An engine class, or any factory ``(network, task, board) -> engine`` such as
     ``functools.partial(NgspiceEngine, parallel=False)``, is returned as it is.
     """
     if not isinstance(name, str):
         if callable(name):
             return name
-        raise ConfigError(f"`backend` must be one of {ENGINES} or an engine class or factory, got {name!r}")
-    if name == "exact":
-        from .exact import ExactEngine
-
-        return ExactEngine
-    if name == "ngspice":
-        try:
-            from .ngspice import NgspiceEngine
-        except ImportError:
-            raise ConfigError("`backend`='ngspice' is not available in this version yet; use `exact`") from None
-        return NgspiceEngine
-    if name == "ode":
-        raise ConfigError("`backend`='ode' is the paper's continuous model, not a hardware engine: "
-                          "use spicelearn.train_ode(...) or `spicelearn train --backend ode`")
-    raise ConfigError(f"`backend` must be one of {ENGINES}, got {name!r}")
+        raise ConfigError(f"`backend` must be one of {tuple(ENGINES)} or an engine class or factory, got {name!r}")
+    if name not in ENGINES:
+        hint = " (the paper's continuous model: `spicelearn train --backend ode` or spicelearn.train_ode)" \
+            if name in ("ode", "quasistatic") else ""
+        raise ConfigError(f"`backend` must be one of {tuple(ENGINES)}, got {name!r}{hint}")
+    module, attr = ENGINES[name].split(":")
+    return getattr(importlib.import_module(module), attr)

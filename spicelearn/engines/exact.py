@@ -21,7 +21,12 @@ conservation on the floating nodes). So each tick needs one symmetric eigensolve
   hyperbolic contour (Weideman & Trefethen 2007), accurate to ~1e-13 for any
   spectrum on [0, inf), so any R.
 
-Both capacitance models share this code: ``global`` is ``L_C = C I``.
+Both capacitance models share this code: ``global`` is ``L_C = diag(C)``.
+
+A board whose twins differ (pots of different R_AB) gives the clamped twin its
+own matrix ``A_C`` at its own conductances and a second eigensolve; with equal
+twins (every nominal board) the clamped twin reuses the free twin's
+decomposition, as above.
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.linalg as sla
 
-from ..errors import ConfigError, NetworkError
-from ..hardware import Hardware
-from ..network import CompiledNetwork
-from ..task import BoundTask
+from ..errors import NetworkError
+from ..model.board import Board
+from ..model.network import CompiledNetwork
+from ..model.task import BoundTask
+from .base import Engine, EngineState
 
-__all__ = ["ExactEngine", "ExactState", "capacitance_matrix", "contour_quadrature"]
+__all__ = ["ExactEngine", "ExactState", "contour_quadrature"]
 
 
 def contour_quadrature(n: int = 14):
@@ -56,14 +62,6 @@ def contour_quadrature(n: int = 14):
 
 
 _QUAD_S, _QUAD_W = contour_quadrature()
-
-
-def capacitance_matrix(network: CompiledNetwork, hardware: Hardware) -> np.ndarray:
-    """The capacitance matrix L_C, shape (N, N), of the hardware's capacitance model."""
-    if hardware.capacitance_model == "global":
-        return float(hardware.capacitance) * np.eye(network.n_nodes)
-    caps = hardware.edge_capacitance(network.n_edges)
-    return network.laplacian(caps)
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,51 +88,35 @@ def _cmatmul(real: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class ExactState:
-    """State of the twin networks.
+class ExactState(EngineState):
+    """State of the twin networks (:class:`~spicelearn.engines.base.EngineState`) and the cached
+    decompositions at ``positions``: ``ops`` of the free twin, ``ops_c`` of the clamped twin (the
+    same object when the twins are equal)."""
 
-    Attributes
-    ----------
-    positions : ndarray of int, shape (E,)
-    v_free, v_clamped : ndarray, shape (N,)
-        Node voltages in compiled node order.
-    clamp : ndarray, shape (M_T,)
-        Voltages the clamp sources hold now.
-    ops : _Operators
-        Cached decomposition at ``positions``.
-    """
-
-    positions: np.ndarray
-    v_free: np.ndarray
-    v_clamped: np.ndarray
-    clamp: np.ndarray
-    ops: _Operators
+    ops: _Operators = None
+    ops_c: _Operators = None
 
 
-class ExactEngine:
+class ExactEngine(Engine):
     """Exact RC transient of the free and clamped twins (see module docstring).
 
     Parameters
     ----------
     network : CompiledNetwork
     task : BoundTask
-    hardware : Hardware
+    board : Board
     """
 
     name = "exact"
 
-    def __init__(self, network: CompiledNetwork, task: BoundTask, hardware: Hardware):
-        self.network, self.task, self.hardware = network, task, hardware
+    def __init__(self, network: CompiledNetwork, task: BoundTask, board: Board):
+        super().__init__(network, task, board)
         n = network.n_nodes
         src, tgt = task.source_index, task.target_index
-        is_driven = np.zeros(n, bool)
-        is_driven[src] = True
-        is_target = np.zeros(n, bool)
-        is_target[tgt] = True
-        clamped_floating = np.flatnonzero(~is_driven & ~is_target)
-        self.floating = np.concatenate([clamped_floating, tgt])  # free twin's floating nodes, C then T
-        self.n_c = clamped_floating.size
-        LC = capacitance_matrix(network, hardware)
+        self.floating = np.concatenate([task.clamped_floating, tgt])  # free twin's floating nodes, C then T
+        self.n_c = task.clamped_floating.size
+        self._twins_identical = board.twins_identical
+        LC = board.capacitance_matrix(network)
         try:
             K = np.linalg.cholesky(LC[np.ix_(self.floating, self.floating)])
         except np.linalg.LinAlgError:
@@ -150,8 +132,13 @@ class ExactEngine:
         self._v_template[src] = task.source_voltage
 
     # -- helpers ---------------------------------------------------------------
-    def _decompose(self, positions) -> _Operators:
-        g = self.hardware.pot.conductance(positions)
+    def _decompositions(self, positions) -> tuple:
+        """``(ops, ops_c)`` of the free and the clamped twin at ``positions``."""
+        g = self.board.conductance(positions)
+        ops = self._decompose(g[0])
+        return ops, (ops if self._twins_identical else self._decompose(g[1]))
+
+    def _decompose(self, g) -> _Operators:
         Wg = self.W * g
         lam, U = np.linalg.eigh(Wg @ self.W.T)
         if lam[0] <= 0:
@@ -204,38 +191,30 @@ class ExactEngine:
     # -- engine interface -------------------------------------------------------
     def state(self, positions, v_free, v_clamped, clamp) -> ExactState:
         """A state with given node voltages (e.g. off equilibrium); driven nodes are overwritten."""
-        positions = self.hardware.pot.check_positions(positions, self.network.n_edges)
-        v_free, v_clamped, clamp = self.task.impose(v_free, v_clamped, clamp)
-        return ExactState(positions, v_free, v_clamped, clamp, self._decompose(positions))
+        positions = self._check_positions(positions)
+        v_free, v_clamped, clamp = self.task.impose(v_free, v_clamped, self._check_clamp(clamp))
+        ops, ops_c = self._decompositions(positions)
+        return ExactState(positions, v_free, v_clamped, clamp, ops, ops_c)
 
-    def init(self, positions, clamp=None) -> ExactState:
-        """Both twins at equilibrium; ``clamp`` defaults to the eta-nudge of the free equilibrium."""
-        positions = self.hardware.pot.check_positions(positions, self.network.n_edges)
-        ops = self._decompose(positions)
+    def _init(self, positions, clamp) -> ExactState:
+        ops, ops_c = self._decompositions(positions)
         v_free = self._to_v(ops.ystar)
         if clamp is None:
-            vt = v_free[self.task.target_index]
-            clamp = vt + self.hardware.eta * (self.task.target_voltage - vt)
-        clamp = np.asarray(clamp, dtype=float)
+            clamp = self.default_clamp(v_free)
         y2 = self.K22T @ clamp
-        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(ops, y2), y2]))
+        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(ops_c, y2), y2]))
         v_clamped[self.task.target_index] = clamp
-        return ExactState(positions, v_free, v_clamped, clamp, ops)
+        return ExactState(positions, v_free, v_clamped, clamp, ops, ops_c)
 
-    def set_positions(self, state: ExactState, positions) -> ExactState:
-        """Clock tick: new resistances; node voltages do not jump."""
-        return replace(state, positions=np.asarray(positions), ops=self._decompose(positions))
+    def _set_positions(self, state: ExactState, positions) -> ExactState:
+        ops, ops_c = self._decompositions(positions)
+        return replace(state, positions=positions, ops=ops, ops_c=ops_c)
 
-    def equilibrium_free(self, state: ExactState) -> np.ndarray:
-        """Free-twin equilibrium voltages at the state's resistances, shape (N,)."""
+    def _equilibrium_free(self, state: ExactState) -> np.ndarray:
         return self._to_v(state.ops.ystar)
 
-    def relax(self, state: ExactState, clamp, duration: float) -> ExactState:
-        """Step the clamps to ``clamp`` (charge-conserving jump), then relax ``duration`` seconds."""
-        if not duration >= 0:
-            raise ConfigError(f"`duration` must be >= 0 seconds, got {duration!r}")
+    def _relax(self, state: ExactState, clamp, duration: float) -> ExactState:
         ops, nc = state.ops, self.n_c
-        clamp = np.asarray(clamp, dtype=float)
         # free twin: sources constant, exact modal decay
         y = self._to_y(state.v_free)
         ystar = ops.ystar
@@ -246,9 +225,8 @@ class ExactEngine:
         y1 = self._to_y(state.v_clamped)[:nc]
         y2 = self.K22T @ clamp
         if nc:
-            y1star = self._clamped_equilibrium_y1(ops, y2)
-            if duration > 0:
-                y1 = y1star + self._sub_resolvent(ops, y1 - y1star, _QUAD_S / duration, _QUAD_W / duration)
+            y1star = self._clamped_equilibrium_y1(state.ops_c, y2)
+            y1 = y1star + self._sub_resolvent(state.ops_c, y1 - y1star, _QUAD_S / duration, _QUAD_W / duration)
         v_clamped = self._to_v(np.concatenate([y1, y2]))
         v_clamped[self.task.target_index] = clamp
         return replace(state, v_free=v_free, v_clamped=v_clamped, clamp=clamp)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
-from .runfile import tau
+from ..errors import ConfigError
+from ..runfile import tau
 
 __all__ = ["tau", "oscillation_frequency", "Contrastive", "contrastive", "hessian_top_eigenvalues", "PowerLaw",
            "power_law_fit"]
@@ -114,7 +114,7 @@ def contrastive(network, task, g, eta: float = 1e-3, hessian: bool = True) -> Co
         d2C/dg2 = eta [-diag(Kd) M_C diag(Kd) - diag(Kd) K J - (diag(Kd) K J)^T
                        + J^T S J - M_F o (dv_F p^T + p dv_F^T)].
     """
-    from .engines.ode import OdeModel
+    from ..continuous.ode import OdeModel
 
     m = OdeModel(network, task, eta=eta)
     eta = m.eta

@@ -14,7 +14,10 @@ import numpy as np
 import xarray as xr
 
 from ..checks import check_eta, check_steps
-from .ode import OdeModel, OdeState, _record, _setup, integrate_floored
+from ..model.rules import continuous_rule
+from ..model.task import bind
+from ..runfile import make_dataset
+from .ode import OdeModel, OdeState, integrate_floored, run_record
 
 __all__ = ["QuasistaticModel", "train_quasistatic"]
 
@@ -39,8 +42,7 @@ class QuasistaticModel:
         """``dg/dt`` without the floor, shape (E,)."""
         vf, vc = self.ode.equilibrium(g)
         B = self.ode.network.incidence
-        dvF, dvC = B @ vf, B @ vc
-        return gamma_l / (2.0 * self.eta) * (dvF * dvF - dvC * dvC)
+        return continuous_rule(B @ vf, B @ vc, self.eta, gamma_l)
 
     def rhs(self, t, g, gamma_l: float, frozen) -> np.ndarray:
         dg = self.rate(g, gamma_l)
@@ -70,17 +72,13 @@ def train_quasistatic(network, task, *, eta: float = 1e-3, steps: int = 3000, g0
     ``mse`` equals ``mse_eq`` here (the voltages are always in equilibrium);
     ``R`` is recorded as 0.
     """
-    from ..cosim import make_dataset
-
     eta, steps = check_eta(eta), check_steps(steps)
-    net, task_obj, bound = _setup(network, task, network_seed)
-    model = QuasistaticModel(net, bound, eta=eta, g_floor=g_floor)
+    bound = bind(network, task, network_seed=network_seed)
+    model = QuasistaticModel(bound.network, bound, eta=eta, g_floor=g_floor)
     mse0 = float(bound.mse(model.equilibrium_free(model.ode.init(g0).g)))
     t = np.arange(1, steps + 1, dtype=float)
-    g, vf, vc, mse, mse_eq = _record(model, model.integrate(g0, t, rtol=rtol, atol=atol, method=method))
-    attrs = dict(capacitance_model="none (equilibrium)", R=0.0, gamma_l=1.0, eta=eta, rule="continuous",
-                 g0=float(np.mean(g0)), g_floor=g_floor, rtol=rtol, atol=atol, method=method,
-                 network_seed=network_seed)
-    ds = make_dataset(net, task_obj, None, backend="quasistatic", seed=None, mse=mse, mse_eq=mse_eq,
-                      v_free=vf, v_clamped=vc, mse0=mse0, time=t, conductance=g, extra_attrs=attrs)
-    return ds
+    record = dict(run_record(model, model.integrate(g0, t, rtol=rtol, atol=atol, method=method)), mse0=mse0)
+    attrs = dict(backend="quasistatic", seed=-1, capacitance_model="none (equilibrium)", R=0.0, gamma_l=1.0,
+                 eta=eta, rule="continuous", g0=float(np.mean(g0)), g_floor=g_floor, rtol=rtol, atol=atol,
+                 method=method)
+    return make_dataset(bound, None, record=record, time=t, time_units="training steps", attrs=attrs)

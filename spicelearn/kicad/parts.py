@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["Pin", "PartType", "PARTS", "PACKAGES", "MAX_CONNECTOR_PINS", "connector", "part"]
 

@@ -39,11 +39,11 @@ from collections import Counter
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .errors import ConfigError
-from .kicad_parts import MAX_CONNECTOR_PINS, PACKAGES, PartType, connector, part
+from ..errors import ConfigError
+from .parts import MAX_CONNECTOR_PINS, PACKAGES, PartType, connector, part
 
 __all__ = ["Component", "Board", "build_board", "netlist_text", "bom_text", "export_kicad", "bom_path",
-           "task_voltage_notes", "power_budget", "si_value", "parse_si", "VDD", "GND", "VREF_RATIO", "register_cli"]
+           "task_voltage_notes", "power_budget", "si_value", "parse_si", "VDD", "GND", "VREF_RATIO"]
 
 VDD, GND, VREF = "+5V", "GND", "/VREF"
 SUPPLY_VOLTS = 5.0
@@ -443,8 +443,8 @@ def build_board(network, task, *, capacitance: float | None = None, package: str
         For an unknown package, a non-positive capacitance, or a task that
         does not fit the connector.
     """
-    from .network import load_network
-    from .task import load_task
+    from ..model.network import load_network
+    from ..model.task import load_task
 
     net = load_network(network, network_seed=network_seed)
     task = load_task(task, net)
@@ -502,7 +502,7 @@ def _q(s: str) -> str:
 
 def netlist_text(board: Board) -> str:
     """The KiCad netlist (s-expression ``export`` format, version "E") of ``board``."""
-    from . import __version__
+    from .. import __version__
 
     out = ['(export (version "E")', "  (design", f"    (source {_q(board.name)})", '    (date "")',
            f"    (tool {_q('spicelearn ' + __version__)})",
@@ -582,46 +582,3 @@ def export_kicad(network, task, path, **options) -> tuple:
     with open(bpath, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(bom_text(board))
     return board, path, bpath
-
-
-def _cmd_export(args) -> int:
-    import sys
-
-    from .network import load_network
-    from .task import load_task
-
-    net = load_network(args.network, network_seed=args.network_seed)
-    board, npath, bpath = export_kicad(net, args.task, args.out, capacitance=args.capacitance,
-                                       package=args.package, connector_pins=args.connector_pins)
-    counts = Counter(c.part for c in board.components)
-    summary = ", ".join(f"{n} x {k}" for k, n in sorted(counts.items()))
-    print(f"wrote {npath} ({len(board.components)} components, {len(board.nets)} nets: {summary})")
-    print(f"wrote {bpath}")
-    print("5 V supply, worst case: {total:.1f} mA (ICs {ics:.1f}, pull-ups {pullups:.1f}, "
-          "front end {front_end:.1f})".format(**power_budget(board)))
-    for note in task_voltage_notes(load_task(args.task, net)):
-        print(f"spicelearn: note: {note}", file=sys.stderr)
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add ``spicelearn export-kicad``."""
-    p = subparsers.add_parser(
-        "export-kicad", help="write the KiCad netlist and BOM of the learning board",
-        description="Write the learning board of NETWORK and TASK as a KiCad netlist (s-expression export "
-                    "format, KiCad 6+: PCB editor > File > Import > Netlist) and its bill of materials as "
-                    "<stem>_bom.csv in the same folder as the netlist.")
-    p.add_argument("network", metavar="NETWORK", help="GraphML file or built-in: lab16, delaunay64")
-    p.add_argument("--task", default="default", metavar="TASK",
-                   help="JSON file, random:MS,MT,SEED, or 'default' (lab16's own task)")
-    p.add_argument("--network-seed", type=int, default=0, help="seed of random built-in networks")
-    p.add_argument("--capacitance", type=float, default=None, metavar="FARAD",
-                   help="edge capacitance (default: the network's per-edge values, else 2.2e-6)")
-    p.add_argument("--package", default="dip", metavar="STYLE",
-                   help=f"part packages: {' or '.join(PACKAGES)} (default dip: through-hole)")
-    p.add_argument("--connector-pins", type=int, default=None, metavar="N",
-                   help=f"pins of the task connector J3, at most {MAX_CONNECTOR_PINS} "
-                        "(default: sources + 2 x targets + 1)")
-    p.add_argument("-o", "--out", required=True, metavar="BOARD.net",
-                   help="netlist path; the BOM is written beside it as <stem>_bom.csv")
-    p.set_defaults(func=_cmd_export)

@@ -11,14 +11,15 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 
 import numpy as np
 
-from .errors import TaskError
+from ..errors import TaskError
 from .network import CompiledNetwork
 
-__all__ = ["Task", "BoundTask", "load_task", "random_task"]
+__all__ = ["Task", "BoundTask", "load_task", "random_task", "bind", "nudge"]
 
 
 def _voltages(mapping, what: str) -> MappingProxyType:
@@ -132,9 +133,43 @@ class BoundTask:
         v_clamped[self.target_index] = clamp
         return v_free, v_clamped, clamp
 
+    # -- the twin node partition (DESIGN.md section 1) ----------------------------
+    @cached_property
+    def free_floating(self) -> np.ndarray:
+        """Nodes that float in the free twin (every node but the sources), sorted, shape (N - M_S,)."""
+        driven = np.zeros(self.network.n_nodes, bool)
+        driven[self.source_index] = True
+        return np.flatnonzero(~driven)
+
+    @cached_property
+    def clamped_floating(self) -> np.ndarray:
+        """Nodes that float in the clamped twin (neither source nor target), sorted, shape (N - M_S - M_T,)."""
+        driven = np.zeros(self.network.n_nodes, bool)
+        driven[self.source_index] = True
+        driven[self.target_index] = True
+        return np.flatnonzero(~driven)
+
+    def driven_voltages(self, clamp=None) -> np.ndarray:
+        """Node voltages (N,) that are zero but at the sources (and, given ``clamp`` (M_T,), the clamped targets)."""
+        v = np.zeros(self.network.n_nodes)
+        v[self.source_index] = self.source_voltage
+        if clamp is not None:
+            v[self.target_index] = clamp
+        return v
+
+    # -- the supervisor -------------------------------------------------------------
+    def nudge(self, v_free, eta: float) -> np.ndarray:
+        """The clamps the supervisor sets (:func:`nudge`) from free node voltages (..., N), shape (..., M_T)."""
+        return nudge(np.asarray(v_free)[..., self.target_index], self.target_voltage, eta)
+
     def mse(self, v: np.ndarray) -> np.ndarray:
         """Squared target error ``sum_T (V_T - v_T)^2`` of node voltages ``v`` (..., N)."""
         return np.sum((self.target_voltage - np.asarray(v)[..., self.target_index]) ** 2, axis=-1)
+
+
+def nudge(v_target, target_voltage, eta: float) -> np.ndarray:
+    """The supervisor's clamp values ``v_T + eta (V_T - v_T)`` from the free targets' voltages ``v_T`` (..., M_T)."""
+    return v_target + eta * (target_voltage - v_target)
 
 
 _RANDOM = re.compile(r"^random:(\d+),(\d+),(-?\d+)$")
@@ -192,3 +227,15 @@ def _from_dict(data, where: str) -> Task:
     if not isinstance(data, dict) or set(data) - {"sources", "targets"}:
         raise TaskError(f'{where} must be an object {{"sources": {{node: volts}}, "targets": {{node: volts}}}}')
     return Task(data.get("sources", {}), data.get("targets", {}))
+
+
+def bind(network, task, *, network_seed: int = 0) -> BoundTask:
+    """Load a network and a task (any form :func:`load_network` and :func:`load_task` take) and bind them.
+
+    The one place that turns the user's network and task into a :class:`BoundTask`
+    (``.network`` is the compiled network, ``.task`` the task).
+    """
+    from .network import load_network
+
+    net = load_network(network, network_seed=network_seed)
+    return load_task(task, net).bind(net)

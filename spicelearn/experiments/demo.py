@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from .cosim import train
-from .hardware import Comparator, Hardware
-from .plotting import plot_runs
-from .runfile import save_run
+from ..loop import train
+from ..model.hardware import Comparator, Hardware
+from ..analysis.plotting import plot_runs
+from ..runfile import save_run
 
 __all__ = ["run_demo", "DEMO_R"]
 

@@ -38,11 +38,13 @@ from scipy.integrate import solve_ivp
 
 from ..checks import check_eta, check_R, check_steps, finite
 from ..errors import ConfigError, NetworkError, SpicelearnError, TaskError
-from ..hardware import CAPACITANCE_MODELS
-from ..network import CompiledNetwork, load_network
-from ..task import BoundTask, Task, load_task
+from ..model.hardware import CAPACITANCE_MODELS
+from ..model.network import CompiledNetwork, equilibrium
+from ..model.rules import continuous_rule
+from ..model.task import BoundTask, bind, nudge
+from ..runfile import make_dataset
 
-__all__ = ["OdeModel", "OdeState", "train_ode", "cli_train", "integrate_floored", "DEFAULTS"]
+__all__ = ["OdeModel", "OdeState", "train_ode", "integrate_floored", "run_record", "DEFAULTS"]
 
 #: Defaults of the paper's model (DESIGN.md section 3).
 DEFAULTS = dict(R=1.0, eta=1e-3, steps=3000, capacitance_model="global", g0=1.0, g_floor=1e-6,
@@ -102,12 +104,7 @@ class OdeModel:
         self.capacitance_model = capacitance_model
         N, E = network.n_nodes, network.n_edges
         src, tgt = task.source_index, task.target_index
-        driven = np.zeros(N, bool)
-        driven[src] = True
-        self.free_nodes = np.flatnonzero(~driven)  # F
-        is_tgt = np.zeros(N, bool)
-        is_tgt[tgt] = True
-        self.clamped_nodes = np.flatnonzero(~driven & ~is_tgt)  # C
+        self.free_nodes, self.clamped_nodes = task.free_floating, task.clamped_floating  # F, C
         if self.clamped_nodes.size == 0:
             raise TaskError(f"task drives or targets all {N} nodes of {network.name!r}; "
                             "leave at least one node floating")
@@ -119,8 +116,7 @@ class OdeModel:
         self.b_S = B[:, src] @ task.source_voltage  # (E,)
         self.V_T = np.asarray(task.target_voltage, dtype=float)
         self.nF, self.nC, self.E = self.free_nodes.size, self.clamped_nodes.size, E
-        self._v_template = np.zeros(N)
-        self._v_template[src] = task.source_voltage
+        self._v_template = task.driven_voltages()
         # capacitance: inverse mass matrices of both twins
         if capacitance_model == "global":
             if capacitance is not None:
@@ -145,32 +141,19 @@ class OdeModel:
 
     # -- voltages ------------------------------------------------------------
     def clamp(self, v_free: np.ndarray) -> np.ndarray:
-        """Clamp voltages ``(1 - eta) v_T^F + eta V_T``, shape (M_T,)."""
-        return (1.0 - self.eta) * np.asarray(v_free)[self.task.target_index] + self.eta * self.V_T
-
-    def _laplacian_blocks(self, g):
-        Bg = self.B_F.T * g  # (nF, E)
-        return Bg @ self.B_F, Bg
+        """Clamp voltages: the supervisor's nudge ``v_T^F + eta (V_T - v_T^F)``, shape (M_T,)."""
+        return self.task.nudge(v_free, self.eta)
 
     def equilibrium(self, g) -> tuple[np.ndarray, np.ndarray]:
         """Free and clamped equilibria at conductances ``g``, each shape (N,)."""
         g = np.asarray(g, dtype=float)
-        LFF, _ = self._laplacian_blocks(g)
-        try:
-            u = np.linalg.solve(LFF, -(self.B_F.T @ (g * self.b_S)))
-        except np.linalg.LinAlgError:
-            raise NetworkError("the conductance matrix of the floating nodes is singular") from None
-        v_free = self._to_v(u, None)
+        v_free = self.equilibrium_free(g)
         c = self.clamp(v_free)
-        BgC = self.B_C.T * g
-        w = np.linalg.solve(BgC @ self.B_C, -(BgC @ (self.b_S + self.B_T @ c)))
-        return v_free, self._to_v(None, w, c)
+        return v_free, equilibrium(self.network, g, self.clamped_nodes, self.task.driven_voltages(c))
 
     def equilibrium_free(self, g) -> np.ndarray:
         """Free equilibrium at ``g``, shape (N,)."""
-        g = np.asarray(g, dtype=float)
-        LFF, Bg = self._laplacian_blocks(g)
-        return self._to_v(np.linalg.solve(LFF, -(Bg @ self.b_S)), None)
+        return equilibrium(self.network, np.asarray(g, dtype=float), self.free_nodes, self._v_template)
 
     def _to_v(self, u, w, c=None) -> np.ndarray:
         v = self._v_template.copy()
@@ -217,14 +200,14 @@ class OdeModel:
     def _parts(self, x):
         E, nF = self.E, self.nF
         g, u, w = x[:E], x[E:E + nF], x[E + nF:]
-        c = (1.0 - self.eta) * u[self.tpos] + self.eta * self.V_T
+        c = nudge(u[self.tpos], self.V_T, self.eta)
         dvF = self.B_F @ u + self.b_S
         dvC = self.B_C @ w + self.B_T @ c + self.b_S
         return g, dvF, dvC
 
     def _raw_dg(self, x, gamma_l):
         _, dvF, dvC = self._parts(x)
-        return gamma_l / (2.0 * self.eta) * (dvF * dvF - dvC * dvC)
+        return continuous_rule(dvF, dvC, self.eta, gamma_l)
 
     def rhs(self, t, x, gamma_l: float, gamma_p: float, frozen=None) -> np.ndarray:
         """``dx/dt`` of ``x = (g, u, w)``, shape (E + nF + nC,); edges in ``frozen`` (E,) hold their g."""
@@ -234,7 +217,7 @@ class OdeModel:
         if self.Minv_F is not None:
             du = self.Minv_F @ du
             dw = self.Minv_C @ dw - (1.0 - self.eta) * (self.P @ du[self.tpos])
-        dg = gamma_l / (2.0 * self.eta) * (dvF * dvF - dvC * dvC)
+        dg = continuous_rule(dvF, dvC, self.eta, gamma_l)
         if frozen is not None:
             dg[frozen] = 0.0
         return np.concatenate([dg, du, dw])
@@ -372,20 +355,13 @@ def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, r
     return FlooredSolution(np.concatenate(ts), np.concatenate(ys, axis=1), nfev, n_events)
 
 
-def _record(model: OdeModel, states: list[OdeState]):
-    """Arrays of the run file from the states at integer steps."""
+def run_record(model, states: list[OdeState]) -> dict:
+    """The run file's arrays from the states at integer steps (``model`` has ``task`` and ``equilibrium_free``)."""
     g = np.array([s.g for s in states])
     vf = np.array([s.v_free for s in states])
     vc = np.array([s.v_clamped for s in states])
-    mse = model.task.mse(vf)
     mse_eq = np.array([model.task.mse(model.equilibrium_free(gi)) for gi in g])
-    return g, vf, vc, mse, mse_eq
-
-
-def _setup(network, task, network_seed: int):
-    net = network if isinstance(network, CompiledNetwork) else load_network(network, network_seed=network_seed)
-    task_obj: Task = load_task(task, net)
-    return net, task_obj, task_obj.bind(net)
+    return dict(conductance=g, v_free=vf, v_clamped=vc, mse=model.task.mse(vf), mse_eq=mse_eq)
 
 
 def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 3000,
@@ -422,45 +398,16 @@ def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 
         The run file of DESIGN.md section 4 with ``conductance (step, edge)``;
         ``time`` in training steps (step k is recorded at t = k + 1).
     """
-    from ..cosim import make_dataset
-
     R, eta, steps = check_R(R), check_eta(eta), check_steps(steps)
     if method == "auto":
         method = "LSODA" if R < AUTO_STIFF_BELOW_R else "RK45"
-    net, task_obj, bound = _setup(network, task, network_seed)
-    model = OdeModel(net, bound, eta=eta, capacitance_model=capacitance_model, g_floor=g_floor)
+    bound = bind(network, task, network_seed=network_seed)
+    model = OdeModel(bound.network, bound, eta=eta, capacitance_model=capacitance_model, g_floor=g_floor)
     s0 = model.init(g0)
-    mse0 = float(bound.mse(s0.v_free))
     t = np.arange(1, steps + 1, dtype=float)
     states = model.integrate(s0, t, gamma_l=1.0, gamma_p=1.0 / R, rtol=rtol, atol=atol, method=method)
-    g, vf, vc, mse, mse_eq = _record(model, states)
-    attrs = dict(capacitance_model=capacitance_model, R=R, gamma_l=1.0, gamma_p=1.0 / R, eta=eta,
-                 rule="continuous", g0=float(np.mean(g0)), g_floor=g_floor, rtol=rtol, atol=atol,
-                 method=method, network_seed=network_seed)
-    return make_dataset(net, task_obj, None, backend="ode", seed=None, mse=mse, mse_eq=mse_eq, v_free=vf,
-                        v_clamped=vc, mse0=mse0, time=t, conductance=g, extra_attrs=attrs)
-
-
-def cli_train(args) -> int:
-    """``spicelearn train --backend ode``: the argparse namespace of ``spicelearn.cli``."""
-    from ..runfile import save_run
-
-    if args.rule not in (None, "continuous"):
-        raise ConfigError(f"`--rule`={args.rule!r}: the ode backend runs the continuous rule only; "
-                          "omit `--rule` or give `continuous`")
-    if args.gamma_l is not None:
-        raise ConfigError("`--gamma-l` does not apply to the ode backend (time is in training steps, "
-                          "gamma_l = 1); give `--R`")
-    if getattr(args, "noise", 0.0) or getattr(args, "offset", 0.0):
-        raise ConfigError("`--noise` and `--offset` are comparator settings of the hardware backends; "
-                          "the ode backend has no comparators")
-    if getattr(args, "capacitance", None) is not None:
-        raise ConfigError("`--capacitance` does not apply to the ode backend (dimensionless units); give `--R`")
-    ds = train_ode(args.network, args.task, R=args.R if args.R is not None else DEFAULTS["R"],
-                   eta=args.eta if args.eta is not None else DEFAULTS["eta"], steps=args.steps,
-                   capacitance_model=args.capacitance_model or DEFAULTS["capacitance_model"],
-                   network_seed=args.network_seed)
-    save_run(ds, args.out)
-    if not args.quiet:
-        print(f"wrote {args.out}")
-    return 0
+    record = dict(run_record(model, states), mse0=float(bound.mse(s0.v_free)))
+    attrs = dict(backend="ode", seed=-1, capacitance_model=capacitance_model, R=R, gamma_l=1.0, gamma_p=1.0 / R,
+                 eta=eta, rule="continuous", g0=float(np.mean(g0)), g_floor=g_floor, rtol=rtol, atol=atol,
+                 method=method)
+    return make_dataset(bound, None, record=record, time=t, time_units="training steps", attrs=attrs)

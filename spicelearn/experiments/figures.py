@@ -1,6 +1,6 @@
 """Figures of the paper's in-silico model (DESIGN.md section 3): Fig. 2 a-d, Fig. 3 a-b, Fig. 5.
 
-``spicelearn figure fig2|fig3|fig5 [--tasks N] [--quick] [--out-dir DIR]`` runs
+``spicelearn figure fig2|fig3|fig5 [--tasks N] [--quick] [--out-dir DIR]`` (:mod:`spicelearn.cli.figure`) runs
 the sweeps on ``delaunay64`` (64 nodes, 143 edges), writes ``DIR/figN.png``
 and the data behind it as ``DIR/figN.nc``, and prints the fitted power laws.
 Real time is in units of the physical relaxation time ``1 / gamma_p``: a
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
-__all__ = ["register_cli", "FigureConfig", "make_figure", "FIGURES", "R_C"]
+__all__ = ["FigureConfig", "make_figure", "FIGURES", "R_C"]
 
 FIGURES = ("fig2", "fig3", "fig5")
 #: Critical scaled learning rate separating the two power laws (paper: R_c ~ 1).
@@ -50,7 +50,7 @@ def _real_time(R, steps):
 
 def _split_fits(R, y):
     """Power laws of y(R) below and above R_C (None where too few points)."""
-    from .metrics import power_law_fit
+    from ..analysis.metrics import power_law_fit
 
     R, y = np.asarray(R), np.asarray(y)
     out = []
@@ -130,7 +130,7 @@ def _grid(cfg: FigureConfig, out_dir: str):
     """
     import xarray as xr
 
-    from .runfile import save_run
+    from ..runfile import save_run
     from .sweep import retry_failed, sweep
 
     path = os.path.join(out_dir, f"sweep_ms10_{cfg.tasks}tasks_{cfg.steps}steps.nc")
@@ -156,7 +156,7 @@ def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
     import matplotlib.pyplot as plt
     import xarray as xr
 
-    from .runfile import save_run
+    from ..runfile import save_run
     from .sweep import failed_runs
 
     curves, qs = _curves(cfg, 5, True)
@@ -214,7 +214,7 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .runfile import save_run
+    from ..runfile import save_run
     from .sweep import failed_runs
 
     grid_all = _grid(cfg, out_dir)
@@ -229,7 +229,7 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
     fits_f = [None, None]
     above = (R > R_C) & np.isfinite(f_mean)
     if above.sum() >= 2:
-        from .metrics import power_law_fit
+        from ..analysis.metrics import power_law_fit
 
         fits_f = [None, power_law_fit(R[above], f_mean[above])]
     lines = _draw_fits(axes[0], fits_f, R.min(), R.max(), "f")
@@ -262,7 +262,7 @@ def fig5(cfg: FigureConfig, out_dir: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .runfile import save_run
+    from ..runfile import save_run
 
     curves, _ = _curves(cfg, 5, False)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
@@ -288,23 +288,3 @@ def make_figure(name: str, cfg: FigureConfig, out_dir: str) -> list[str]:
     if not os.path.isdir(out_dir):
         os.makedirs(out_dir, exist_ok=True)
     return {"fig2": fig2, "fig3": fig3, "fig5": fig5}[name](cfg, out_dir)
-
-
-def _cmd_figure(args) -> int:
-    if args.tasks is not None and args.tasks < 1:
-        raise ConfigError(f"`--tasks` must be >= 1, got {args.tasks}")
-    cfg = FigureConfig.quick() if args.quick else FigureConfig.full()
-    if args.tasks is not None:
-        cfg = FigureConfig(args.tasks, cfg.steps, cfg.R_curves, cfg.R_grid)
-    for line in make_figure(args.figure, cfg, args.out_dir):
-        print(("wrote " if os.path.exists(line) else "") + line)
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser("figure", help="the paper's in-silico figures (ode engine): fig2, fig3, fig5")
-    p.add_argument("figure", choices=FIGURES)
-    p.add_argument("--tasks", type=int, default=None, help="random tasks to average (default 50; 3 with --quick)")
-    p.add_argument("--quick", action="store_true", help="small sweep for CI (under two minutes)")
-    p.add_argument("--out-dir", default="figures", metavar="DIR")
-    p.set_defaults(func=_cmd_figure)

@@ -15,8 +15,8 @@ from contextlib import nullcontext
 import numpy as np
 import xarray as xr
 
-from .errors import ConfigError, SpicelearnError
-from .progress import Progress
+from ..errors import ConfigError, SpicelearnError
+from ..progress import Progress
 
 __all__ = ["run_summary", "sweep", "task_is_feasible", "failed_runs", "retry_failed"]
 
@@ -37,19 +37,18 @@ def run_summary(R: float, ms: int, mt: int, task_seed: int, steps: int, network:
         oscillations, per training step, NaN if none), ``eig`` (k_eig,) top
         eigenvalues of the contrastive Hessian at the end.
     """
-    from .engines.ode import train_ode
-    from .engines.quasistatic import train_quasistatic
-    from .metrics import hessian_top_eigenvalues, oscillation_frequency, tau
-    from .network import load_network
-    from .task import load_task
+    from ..continuous.ode import train_ode
+    from ..continuous.quasistatic import train_quasistatic
+    from ..analysis.metrics import hessian_top_eigenvalues, oscillation_frequency, tau
+    from ..model.task import bind
 
-    net = load_network(network, network_seed=network_seed)
-    spec = f"random:{ms},{mt},{task_seed}"
-    ds = train_quasistatic(net, spec, steps=steps) if quasistatic else train_ode(net, spec, R=R, steps=steps)
+    bound = bind(network, f"random:{ms},{mt},{task_seed}", network_seed=network_seed)
+    net = bound.network
+    ds = train_quasistatic(net, bound.task, steps=steps) if quasistatic else \
+        train_ode(net, bound.task, R=R, steps=steps)
     mse0 = float(ds.mse0)
     eq, neq = ds.mse_eq.values / mse0, ds.mse.values / mse0
-    eig = hessian_top_eigenvalues(net, load_task(spec, net).bind(net), ds.conductance.values[-1],
-                                  eta=ds.attrs["eta"], k=k_eig)
+    eig = hessian_top_eigenvalues(net, bound, ds.conductance.values[-1], eta=ds.attrs["eta"], k=k_eig)
     return dict(mse_eq=eq, mse=neq, tau=tau(eq, 1.0, threshold=1e-6, window=1),
                 frequency=oscillation_frequency(np.maximum(eq, 1e-300)), eig=eig)
 
@@ -61,11 +60,9 @@ def task_is_feasible(network: str, network_seed: int, ms: int, mt: int, task_see
     neighbours (maximum principle), so every target must lie between the
     lowest and the highest source voltage.
     """
-    from .network import load_network
-    from .task import load_task
+    from ..model.task import bind
 
-    net = load_network(network, network_seed=network_seed)
-    task = load_task(f"random:{ms},{mt},{task_seed}", net)
+    task = bind(network, f"random:{ms},{mt},{task_seed}", network_seed=network_seed).task
     vs, vt = np.array(list(task.sources.values())), np.array(list(task.targets.values()))
     return bool(np.all((vt >= vs.min()) & (vt <= vs.max())))
 

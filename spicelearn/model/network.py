@@ -7,16 +7,18 @@ of edge ``j`` is ``dv_j = v_u - v_v``, i.e. ``dv = incidence @ v``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 import numpy as np
 
-from .errors import NetworkError
+from ..errors import NetworkError
 
-__all__ = ["CompiledNetwork", "compile_network", "load_network", "BUILTIN_NETWORKS"]
+__all__ = ["CompiledNetwork", "compile_network", "load_network", "equilibrium", "BUILTIN_NETWORKS"]
 
 N_POSITIONS = 128
 
@@ -43,6 +45,8 @@ class CompiledNetwork:
         Node coordinates for drawing, where the graph has them.
     name : str
         A label for files and plots.
+    builtin : (str, int) or None
+        ``(name, network_seed)`` of a built-in network, None for any other graph.
     """
 
     nodes: tuple
@@ -52,6 +56,7 @@ class CompiledNetwork:
     position: np.ndarray | None = None
     pos: np.ndarray | None = None
     name: str = "network"
+    builtin: tuple | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -89,6 +94,18 @@ class CompiledNetwork:
         g.add_edges_from(map(tuple, self.edge_nodes))
         return [sorted(c) for c in nx.connected_components(g)]
 
+    def content_hash(self) -> str:
+        """SHA-256 of what the simulation depends on: node ids, edges, capacitance and position attributes."""
+        h = hashlib.sha256()
+        h.update(json.dumps([list(self.nodes), [list(e) for e in self.edges]]).encode())
+        for arr in (self.capacitance, self.position):
+            h.update(b"-" if arr is None else np.asarray(arr, dtype=float).tobytes())
+        return h.hexdigest()
+
+    def to_graphml(self) -> str:
+        """The network as GraphML text (what :func:`load_network` reads back, attributes included)."""
+        return "\n".join(nx.generate_graphml(self.to_graph()))
+
     def to_graph(self) -> nx.Graph:
         """A fresh networkx graph with the compiled attributes."""
         g = nx.Graph(name=self.name)
@@ -103,6 +120,29 @@ class CompiledNetwork:
                 attrs["position"] = int(self.position[j])
             g.add_edge(u, v, **attrs)
         return g
+
+
+def equilibrium(network: CompiledNetwork, g: np.ndarray, floating: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """DC node voltages, shape (N,): ``v`` (N,) on the driven nodes, Kirchhoff's current law on ``floating``.
+
+    Parameters
+    ----------
+    g : ndarray, shape (E,)
+        Edge conductances.
+    floating : ndarray of int
+        Indices of the nodes no source holds.
+    v : ndarray, shape (N,)
+        Voltages; those of the driven nodes are used.
+    """
+    L = network.laplacian(g)
+    fixed = np.setdiff1d(np.arange(network.n_nodes), floating)
+    out = np.array(v, dtype=float)
+    try:
+        out[floating] = np.linalg.solve(L[np.ix_(floating, floating)], -L[np.ix_(floating, fixed)] @ out[fixed])
+    except np.linalg.LinAlgError:
+        raise NetworkError("the conductance matrix of the floating nodes is singular: "
+                           "a floating part of the network has no path to a driven node") from None
+    return out
 
 
 def _edge_attribute(graph: nx.Graph, edges, key: str) -> np.ndarray | None:
@@ -245,7 +285,8 @@ def load_network(spec, *, network_seed: int = 0, allow_disconnected: bool = Fals
     spec = os.fspath(spec)
     make = _builtin(spec, network_seed)
     if make is not None:
-        return compile_network(make(), name=spec)
+        net = compile_network(make(), name=spec)
+        return replace(net, builtin=(spec, int(network_seed)))
     if not os.path.exists(spec):
         raise NetworkError(
             f"`NETWORK`={spec!r} is neither a built-in ({', '.join(BUILTIN_NETWORKS)}) nor an existing GraphML file"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from .errors import NetworkError
+from ..errors import NetworkError
 
 __all__ = ["lab16", "delaunay", "delaunay64", "square_lattice", "periodic_lattice", "LAB16_TASK"]
 

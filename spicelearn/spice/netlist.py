@@ -27,14 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
-from .hardware import Hardware
-from .network import CompiledNetwork
-from .task import BoundTask
+from ..errors import ConfigError
+from ..files import atomic_write
+from ..model.board import Board
+from ..model.network import CompiledNetwork
+from ..model.task import BoundTask
 
-__all__ = ["Netlist", "NetlistState", "compile_netlist", "clamp_pulse", "spice_node_names", "export_state",
-           "standalone_netlist", "RAMP", "MINBREAK", "TOLERANCES", "ABSTOL_VOLTS", "CHGTOL_VOLTS",
-           "simulator_options", "register_cli"]
+__all__ = ["Netlist", "NetlistState", "compile_netlist", "clamp_pulse", "spice_node_names", "RAMP", "MINBREAK",
+           "TOLERANCES", "ABSTOL_VOLTS", "CHGTOL_VOLTS", "simulator_options"]
 
 #: Simulator options per capacitance model, tuned for 1e-5 V agreement with the exact engine
 #: (volts, amperes, coulombs). Per-edge capacitors couple nodes, and a clamp step makes their
@@ -120,14 +120,14 @@ class Netlist:
     clamp_sources: tuple
 
     def write(self, path) -> None:
-        with open(path, "w") as fh:
-            fh.write(self.text)
+        """Write the netlist to ``path`` (atomically: an existing file is replaced only when complete)."""
+        atomic_write(path, self.text, what="netlist")
 
 
-def simulator_options(hardware: Hardware, period: float) -> dict:
-    """ngspice ``.options`` for a circuit of ``hardware`` clocked every ``period`` seconds."""
-    c = hardware.capacitance
-    return {**TOLERANCES[hardware.capacitance_model], "abstol": _fmt(ABSTOL_VOLTS * c / period),
+def simulator_options(board: Board, period: float) -> dict:
+    """ngspice ``.options`` for a circuit of ``board`` clocked every ``period`` seconds."""
+    c = board.typical_capacitance
+    return {**TOLERANCES[board.hardware.capacitance_model], "abstol": _fmt(ABSTOL_VOLTS * c / period),
             "chgtol": _fmt(CHGTOL_VOLTS * c), "minbreak": _fmt(MINBREAK * period)}
 
 
@@ -145,15 +145,15 @@ def clamp_pulse(old: float, new: float, start: float, ramp: float, period: float
     return f"{_fmt(old)} {_fmt(new)} {_fmt(start)} {_fmt(ramp)} {_fmt(ramp)} {_fmt(1.5 * period)} {_fmt(4 * period)}"
 
 
-def compile_netlist(network: CompiledNetwork, task: BoundTask, hardware: Hardware, state: NetlistState, *,
+def compile_netlist(network: CompiledNetwork, task: BoundTask, board: Board, state: NetlistState, *,
                     title: str | None = None, tran: str | None = None, extra: tuple = (),
                     ramp: float = RAMP, twins: str = "fc") -> Netlist:
     """The netlist of both twins (or one of them) relaxing for ``state.duration`` seconds.
 
     Parameters
     ----------
-    network, task, hardware
-        The circuit.
+    network, task, board
+        The circuit: graph, task, and the value of every part.
     state : NetlistState
         Positions, initial voltages, clamp values and duration.
     title : str, optional
@@ -170,6 +170,7 @@ def compile_netlist(network: CompiledNetwork, task: BoundTask, hardware: Hardwar
     if twins not in ("fc", "f", "c"):
         raise ConfigError(f"`twins` must be 'fc', 'f' or 'c', got {twins!r}")
     N, E = network.n_nodes, network.n_edges
+    hardware = board.check(network).hardware
     positions = hardware.pot.check_positions(state.positions, E)
     v_free = np.asarray(state.v_free, dtype=float)
     v_clamped = np.asarray(state.v_clamped, dtype=float)
@@ -184,7 +185,7 @@ def compile_netlist(network: CompiledNetwork, task: BoundTask, hardware: Hardwar
     suffix = spice_node_names(network)
     fn = tuple(f"f_{s}" for s in suffix)
     cn = tuple(f"c_{s}" for s in suffix)
-    res = hardware.pot.resistance(positions)
+    res = dict(zip("fc", board.resistance(positions)))
     lines = [f"* {title or 'spicelearn twin networks'}",
              f"* network {network.name}: {N} nodes, {E} edges; model {hardware.capacitance_model}",
              "* node map (graph id -> free, clamped): "
@@ -192,12 +193,13 @@ def compile_netlist(network: CompiledNetwork, task: BoundTask, hardware: Hardwar
              + (" ..." if N > 64 else "")]
     eu, ev = network.edge_nodes.T
     for twin, names in [(t, n) for t, n in (("f", fn), ("c", cn)) if t in twins]:
-        lines += [f"r{twin}{j} {names[a]} {names[b]} {_fmt(r)}" for j, (a, b, r) in enumerate(zip(eu, ev, res))]
+        lines += [f"r{twin}{j} {names[a]} {names[b]} {_fmt(r)}"
+                  for j, (a, b, r) in enumerate(zip(eu, ev, res[twin]))]
         if hardware.capacitance_model == "per_edge":
-            caps = hardware.edge_capacitance(E)
-            lines += [f"c{twin}{j} {names[a]} {names[b]} {_fmt(c)}" for j, (a, b, c) in enumerate(zip(eu, ev, caps))]
+            lines += [f"c{twin}{j} {names[a]} {names[b]} {_fmt(c)}"
+                      for j, (a, b, c) in enumerate(zip(eu, ev, board.capacitance))]
         else:
-            lines += [f"c{twin}n{i} {names[i]} 0 {_fmt(hardware.capacitance)}" for i in range(N)]
+            lines += [f"c{twin}n{i} {names[i]} 0 {_fmt(c)}" for i, c in enumerate(board.capacitance)]
         lines += [f"v{twin}s{k} {names[i]} 0 dc {_fmt(v)}"
                   for k, (i, v) in enumerate(zip(task.source_index, task.source_voltage))]
     t_ramp = ramp * state.duration
@@ -211,7 +213,7 @@ def compile_netlist(network: CompiledNetwork, task: BoundTask, hardware: Hardwar
     ic = [f"v({n})={_fmt(v)}" for twin, nodes, volts in (("f", fn, v_free), ("c", cn, v_clamped)) if twin in twins
           for n, v in zip(nodes, volts)]
     lines += [".ic " + " ".join(ic[i:i + 8]) for i in range(0, len(ic), 8)]
-    lines.append(".options " + " ".join(f"{k}={v}" for k, v in simulator_options(hardware, state.duration).items()))
+    lines.append(".options " + " ".join(f"{k}={v}" for k, v in simulator_options(board, state.duration).items()))
     lines.append(tran or f".tran {_fmt(state.duration / 100)} {_fmt(state.duration)} uic")
     lines += list(extra)
     lines.append(".end")
@@ -219,99 +221,3 @@ def compile_netlist(network: CompiledNetwork, task: BoundTask, hardware: Hardwar
                    free_resistors=tuple(f"rf{j}" for j in range(E)) if "f" in twins else (),
                    clamped_resistors=tuple(f"rc{j}" for j in range(E)) if "c" in twins else (),
                    clamp_sources=tuple(f"vct{k}" for k in range(len(clamp))) if "c" in twins else ())
-
-
-# -- standalone export -----------------------------------------------------------------
-def export_state(network: CompiledNetwork, task: BoundTask, hardware: Hardware, positions=None,
-                 run=None) -> NetlistState:
-    """What an exported netlist simulates: one clock period of the learning loop.
-
-    With a run (an ``xarray.Dataset`` run file) it is the period after the run's
-    last step: its last positions and voltages, clamps set by the supervisor.
-    Otherwise both twins start at the free equilibrium of ``positions`` and the
-    clamp sources switch on to the eta-nudge of the free targets at t = 0.
-    """
-    from .cosim import initial_positions
-    from .engines.exact import ExactEngine
-
-    tgt, eta, V_T = task.target_index, hardware.eta, task.target_voltage
-    if run is not None:
-        if "position" not in run:
-            raise ConfigError("`--positions` run file has no `position` variable (an `ode` run?); "
-                              "give a hardware run or a positions file")
-        p = hardware.pot.check_positions(np.asarray(run["position"][-1]), network.n_edges)
-        v_free = np.asarray(run["v_free"][-1], dtype=float)
-        v_clamped = np.asarray(run["v_clamped"][-1], dtype=float)
-        if v_free.shape != (network.n_nodes,):
-            raise ConfigError(f"`--positions` run file has {v_free.shape[0]} nodes, the network {network.n_nodes}")
-    else:
-        p = initial_positions(network, hardware, positions)
-        v_free = ExactEngine(network, task, hardware).init(p).v_free
-        v_clamped = v_free.copy()
-    vt = v_free[tgt]
-    return NetlistState(p, v_free, v_clamped, vt + eta * (V_T - vt), hardware.period)
-
-
-def standalone_netlist(network: CompiledNetwork, task: BoundTask, hardware: Hardware, state: NetlistState) -> Netlist:
-    """A netlist that ``ngspice -b`` runs; it prints every node voltage at the end (12 digits)."""
-    probe = compile_netlist(network, task, hardware, state)
-    names = probe.free_nodes + probe.clamped_nodes
-    control = [".control", "set numdgt=12", "run", f"echo spicelearn: final node voltages at t = {state.duration!r}"]
-    control += [f"print v({n})[length(time)-1]" for n in names]
-    control += ["quit", ".endc"]
-    title = (f"spicelearn export: {network.name}, one clock period of {state.duration!r} s, "
-             f"{hardware.capacitance_model} capacitance")
-    return compile_netlist(network, task, hardware, state, title=title, extra=tuple(control))
-
-
-def _positions_from_file(path: str):
-    """Positions from a run file (.nc: returns the dataset), a .npy array, or a text/JSON list of integers."""
-    import json
-
-    if not os.path.exists(path):
-        raise ConfigError(f"`--positions` file {path!r} does not exist")
-    if path.endswith(".nc"):
-        from .runfile import load_run
-
-        return None, load_run(path)
-    if path.endswith(".npy"):
-        return np.load(path), None
-    with open(path) as fh:
-        text = fh.read()
-    try:
-        values = json.loads(text) if text.lstrip().startswith("[") else text.replace(",", " ").split()
-        return np.asarray([float(v) for v in values]), None
-    except ValueError:
-        raise ConfigError(f"`--positions` file {path!r} must hold integers 0..127 (JSON list or whitespace "
-                          "separated), a .npy array, or be a run file (.nc)") from None
-
-
-def _cmd_export(args) -> int:
-    from .cli import _hardware_from_args
-    from .cosim import resolve_hardware
-    from .network import load_network
-    from .task import load_task
-
-    net = load_network(args.network, network_seed=args.network_seed)
-    task = load_task(args.task, net).bind(net)
-    hw = resolve_hardware(net, _hardware_from_args(args))
-    positions, run = _positions_from_file(args.positions) if args.positions else (None, None)
-    nl = standalone_netlist(net, task, hw, export_state(net, task, hw, positions, run))
-    nl.write(args.output)
-    print(f"wrote {args.output}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add ``export-spice`` (and ``replay``) to the command line."""
-    from .cli import _add_train_options
-
-    p = subparsers.add_parser("export-spice", help="write a standalone SPICE netlist of the twin networks")
-    _add_train_options(p)
-    p.add_argument("--positions", metavar="FILE|RUN.nc", help="pot positions (JSON/text list, .npy) or a run file "
-                   "(exports the clock period after its last step)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.cir")
-    p.set_defaults(func=_cmd_export)
-    from .replay import register_cli as register_replay
-
-    register_replay(subparsers)

@@ -1,0 +1,61 @@
+"""Command line: ``spicelearn <command>``, one module per command group, registered explicitly.
+
+Each module in :data:`COMMAND_MODULES` defines ``register(subparsers)``, which adds
+its parsers with ``set_defaults(func=...)``, where ``func(args) -> int``. Heavy
+imports (xarray, scipy, PySpice, matplotlib) happen inside the commands, so
+``spicelearn --help`` stays quick. Every :class:`~spicelearn.errors.SpicelearnError`
+ends the command with a one-line message and exit status 2; no traceback.
+SIGTERM is turned into the same clean stop as Ctrl-C, so no partial file is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from ..errors import SpicelearnError
+from . import figure, kicad, run, spice
+
+__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+
+#: The command groups, in the order of ``spicelearn --help``.
+COMMAND_MODULES = (run, spice, kicad, figure)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="spicelearn", description="Physical learning in resistor networks")
+    parser.add_argument("--version", action="version", version=f"spicelearn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return int(args.func(args) or 0)
+    except SpicelearnError as exc:
+        print(f"spicelearn: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"spicelearn: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spicelearn: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

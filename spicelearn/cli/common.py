@@ -1,0 +1,47 @@
+"""Options shared by several commands: the network, the task and the hardware design."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ConfigError
+
+__all__ = ["add_train_options", "hardware_from_args"]
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """NETWORK, --task, and the design's options (capacitance, clock, eta, rule, comparators, pots)."""
+    p.add_argument("network", metavar="NETWORK", help="GraphML file or built-in: lab16, delaunay64")
+    p.add_argument("--task", default="default", metavar="TASK",
+                   help="JSON file, random:MS,MT,SEED, or 'default' (lab16's own task; other networks "
+                        "have none: give a file or random:MS,MT,SEED)")
+    p.add_argument("--network-seed", type=int, default=0, help="seed of random built-in networks (default 0)")
+    p.add_argument("--capacitance-model", default=None, choices=["per_edge", "global"],
+                   help="default per_edge (hardware backends), global (ode)")
+    p.add_argument("--capacitance", type=float, default=None, metavar="FARAD",
+                   help="capacitance of every edge (or node, global); default: the graph's per-edge "
+                        "`capacitance` attributes, else 2.2e-6. A value given here wins over the graph's")
+    p.add_argument("--gamma-l", type=float, default=None, metavar="HZ", help="clock rate")
+    p.add_argument("--R", type=float, default=None, metavar="RATIO",
+                   help="scaled learning rate R = R0 c gamma_l, R0 = 10 kOhm (default 1); the one of "
+                        "--R and --gamma-l given is kept, the other derived from the capacitance used")
+    p.add_argument("--eta", type=float, default=None, help="nudge; default 0.5 (hardware), 1e-3 (ode)")
+    p.add_argument("--rule", default=None, help="xor | xor-legacy (hardware, default xor) | continuous (ode)")
+    p.add_argument("--noise", type=float, default=0.0, metavar="VOLT", help="comparator noise (rms, default 0)")
+    p.add_argument("--offset", type=float, default=0.0, metavar="VOLT", help="comparator offset (default 0)")
+    p.add_argument("--start", type=int, default=None, metavar="POSITION",
+                   help="start position of every pot, 0..127 (default 63: 50 kOhm, or the graph's "
+                        "`position` attributes)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the comparator noise (default 0)")
+
+
+def hardware_from_args(args):
+    """The :class:`~spicelearn.model.hardware.Hardware` design the options describe."""
+    from ..model.hardware import Comparator, Hardware, Potentiometer
+
+    if args.gamma_l is not None and args.R is not None:
+        raise ConfigError("give either `--gamma-l` or `--R`, not both")
+    pot = Potentiometer() if args.start is None else Potentiometer(start=args.start)
+    return Hardware(capacitance=args.capacitance, capacitance_model=args.capacitance_model or "per_edge",
+                    R=args.R, gamma_l=args.gamma_l, eta=args.eta if args.eta is not None else 0.5,
+                    rule=args.rule or "xor", comparator=Comparator(noise=args.noise, offset=args.offset), pot=pot)

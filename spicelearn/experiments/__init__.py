@@ -1,0 +1,1 @@
+"""Experiments built on runs: parameter sweeps, the paper's figures, the demo."""
