@@ -121,7 +121,7 @@ def restore_network(attrs) -> CompiledNetwork:
     return net
 
 
-def run_inputs(ds: xr.Dataset, network=None) -> tuple[BoundTask, Board, np.ndarray]:
+def run_inputs(ds: xr.Dataset, network=None, network_seed: int | None = None) -> tuple[BoundTask, Board, np.ndarray]:
     """The task (bound to its network), board and start positions (E,) of a hardware run file.
 
     Parameters
@@ -131,6 +131,8 @@ def run_inputs(ds: xr.Dataset, network=None) -> tuple[BoundTask, Board, np.ndarr
     network : optional
         The network to use instead of the recorded one (any form ``load_network``
         takes); it must be the run's network (same nodes, edges and attributes).
+    network_seed : int, optional
+        Seed of a built-in ``network`` (default: the recorded one).
     """
     if "position" not in ds:
         raise ConfigError("the run file has no `position` variable (an `ode` run?); this needs a hardware run")
@@ -138,7 +140,8 @@ def run_inputs(ds: xr.Dataset, network=None) -> tuple[BoundTask, Board, np.ndarr
     recorded = restore_network(a) if network is None or "network_hash" in a else None
     net = recorded
     if network is not None:
-        net = load_network(network, network_seed=int(a.get("network_seed", 0)))
+        seed = int(a.get("network_seed", 0)) if network_seed is None else network_seed
+        net = load_network(network, network_seed=seed)
         if recorded is not None and net.content_hash() != recorded.content_hash():
             raise ConfigError(f"network {net.name!r} is not the run's network {a.get('network')!r} "
                               f"(different nodes, edges or edge attributes)")

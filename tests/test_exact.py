@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 
-from spicelearn.engines.exact import ExactEngine, capacitance_matrix, contour_quadrature
+from spicelearn.engines.exact import ExactEngine, contour_quadrature
+from spicelearn.model.board import Board
 from spicelearn.model.hardware import R0, Hardware, Potentiometer
 from spicelearn.model.network import compile_network
 from spicelearn.model.task import Task, load_task
@@ -14,7 +15,11 @@ from conftest import chain
 
 
 def engine(net, task, **hw):
-    return ExactEngine(net, task.bind(net), Hardware(**hw))
+    return ExactEngine(net, task.bind(net), Board.nominal(net, Hardware(**hw)))
+
+
+def capacitance_matrix(net, hw):
+    return Board.nominal(net, hw).capacitance_matrix(net)
 
 
 def test_contour_quadrature_matches_exp():
@@ -50,8 +55,8 @@ def capacitive_divider_case():
 
 def test_clamp_step_jump_and_relaxation_analytic():
     net = capacitive_divider_case()  # edges: (a, s) then (a, t)
-    hw = Hardware(capacitance=(1e-6, 3e-6))
-    eng = ExactEngine(net, Task({"s": 0.0}, {"t": 1.0}).bind(net), hw)
+    hw = Hardware()  # the graph's capacitances
+    eng = ExactEngine(net, Task({"s": 0.0}, {"t": 1.0}).bind(net), Board.nominal(net, hw))
     pos = np.array([20, 90])
     G1, G2 = hw.pot.conductance(pos)
     C1, C2 = 1e-6, 3e-6
@@ -70,7 +75,7 @@ def test_clamp_step_jump_and_relaxation_analytic():
 @pytest.mark.parametrize("model", ["per_edge", "global"])
 def test_charge_conserved_across_clamp_step(d64, model):
     task = load_task("random:5,3,2", d64)
-    eng = ExactEngine(d64, task.bind(d64), Hardware(capacitance=22e-6, capacitance_model=model))
+    eng = ExactEngine(d64, task.bind(d64), Board.nominal(d64, Hardware(capacitance=22e-6, capacitance_model=model)))
     rng = np.random.default_rng(1)
     pos = rng.integers(0, 128, d64.n_edges)
     st = eng.state(pos, rng.normal(size=64), rng.normal(size=64), clamp=[0.1, -0.2, 0.3])
@@ -106,7 +111,7 @@ def reference_relax(net, hw, driven, v0, v_driven_new, positions, t):
 def test_twins_match_matrix_exponential(d64, model, R):
     task = load_task("random:5,3,4", d64).bind(d64)
     hw = Hardware.from_R(R, capacitance=220e-6, capacitance_model=model)
-    eng = ExactEngine(d64, task, hw)
+    eng = ExactEngine(d64, task, Board.nominal(d64, hw))
     rng = np.random.default_rng(2)
     pos = rng.integers(0, 128, d64.n_edges)
     st = eng.state(pos, rng.normal(size=64), rng.normal(size=64), clamp=[0.1, 0.2, 0.3])
@@ -125,7 +130,7 @@ def test_twins_match_matrix_exponential(d64, model, R):
 def test_long_time_limit_is_laplacian_equilibrium(d64, model):
     task = load_task("random:5,3,5", d64).bind(d64)
     hw = Hardware(capacitance=2.2e-6, capacitance_model=model)
-    eng = ExactEngine(d64, task, hw)
+    eng = ExactEngine(d64, task, Board.nominal(d64, hw))
     rng = np.random.default_rng(3)
     pos = rng.integers(0, 128, d64.n_edges)
     st = eng.state(pos, rng.normal(size=64), rng.normal(size=64), clamp=[0.0, 0.1, 0.2])
@@ -149,7 +154,7 @@ def test_global_model_is_gamma_p_laplacian_flow(d64):
     task = load_task("random:5,3,6", d64).bind(d64)
     c = 22e-6
     hw = Hardware(capacitance=c, capacitance_model="global")
-    eng = ExactEngine(d64, task, hw)
+    eng = ExactEngine(d64, task, Board.nominal(d64, hw))
     rng = np.random.default_rng(4)
     pos = rng.integers(0, 128, d64.n_edges)
     v0 = rng.normal(size=64)
@@ -170,7 +175,7 @@ def test_global_model_is_gamma_p_laplacian_flow(d64):
 def test_power_is_non_negative_and_decreases_while_relaxing(d64):
     task = load_task("random:5,3,7", d64).bind(d64)
     hw = Hardware(capacitance=22e-6)
-    eng = ExactEngine(d64, task, hw)
+    eng = ExactEngine(d64, task, Board.nominal(d64, hw))
     rng = np.random.default_rng(5)
     pos = rng.integers(0, 128, d64.n_edges)
     st = eng.state(pos, rng.normal(size=64), rng.normal(size=64), clamp=[0.0, 0.0, 0.0])

@@ -23,8 +23,10 @@ def test_rates():
     assert hw.R == pytest.approx(0.1)
     assert hw.gamma_p == pytest.approx(1 / (R0 * 22e-6))
     assert hw.period == pytest.approx(1 / (0.1 * hw.gamma_p))
-    per_edge = Hardware.from_R(2.0, capacitance=(1e-6, 3e-6))
-    assert per_edge.typical_capacitance == pytest.approx(2e-6) and per_edge.R == pytest.approx(2.0)
+    assert hw.clock(22e-6) == pytest.approx((0.1 / (R0 * 22e-6), 0.1))
+    # the clock given is kept, the other derived from the capacitance used
+    assert Hardware(gamma_l=50.0).clock(1e-6) == pytest.approx((50.0, R0 * 1e-6 * 50.0))
+    assert Hardware().R == 1.0 and Hardware().gamma_l is None
 
 
 def test_xor_rule_means_abs_comparison():
@@ -42,21 +44,23 @@ def test_comparator_noise_is_seeded_and_has_the_right_size():
     comp = Comparator(noise=0.01)
     dvf = np.full(20000, 0.1)
     dvc = np.full(20000, 0.1 + 0.01)  # |dv_C| - |dv_F| = one sigma
-    up1 = xor_rule(dvf, dvc, comp, np.random.default_rng(1))
-    up2 = xor_rule(dvf, dvc, comp, np.random.default_rng(1))
+    up1 = xor_rule(dvf, dvc, noise=comp.noise, rng=np.random.default_rng(1))
+    up2 = xor_rule(dvf, dvc, noise=comp.noise, rng=np.random.default_rng(1))
     np.testing.assert_array_equal(up1, up2)
     # first comparator sees -0.01 + N(0, 0.01): fires with probability ~ Phi(-1) = 0.159
     assert 0.80 < up1.mean() < 0.87
-    offset = Comparator(offset=0.02)
-    assert not xor_rule(np.array([0.1]), np.array([0.11]), offset, None)[0]
+    assert not xor_rule(np.array([0.1]), np.array([0.11]), offset=(0.02, 0.02))[0]
+    # per-part offsets: each edge's first comparator its own
+    up = xor_rule(np.array([0.1, 0.1]), np.array([0.11, 0.11]), offset=(np.array([0.0, 0.02]), np.zeros(2)))
+    np.testing.assert_array_equal(up, [True, False])
 
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(capacitance=0.0), "`capacitance`"),
     (dict(capacitance=-1e-6), "`capacitance`"),
     (dict(capacitance=float("nan")), "`capacitance`"),
-    (dict(capacitance=(1e-6, 0.0)), "`capacitance`"),
-    (dict(capacitance=(1e-6, 2e-6), capacitance_model="global"), "one value"),
+    (dict(capacitance=(1e-6, 2e-6)), "one value"),
+    (dict(R=1.0, gamma_l=10.0), "not both"),
     (dict(capacitance_model="lumped"), "`capacitance_model`"),
     (dict(eta=0.0), "`eta`"),
     (dict(eta=1.5), "`eta`"),

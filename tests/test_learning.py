@@ -29,9 +29,9 @@ def test_delaunay64_learns_most_random_tasks():
     assert sum(r < 2e-2 for r in ratios) >= 6, ratios
 
 
-def flipped(dv_free, dv_clamped, comparator, rng):
+def flipped(dv_free, dv_clamped, offset, noise, rng):
     """The rule with its sign flipped: resistance up exactly when |dv_C| < |dv_F|."""
-    return ~xor_rule(dv_free, dv_clamped, comparator, rng)
+    return ~xor_rule(dv_free, dv_clamped, offset, noise, rng)
 
 
 def test_flipped_rule_does_not_learn():
@@ -54,7 +54,7 @@ def test_run_file_contents(tmp_path):
 
     hw = Hardware.from_R(1.0, comparator=Comparator(noise=0.01))
     ds = train("lab16", "default", hw, steps=50, seed=3)
-    assert dict(ds.sizes) == {"step": 50, "edge": 16, "node": 9}
+    assert dict(ds.sizes) == {"step": 50, "edge": 16, "node": 9, "twin": 2, "comparator": 2}
     assert ds["position"].dtype.kind == "i" and ds["position"].dims == ("step", "edge")
     assert list(ds["edge"].values[:2]) == ["0|1", "0|3"]
     np.testing.assert_allclose(ds["time"].values, (np.arange(50) + 1) * hw.period)

@@ -14,10 +14,12 @@ from spicelearn.loop import train
 from spicelearn.engines.exact import ExactEngine
 from spicelearn.errors import ConfigError
 from spicelearn.model.hardware import Hardware
-from spicelearn.spice.netlist import NetlistState, compile_netlist, export_state, spice_node_names, standalone_netlist
+from spicelearn.model.board import Board
 from spicelearn.model.network import load_network
-from spicelearn.runfile import save_run
 from spicelearn.model.task import load_task
+from spicelearn.runfile import save_run
+from spicelearn.spice.export import export_state, standalone_netlist
+from spicelearn.spice.netlist import NetlistState, compile_netlist, spice_node_names
 
 NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 needs_ngspice = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice binary not installed (make system)")
@@ -26,7 +28,7 @@ needs_ngspice = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngsp
 def _setup(name="lab16", model="per_edge", R=1.0, c=22e-6, task="default"):
     net = load_network(name)
     bound = load_task(task, net).bind(net)
-    return net, bound, Hardware.from_R(R, capacitance=c, capacitance_model=model)
+    return net, bound, Board.nominal(net, Hardware.from_R(R, capacitance=c, capacitance_model=model))
 
 
 def _elements(text, prefix):
@@ -47,7 +49,7 @@ def test_netlist_has_both_twins_with_the_right_elements(model):
         for j, (name, a, b, r) in enumerate(res):
             u, w = net.edge_nodes[j]
             assert (name, a, b) == (f"{twin}{j}", nodes[u], nodes[w])
-            assert float(r) == pytest.approx(hw.pot.resistance(p[j]), rel=1e-15)
+            assert float(r) == pytest.approx(hw.hardware.pot.resistance(p[j]), rel=1e-15)
     caps = _elements(nl.text, "c")
     if model == "per_edge":  # each resistor has its capacitor in parallel
         assert len(caps) == 2 * E
@@ -125,17 +127,16 @@ def _exact_reference(net, task, hw, st):
 def test_exported_run_file_netlist_runs_in_ngspice_and_matches_exact(tmp_path, model):
     """Export the clock period after a 40-step run; ngspice -b must end where the exact engine does."""
     net, task, hw = _setup(model=model, R=1.0, c=22e-6)
-    ds = train(net, "default", hw, steps=40, backend="exact")
+    ds = train(net, "default", board=hw, steps=40, backend="exact")
     save_run(ds, tmp_path / "run.nc")
     cir = tmp_path / "next.cir"
-    assert main(["export-spice", "lab16", "--capacitance-model", model, "--capacitance", "22e-6",
-                 "--positions", str(tmp_path / "run.nc"), "-o", str(cir)]) == 0
-    st = export_state(net, task, hw, run=ds)
+    assert main(["export-spice", "lab16", "--positions", str(tmp_path / "run.nc"), "-o", str(cir)]) == 0
+    st = export_state(task, hw, run=ds)
     np.testing.assert_array_equal(st.positions, ds["position"][-1])
     ref = _exact_reference(net, task, hw, st)
     assert np.abs(ref.v_clamped - st.v_clamped).max() > 1e-3  # a real transient, not a fixed point
     got = _run_ngspice(cir)
-    nl = standalone_netlist(net, task, hw, st)
+    nl = standalone_netlist(task, hw, st)
     v_free = np.array([got[n] for n in nl.free_nodes])
     v_clamped = np.array([got[n] for n in nl.clamped_nodes])
     assert np.abs(v_free - ref.v_free).max() < 1e-5
@@ -151,10 +152,10 @@ def test_exported_positions_file_netlist_matches_exact(tmp_path):
     cir = tmp_path / "d.cir"
     assert main(["export-spice", "delaunay64", "--task", "random:5,3,1", "--R", "0.3", "--capacitance", "2.2e-6",
                  "--positions", str(tmp_path / "p.txt"), "-o", str(cir)]) == 0
-    st = export_state(net, task, hw, positions=p)
+    st = export_state(task, hw, positions=p)
     ref = _exact_reference(net, task, hw, st)
     got = _run_ngspice(cir)
-    nl = standalone_netlist(net, task, hw, st)
+    nl = standalone_netlist(task, hw, st)
     assert np.abs(np.array([got[n] for n in nl.free_nodes]) - ref.v_free).max() < 1e-5
     assert np.abs(np.array([got[n] for n in nl.clamped_nodes]) - ref.v_clamped).max() < 1e-5
 
@@ -167,9 +168,34 @@ def test_export_cli_rejects_a_bad_positions_file(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+_NUMBER = re.compile(r"-?\d+\.\d*(?:e-?\d+)?|-?\d+e-?\d+")
+
+
 @pytest.mark.parametrize("model", ["per_edge", "global"])
 def test_committed_lab16_netlists_are_current(tmp_path, model):
-    """netlists/lab16_<model>.cir is what `export-spice lab16` writes today."""
+    """netlists/lab16_<model>.cir is what `export-spice lab16` writes today: the same text, with every
+    number equal to 1e-13 relative (the equilibrium voltages in it are rounded by the BLAS of the day)."""
     out = tmp_path / "x.cir"
     assert main(["export-spice", "lab16", "--capacitance-model", model, "-o", str(out)]) == 0
-    assert (NETLISTS / f"lab16_{model}.cir").read_text() == out.read_text()
+    want, got = (NETLISTS / f"lab16_{model}.cir").read_text(), out.read_text()
+    assert _NUMBER.sub("#", want) == _NUMBER.sub("#", got)
+    np.testing.assert_allclose([float(x) for x in _NUMBER.findall(got)],
+                               [float(x) for x in _NUMBER.findall(want)], rtol=1e-13, atol=1e-15)
+
+
+def test_export_of_a_run_file_takes_its_task_and_board_and_refuses_others(tmp_path, capsys):
+    """The run file says its task, board and clock; options that contradict it are refused, not ignored."""
+    ds = train("delaunay64", "random:5,3,1", Hardware.from_R(3.0, capacitance=22e-6), steps=5)
+    save_run(ds, tmp_path / "run.nc")
+    cir = tmp_path / "a.cir"
+    assert main(["export-spice", "delaunay64", "--positions", str(tmp_path / "run.nc"), "-o", str(cir)]) == 0
+    text = cir.read_text()
+    assert "cf0 " in text and " 2.2e-05" in text  # the run's capacitance, not the default 2.2 uF
+    assert f"one clock period of {1 / ds.attrs['gamma_l']!r} s" in text
+    capsys.readouterr()
+    assert main(["export-spice", "delaunay64", "--task", "random:5,3,2", "--positions", str(tmp_path / "run.nc"),
+                 "-o", str(cir)]) == 2
+    assert "drop --task" in capsys.readouterr().err
+    assert main(["export-spice", "delaunay64", "--network-seed", "3", "--positions", str(tmp_path / "run.nc"),
+                 "-o", str(cir)]) == 2
+    assert "not the run's network" in capsys.readouterr().err

@@ -8,18 +8,19 @@ import sys
 import numpy as np
 import pytest
 
-from spicelearn.loop import train
 from spicelearn.engines import get_engine
 from spicelearn.engines.exact import ExactEngine
 from spicelearn.errors import SpiceError
+from spicelearn.loop import replay, replay_run, train
+from spicelearn.model.board import Board
 from spicelearn.model.hardware import Hardware
 from spicelearn.model.network import load_network
-from spicelearn.loop import replay, replay_run
 from spicelearn.model.rules import comparator_rule
 from spicelearn.model.task import load_task
 
 pytest.importorskip("PySpice")
-from spicelearn.engines.ngspice.engine import NgspiceEngine, ngspice  # noqa: E402
+from spicelearn.engines.ngspice.binding import ngspice  # noqa: E402
+from spicelearn.engines.ngspice.engine import NgspiceEngine  # noqa: E402
 
 TOL = 1e-5  # volts
 TASKS = {"lab16": "default", "delaunay64": "random:5,3,0"}
@@ -86,55 +87,41 @@ def test_free_running_training_takes_the_same_steps_full_grid(name, model, c, R)
 
 
 def _same_steps(name, model, c, R, steps=300):
-    """Noise 0, 300 ticks: each engine's comparators decide from its own voltages; the same steps at every tick.
+    """Noise 0, 300 ticks: the ngspice engine's comparators, deciding from its own voltages along an exact
+    training run, take the exact engine's steps at every tick.
 
-    The comparators are exact, so the engines may differ only on an edge whose
-    comparator input is within 1e-6 V of its threshold (a tie that 1e-6 V
-    voltage differences can break either way; once a run has learned its task,
-    clamped and free voltages differ by little more than that and ties are
-    common). Both engines then go on with the exact engine's positions, so every
-    tick is compared: a difference on an edge with a larger margin fails, and so
-    do voltages more than 1e-5 V apart.
-    Random start positions avoid the exact ties of a uniform symmetric start
+    The exact run is replayed through the ngspice engine (its positions and clamps), so every tick is
+    compared. The comparators are exact, so the engines may differ only on an edge whose comparator
+    input is within 1e-6 V of its threshold (a tie that 1e-6 V voltage differences can break either
+    way; once a run has learned its task, clamped and free voltages differ by little more than that
+    and ties are common): a difference on an edge with a larger margin fails, and so do voltages more
+    than 1e-5 V apart. Random start positions avoid the exact ties of a uniform symmetric start
     (lab16 with all pots at 63 has edges with dv_F = dv_C to the last bit).
     """
     hw = Hardware.from_R(R, capacitance=c, capacitance_model=model)
     net = load_network(name)
-    bound = load_task(TASKS[name], net).bind(net)
-    engines = (ExactEngine(net, bound, hw), get_engine("ngspice")(net, bound, hw))
+    start = np.random.default_rng(7).integers(40, 90, net.n_edges)
+    ds = train(net, TASKS[name], hw, steps=steps, positions=start)
+    res = replay_run(ds, engines=("exact", "ngspice"))
+    assert res.max_error < TOL
     rule = comparator_rule(hw.rule)
-    rngs = [np.random.default_rng(0) for _ in engines]
     eu, ev = net.edge_nodes.T
-    tgt, V_T = bound.target_index, bound.target_voltage
-    p = np.random.default_rng(7).integers(40, 90, net.n_edges)
-    states = [e.init(p) for e in engines]
-    ties, moved = [], 0
+    ties = []
     for k in range(steps):
-        ups = []
-        for i, e in enumerate(engines):
-            vt = states[i].v_free[tgt]
-            states[i] = e.relax(states[i], vt + hw.eta * (V_T - vt), hw.period)
-            vf, vc = states[i].v_free, states[i].v_clamped
-            ups.append(rule(vf[eu] - vf[ev], vc[eu] - vc[ev], hw.comparator, rngs[i]))
-        a, b = states
-        assert np.abs(b.v_free - a.v_free).max() < TOL and np.abs(b.v_clamped - a.v_clamped).max() < TOL
+        ups = [rule(vf[eu] - vf[ev], vc[eu] - vc[ev]) for vf, vc in zip(res.v_free[:, k], res.v_clamped[:, k])]
         differ = np.flatnonzero(ups[0] != ups[1])
         if differ.size:
-            margin = _margin(net, a.v_free, a.v_clamped)[differ].max()
+            margin = _margin(net, res.v_free[0, k], res.v_clamped[0, k])[differ].max()
             assert margin < 1e-6, f"tick {k}: the engines step edges {differ} apart at a margin of {margin:.1e} V"
             ties.append(k)
-        new = hw.pot.step(p, ups[0])
-        moved += int((new != p).sum())
-        p = new
-        states = [e.set_positions(st, p) for e, st in zip(engines, states)]
     print(f"{name} {model}: the same steps on {steps - len(ties)} of {steps} ticks (ties at {ties})")
-    assert moved > steps  # the pots did move
+    assert np.abs(np.diff(ds.position.values, axis=0)).sum() > steps  # the pots did move
 
 
 def test_engine_interface_matches_exact():
     net = load_network("delaunay64")
     task = load_task("random:5,3,0", net).bind(net)
-    hw = Hardware.from_R(0.5, capacitance=22e-6)
+    hw = Board.nominal(net, Hardware.from_R(0.5, capacitance=22e-6))
     ex, ng = ExactEngine(net, task, hw), get_engine("ngspice")(net, task, hw)
     assert isinstance(ng, NgspiceEngine)
     p = np.random.default_rng(2).integers(0, 128, net.n_edges)
@@ -156,15 +143,14 @@ def test_segments_restart_without_changing_the_voltages():
     """A circuit reload every 7 ticks (from .ic at the current voltages) still tracks the exact engine."""
     net = load_network("lab16")
     task = load_task("default", net).bind(net)
-    hw = Hardware.from_R(0.3, capacitance=2.2e-6)
+    hw = Board.nominal(net, Hardware.from_R(0.3, capacitance=2.2e-6))
     positions = np.random.default_rng(0).integers(40, 90, (40, net.n_edges))
     ex, ng = ExactEngine(net, task, hw), NgspiceEngine(net, task, hw, segment=7)
     a = ex.init(np.full(net.n_edges, 63))
     b = ng.init(a.positions)
     tokens = []
     for k in range(40):
-        vt = a.v_free[task.target_index]
-        clamp = vt + hw.eta * (task.target_voltage - vt)
+        clamp = task.nudge(a.v_free, hw.hardware.eta)
         a, b = ex.relax(a, clamp, hw.period), ng.relax(b, clamp, hw.period)
         assert np.abs(a.v_clamped - b.v_clamped).max() < TOL and np.abs(a.v_free - b.v_free).max() < TOL
         tokens.append(b.token)
@@ -174,7 +160,7 @@ def test_segments_restart_without_changing_the_voltages():
 
 # -- faults ----------------------------------------------------------------------------
 def test_missing_library_names_the_debian_packages():
-    code = "from spicelearn.engines.ngspice.engine import ngspice; ngspice()"
+    code = "from spicelearn.engines.ngspice.binding import ngspice; ngspice()"
     env = dict(os.environ, NGSPICE_LIBRARY_PATH="/nonexistent/libngspice.so")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode != 0
@@ -209,7 +195,7 @@ def test_a_rejected_alter_in_a_batch_is_an_error():
 
 def test_many_alters_joined_into_command_lines_all_take_effect():
     """200 alters go to ngspice as ';'-joined lines under its 1,023-character limit; every one counts."""
-    from spicelearn.engines.ngspice.engine import _join
+    from spicelearn.engines.ngspice.binding import _join
 
     n = 200
     texts = [f"alter r{j} = {100e3 + 0.5 * j!r}" for j in range(n)]
@@ -253,11 +239,11 @@ def test_the_second_instance_is_independent():
 
 
 def test_without_a_second_instance_the_twins_share_one_circuit(monkeypatch):
-    import spicelearn.engines.ngspice.engine as ngs
+    import spicelearn.engines.ngspice.binding as ngs
 
     net = load_network("lab16")
     task = load_task("default", net).bind(net)
-    hw = Hardware.from_R(0.5, capacitance=2.2e-6)
+    hw = Board.nominal(net, Hardware.from_R(0.5, capacitance=2.2e-6))
     assert NgspiceEngine(net, task, hw).parallel  # this platform loads the second instance
     monkeypatch.delitem(ngs._SESSIONS, 1, raising=False)
     monkeypatch.setattr(ngs, "_library_file", lambda: None)
@@ -267,8 +253,7 @@ def test_without_a_second_instance_the_twins_share_one_circuit(monkeypatch):
     ex = ExactEngine(net, task, hw)
     a, b = ex.init(np.full(16, 63)), ng.init(np.full(16, 63))
     for p in np.random.default_rng(3).integers(40, 90, (20, 16)):
-        vt = a.v_free[task.target_index]
-        clamp = vt + hw.eta * (task.target_voltage - vt)
+        clamp = task.nudge(a.v_free, hw.hardware.eta)
         a, b = ex.relax(a, clamp, hw.period), ng.relax(b, clamp, hw.period)
         assert np.abs(a.v_clamped - b.v_clamped).max() < TOL and np.abs(a.v_free - b.v_free).max() < TOL
         a, b = ex.set_positions(a, p), ng.set_positions(b, p)
@@ -277,7 +262,7 @@ def test_without_a_second_instance_the_twins_share_one_circuit(monkeypatch):
 def _relax_three_ticks(R):
     net = load_network("lab16")
     task = load_task("default", net).bind(net)
-    hw = Hardware.from_R(R, capacitance=2.2e-6)
+    hw = Board.nominal(net, Hardware.from_R(R, capacitance=2.2e-6))
     ex, ng = ExactEngine(net, task, hw), NgspiceEngine(net, task, hw)
     a, b = ex.init(np.full(16, 63)), ng.init(np.full(16, 63))
     for k in range(3):
@@ -311,7 +296,7 @@ def test_engine_works_after_a_fault():
         ngspice().load("* bad\nq1 a b\n.end\n")
     net = load_network("lab16")
     task = load_task("default", net).bind(net)
-    hw = Hardware.from_R(1.0)
+    hw = Board.nominal(net, Hardware.from_R(1.0))
     ng, ex = NgspiceEngine(net, task, hw), ExactEngine(net, task, hw)
     p = np.full(16, 63)
     p[:5] = 10
@@ -325,7 +310,8 @@ def test_two_engines_share_the_one_ngspice():
     """Interleaved engines: each notices the circuit is no longer its own and reloads from its state."""
     net = load_network("lab16")
     task = load_task("default", net).bind(net)
-    hws = [Hardware.from_R(0.5, capacitance=2.2e-6), Hardware.from_R(2.0, capacitance_model="global")]
+    hws = [Board.nominal(net, hw) for hw in (Hardware.from_R(0.5, capacitance=2.2e-6),
+                                             Hardware.from_R(2.0, capacitance_model="global"))]
     pairs = [(ExactEngine(net, task, hw), NgspiceEngine(net, task, hw)) for hw in hws]
     states = [(ex.init(np.full(16, 63)), ng.init(np.full(16, 63))) for ex, ng in pairs]
     rng = np.random.default_rng(4)

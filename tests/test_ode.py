@@ -10,6 +10,7 @@ from spicelearn.engines.exact import ExactEngine
 from spicelearn.continuous.ode import OdeModel, train_ode
 from spicelearn.continuous.quasistatic import QuasistaticModel, train_quasistatic
 from spicelearn.errors import ConfigError, TaskError
+from spicelearn.model.board import Board
 from spicelearn.model.hardware import R0, Hardware
 from spicelearn.model.network import load_network
 from spicelearn.runfile import load_run, tau
@@ -54,7 +55,7 @@ def test_relaxation_without_learning_matches_exact_engine(d64, cm):
     c, eta = 3.3e-6, 0.2
     bound = load_task(TASK, d64).bind(d64)
     hw = Hardware(capacitance=c, capacitance_model=cm, eta=eta)
-    exact = ExactEngine(d64, bound, hw)
+    exact = ExactEngine(d64, bound, Board.nominal(d64, hw))
     rng = np.random.default_rng(0)
     pos = rng.integers(0, 128, d64.n_edges)
     m = OdeModel(d64, bound, eta=eta, capacitance_model=cm)

@@ -73,7 +73,7 @@ def _cmd_demo(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a network with the hardware rule; write a run file")
     add_train_options(p)
-    p.add_argument("--backend", default="exact", choices=BACKENDS,
+    p.add_argument("--backend", default="exact", metavar="|".join(BACKENDS),
                    help="exact (default: the circuit solved exactly), ngspice (the circuit in ngspice), "
                         "ode (the paper's continuous model)")
     p.add_argument("--steps", type=int, default=3000, help="clock ticks (training steps) to run (default 3000)")

@@ -20,7 +20,7 @@ def _cmd_export(args) -> int:
         from ..runfile import load_run, run_inputs
 
         run = load_run(args.positions)
-        task, board, _ = run_inputs(run, network=args.network)
+        task, board, _ = run_inputs(run, network=args.network, network_seed=args.network_seed)
         given = {k: getattr(args, k) for k in ("capacitance", "gamma_l", "R", "eta", "rule", "capacitance_model")
                  if getattr(args, k) is not None}
         if args.task != "default" or given:

@@ -11,8 +11,9 @@ the arguments of every call the same way and then calls the engine's own
     ``clamp`` defaults to the supervisor's nudge of the free equilibrium;
 ``relax(state, clamp, duration) -> state``
     step the clamp sources to ``clamp`` (floating nodes jump, charge
-    conserved), then let both twins relax ``duration`` > 0 seconds at fixed
-    resistances;
+    conserved), then let both twins relax ``duration`` >= 0 seconds at fixed
+    resistances (a zero duration is the jump alone, :meth:`Engine.clamp_step`,
+    the same in every engine);
 ``set_positions(state, positions) -> state``
     the clock tick: new resistances, voltages unchanged;
 ``equilibrium_free(state) -> ndarray (N,)``
@@ -26,7 +27,7 @@ States are frozen dataclasses deriving from :class:`EngineState`.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -91,12 +92,27 @@ class Engine(abc.ABC):
         """Step the clamps to ``clamp`` (charge-conserving jump), then relax ``duration`` seconds."""
         self._check_state(state)
         try:
-            ok = np.isfinite(duration) and duration > 0
+            ok = bool(np.isfinite(duration) and duration >= 0)
         except TypeError:
             ok = False
         if not ok:
-            raise ConfigError(f"`duration` must be finite and > 0 seconds, got {duration!r}")
-        return self._relax(state, self._check_clamp(clamp), float(duration))
+            raise ConfigError(f"`duration` must be finite and >= 0 seconds, got {duration!r}")
+        clamp = self._check_clamp(clamp)
+        if duration == 0:
+            return self.clamp_step(state, clamp)
+        return self._relax(state, clamp, float(duration))
+
+    def clamp_step(self, state: EngineState, clamp) -> EngineState:
+        """The clamps step to ``clamp`` (M_T,) with no time to relax: the clamped twin's floating nodes
+        jump so that the charge on each is conserved, ``L_C[CC] dv_C = -L_C[CT] dv_T``."""
+        clamp = self._check_clamp(clamp)
+        C, T = self.task.clamped_floating, self.task.target_index
+        v = np.array(state.v_clamped, dtype=float)
+        if C.size:
+            LC = self.board.capacitance_matrix(self.network)
+            v[C] += np.linalg.solve(LC[np.ix_(C, C)], LC[np.ix_(C, T)] @ (v[T] - clamp))
+        v[T] = clamp
+        return replace(state, v_clamped=v, clamp=clamp)
 
     def set_positions(self, state: EngineState, positions) -> EngineState:
         """Clock tick: new resistances; node voltages do not jump."""

@@ -129,6 +129,10 @@ class NgspiceEngine(Engine):
         v_clamped = equilibrium(self.network, g[1], self.clamped_floating, self.task.driven_voltages(clamp))
         return NgspiceState(positions, v_free, v_clamped, clamp)
 
+    def clamp_step(self, state: NgspiceState, clamp) -> NgspiceState:
+        """The charge-conserving clamp step alone (see the base class); the next ``relax`` reloads the circuit."""
+        return replace(super().clamp_step(state, clamp), token=0)
+
     def _set_positions(self, state: NgspiceState, positions) -> NgspiceState:
         return replace(state, positions=positions)  # applied to the circuit at the next relax
 
