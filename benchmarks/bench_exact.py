@@ -20,7 +20,7 @@ import scipy.linalg as sla
 from threadpoolctl import threadpool_limits
 
 from spicelearn.loop import train
-from spicelearn.engines.exact import capacitance_matrix
+from spicelearn.model.board import Board
 from spicelearn.model.hardware import Hardware
 from spicelearn.model.network import load_network
 from spicelearn.model.rules import xor_rule
@@ -29,7 +29,7 @@ from spicelearn.model.task import load_task
 
 def naive_loop(net, task, hw, steps):
     """Reference: generalised eigensolve of (L_G, L_C) on each twin's floating nodes, every tick."""
-    LC = capacitance_matrix(net, hw)
+    LC = Board.nominal(net, hw).capacitance_matrix(net)
     S, T = task.source_index, task.target_index
     n = net.n_nodes
     fl_f = np.setdiff1d(np.arange(n), S)

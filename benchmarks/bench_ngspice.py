@@ -38,8 +38,9 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from spicelearn.loop import train  # noqa: E402
 from spicelearn.engines import get_engine  # noqa: E402
+from spicelearn.loop import train  # noqa: E402
+from spicelearn.model.board import Board  # noqa: E402
 from spicelearn.model.hardware import Hardware  # noqa: E402
 from spicelearn.model.network import load_network  # noqa: E402
 from spicelearn.model.task import load_task  # noqa: E402
@@ -67,6 +68,7 @@ class Timed:
     def __init__(self, engine, memory_after=None, sample=()):
         self.engine, self.memory_after, self.sample = engine, memory_after, set(sample)
         self.name = engine.name
+        self.network, self.task, self.board = engine.network, engine.task, engine.board
         self.starts, self.wall, self.cpu, self.samples, self.rss0 = [], [], [], [], None
 
     def init(self, positions):
@@ -93,9 +95,7 @@ class Timed:
         return self.engine.equilibrium_free(state)
 
     def close(self):
-        close = getattr(self.engine, "close", None)
-        if close is not None:
-            close()
+        self.engine.close()
 
 
 def learning_loop(backend: str, hw: Hardware, ticks: int, memory_after: int | None = None, sample=(), **options):
@@ -130,7 +130,8 @@ def obvious(hw: Hardware, samples: list) -> dict:
     logging.getLogger("PySpice").setLevel(logging.CRITICAL)
     net = load_network(NETWORK)
     task = load_task(TASK, net).bind(net)
-    exact = get_engine("exact")(net, task, hw)
+    board = Board.nominal(net, hw)
+    exact = get_engine("exact")(net, task, board)
     names = spice_node_names(net)
     eu, ev = net.edge_nodes.T
     src, tgt = task.source_index, task.target_index
@@ -139,29 +140,29 @@ def obvious(hw: Hardware, samples: list) -> dict:
         p, v_free, v_clamped, clamp = smp["positions"], smp["v_free"], smp["v_clamped"], smp["clamp"]
         t0 = time.perf_counter()
         c = Circuit("twins")
-        r = hw.pot.resistance(p)
-        for twin in "fc":
+        r = board.resistance(p)
+        for k, twin in enumerate("fc"):
             for j, (a, b) in enumerate(zip(eu, ev)):
-                c.R(f"{twin}{j}", f"{twin}_{names[a]}", f"{twin}_{names[b]}", float(r[j]))
+                c.R(f"{twin}{j}", f"{twin}_{names[a]}", f"{twin}_{names[b]}", float(r[k, j]))
                 if hw.capacitance_model == "per_edge":
-                    c.C(f"{twin}{j}", f"{twin}_{names[a]}", f"{twin}_{names[b]}", float(hw.capacitance))
+                    c.C(f"{twin}{j}", f"{twin}_{names[a]}", f"{twin}_{names[b]}", float(board.capacitance[j]))
             if hw.capacitance_model == "global":
                 for i in range(net.n_nodes):
-                    c.C(f"{twin}n{i}", f"{twin}_{names[i]}", c.gnd, float(hw.capacitance))
+                    c.C(f"{twin}n{i}", f"{twin}_{names[i]}", c.gnd, float(board.capacitance[i]))
             for i, v in zip(src, task.source_voltage):
                 c.V(f"{twin}s{i}", f"{twin}_{names[i]}", c.gnd, float(v))
         for i, v in zip(tgt, clamp):
             c.V(f"t{i}", f"c_{names[i]}", c.gnd, float(v))
         sim = c.simulator(simulator="ngspice-shared")
-        sim.options(**simulator_options(hw, hw.period))
+        sim.options(**simulator_options(board, board.period))
         ic = {f"f_{names[i]}": float(v_free[i]) for i in range(net.n_nodes)}
         ic.update({f"c_{names[i]}": float(v_clamped[i]) for i in range(net.n_nodes)})
         sim.initial_condition(**ic)
-        an = sim.transient(step_time=hw.period / 100, end_time=hw.period, use_initial_condition=True)
+        an = sim.transient(step_time=board.period / 100, end_time=board.period, use_initial_condition=True)
         v_end = np.array([float(an.nodes[f"f_{names[i]}"][-1]) for i in range(net.n_nodes)])
         times.append(time.perf_counter() - t0)
         rss.append(rss_mb())
-        state = exact.relax(exact.state(p, v_free, v_clamped, clamp), clamp, hw.period)  # the same tick, exactly
+        state = exact.relax(exact.state(p, v_free, v_clamped, clamp), clamp, board.period)  # the same tick, exactly
         err = max(err, float(np.abs(state.v_free - v_end).max()))
     return {"times_s": times, "rss_growth_mb_per_tick": (rss[-1] - rss[0]) / max(len(rss) - 1, 1),
             "max_free_dv_vs_exact": err}

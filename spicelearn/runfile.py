@@ -22,7 +22,7 @@ from .files import atomic_path
 from .model.board import COMPARATORS, TWINS, Board
 from .model.hardware import Hardware
 from .model.network import CompiledNetwork, compile_network, load_network
-from .model.task import BoundTask, Task, load_task
+from .model.task import BoundTask, load_task
 
 __all__ = ["make_dataset", "network_attrs", "run_inputs", "save_run", "load_run", "tau", "summary",
            "REQUIRED_VARIABLES", "TIME_UNITS"]

@@ -1,9 +1,7 @@
 import networkx as nx
-import numpy as np
 import pytest
 
-from spicelearn.model.generators import lab16
-from spicelearn.model.network import compile_network, load_network
+from spicelearn.model.network import load_network
 
 
 @pytest.fixture(scope="session")

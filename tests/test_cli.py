@@ -1,7 +1,6 @@
 """The command line: train, show, and one-line errors with a non-zero exit status."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -7,7 +7,7 @@ import scipy.linalg as sla
 
 from spicelearn.engines.exact import ExactEngine, contour_quadrature
 from spicelearn.model.board import Board
-from spicelearn.model.hardware import R0, Hardware, Potentiometer
+from spicelearn.model.hardware import R0, Hardware
 from spicelearn.model.network import compile_network
 from spicelearn.model.task import Task, load_task
 

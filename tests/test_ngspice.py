@@ -11,7 +11,7 @@ import pytest
 from spicelearn.engines import get_engine
 from spicelearn.engines.exact import ExactEngine
 from spicelearn.errors import SpiceError
-from spicelearn.loop import replay, replay_run, train
+from spicelearn.loop import replay_run, train
 from spicelearn.model.board import Board
 from spicelearn.model.hardware import Hardware
 from spicelearn.model.network import load_network

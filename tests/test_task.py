@@ -1,6 +1,5 @@
 """Tasks: JSON and random tasks, and a clear error for every bad task."""
 
-import json
 
 import networkx as nx
 import numpy as np

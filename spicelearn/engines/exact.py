@@ -134,9 +134,8 @@ class ExactEngine(Engine):
     # -- helpers ---------------------------------------------------------------
     def _decompositions(self, positions) -> tuple:
         """``(ops, ops_c)`` of the free and the clamped twin at ``positions``."""
-        g = self.board.conductance(positions)
-        ops = self._decompose(g[0])
-        return ops, (ops if self._twins_identical else self._decompose(g[1]))
+        ops = self._decompose(self.board.conductance(positions, 0))
+        return ops, (ops if self._twins_identical else self._decompose(self.board.conductance(positions, 1)))
 
     def _decompose(self, g) -> _Operators:
         Wg = self.W * g

@@ -127,13 +127,15 @@ class Board:
         """Whether both twins of every edge have the same resistance at every position."""
         return bool(np.array_equal(self.r_ab[0], self.r_ab[1]))
 
-    def resistance(self, positions) -> np.ndarray:
-        """Resistance in ohm of every pot at integer ``positions`` (E,), shape (2, E): free, clamped."""
-        return (np.asarray(positions) + 1.0) * (self.r_ab / self.hardware.pot.n_positions)
+    def resistance(self, positions, twin: int | None = None) -> np.ndarray:
+        """Resistance in ohm of every pot at integer ``positions`` (E,): shape (2, E) (free, clamped), or
+        (E,) of one ``twin`` (0 free, 1 clamped)."""
+        r_ab = self.r_ab if twin is None else self.r_ab[twin]
+        return (np.asarray(positions) + 1.0) * (r_ab / self.hardware.pot.n_positions)
 
-    def conductance(self, positions) -> np.ndarray:
-        """Conductance in siemens, shape (2, E): free, clamped."""
-        return 1.0 / self.resistance(positions)
+    def conductance(self, positions, twin: int | None = None) -> np.ndarray:
+        """Conductance in siemens, shape (2, E) or (E,) of one ``twin`` (see :meth:`resistance`)."""
+        return 1.0 / self.resistance(positions, twin)
 
     def edge_capacitance(self) -> np.ndarray:
         """Per-edge capacitances, shape (E,) (``per_edge`` boards only)."""

@@ -21,7 +21,7 @@ ngspice cut its step to nothing).
 
 from __future__ import annotations
 
-import os
+import json
 import re
 from dataclasses import dataclass
 
@@ -70,6 +70,15 @@ def spice_node_names(network: CompiledNetwork) -> tuple:
     """Per-twin SPICE node suffixes, one per compiled node: the id itself when safe, else ``n<index>``."""
     names = [n if _SAFE.fullmatch(n) and not n.startswith("n") else f"n{i}" for i, n in enumerate(network.nodes)]
     return tuple(names)
+
+
+def _comment(text: str) -> str:
+    """User text (node ids, names) as it may stand in a ``*`` comment: one line of ASCII (escapes for the
+    rest, so a newline or ``.end`` in a node id cannot end the deck, and ngspice reads only ASCII)."""
+    text = str(text)
+    if text.isascii() and text.isprintable():
+        return text
+    return json.dumps(text)[1:-1]
 
 
 def _fmt(x: float) -> str:
@@ -186,10 +195,10 @@ def compile_netlist(network: CompiledNetwork, task: BoundTask, board: Board, sta
     fn = tuple(f"f_{s}" for s in suffix)
     cn = tuple(f"c_{s}" for s in suffix)
     res = dict(zip("fc", board.resistance(positions)))
-    lines = [f"* {title or 'spicelearn twin networks'}",
-             f"* network {network.name}: {N} nodes, {E} edges; model {hardware.capacitance_model}",
+    lines = [f"* {_comment(title or 'spicelearn twin networks')}",
+             f"* network {_comment(network.name)}: {N} nodes, {E} edges; model {hardware.capacitance_model}",
              "* node map (graph id -> free, clamped): "
-             + ", ".join(f"{n}->{a},{b}" for n, a, b in zip(network.nodes[:64], fn, cn))
+             + ", ".join(f"{_comment(n)}->{a},{b}" for n, a, b in zip(network.nodes[:64], fn, cn))
              + (" ..." if N > 64 else "")]
     eu, ev = network.edge_nodes.T
     for twin, names in [(t, n) for t, n in (("f", fn), ("c", cn)) if t in twins]:

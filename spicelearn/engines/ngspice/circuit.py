@@ -6,6 +6,7 @@ import numpy as np
 
 from ...errors import SpiceError
 from ...spice.netlist import RAMP, NetlistState, clamp_pulse, compile_netlist, spice_node_names
+from ..base import Engine, EngineState
 from .binding import Session, _strip
 
 __all__ = ["Circuit", "EARLY"]
@@ -22,7 +23,7 @@ class Circuit:
     the circuit holds, ``{"f": (n_free,), "c": (n_clamped,)}``.
     """
 
-    def __init__(self, engine: "NgspiceEngine", session: Session, twins: str):
+    def __init__(self, engine: Engine, session: Session, twins: str):
         self.engine, self.session, self.twins = engine, session, twins
         suffix = spice_node_names(engine.network)
         self.saved = {t: [f"{t}_{suffix[i]}" for i in idx] for t, idx in
@@ -31,7 +32,7 @@ class Circuit:
         self.time = 0.0  # where the transient stopped
         self._names = None
 
-    def start(self, state: NgspiceState, clamp: np.ndarray, T: float, segment: int) -> dict:
+    def start(self, state: EngineState, clamp: np.ndarray, T: float, segment: int) -> dict:
         """Load a new segment at the state's voltages, one ``.tran`` through ``segment`` ticks; run to tick 1."""
         s, e = self.session, self.engine
         s.reset()

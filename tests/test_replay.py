@@ -1,0 +1,88 @@
+"""A run file says everything needed to repeat its run; `spicelearn replay RUN.nc` needs nothing else."""
+
+import re
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from spicelearn.cli import main
+from spicelearn.errors import ConfigError
+from spicelearn.loop import replay_run, train
+from spicelearn.model.hardware import Hardware
+from spicelearn.model.network import load_network
+from spicelearn.runfile import load_run, run_inputs, save_run
+
+
+
+def _odd_graph():
+    """A GraphML-only network: per-edge capacitances and start positions of its own, odd node ids."""
+    g = nx.relabel_nodes(load_network("lab16").to_graph(), {str(i): f"n ö{i}" for i in range(9)})
+    rng = np.random.default_rng(0)
+    for u, v in g.edges:
+        g.edges[u, v]["capacitance"] = float(rng.uniform(10e-6, 40e-6))
+        g.edges[u, v]["position"] = int(rng.integers(40, 90))
+    return g
+
+
+def _task(g):
+    nodes = sorted(g.nodes)
+    return {"sources": {nodes[0]: 0.0, nodes[8]: 1.0}, "targets": {nodes[2]: 0.25, nodes[6]: 0.65}}
+
+
+def test_run_file_records_a_graphml_network_with_its_parts(tmp_path):
+    g = _odd_graph()
+    ds = train(g, _task(g), Hardware.from_R(0.5), steps=30, seed=1)
+    save_run(ds, tmp_path / "run.nc")
+    back = load_run(tmp_path / "run.nc")
+    task, board, start = run_inputs(back)
+    net = task.network
+    assert net.content_hash() == load_network(g).content_hash()
+    np.testing.assert_array_equal(board.capacitance, load_network(g).capacitance)
+    np.testing.assert_array_equal(start, load_network(g).position)
+    assert board.gamma_l == ds.attrs["gamma_l"] and board.R == pytest.approx(0.5)
+    res = replay_run(back, engines=("exact",))
+    assert res.error_vs_record(0).max() == 0.0  # the exact engine repeats its own run bit for bit
+
+
+def test_a_builtin_seed_is_recorded_and_a_mismatch_refused(tmp_path):
+    """Bug: a delaunay64 run with --network-seed 5 was replayed on seed 0 and reported agreement."""
+    ds = train("delaunay64", "random:5,3,1", Hardware.from_R(1.0, capacitance=22e-6), steps=10, network_seed=5)
+    assert ds.attrs["network_seed"] == 5
+    res = replay_run(ds, engines=("exact",))
+    assert res.error_vs_record(0).max() == 0.0
+    with pytest.raises(ConfigError, match="not the run's network"):
+        replay_run(ds, engines=("exact",), network="lab16")
+    tampered = ds.copy()
+    tampered.attrs["network_seed"] = 0
+    with pytest.raises(ConfigError, match="does not match the one it records"):
+        replay_run(tampered, engines=("exact",))
+
+
+def test_replay_compares_with_the_recorded_voltages(tmp_path, capsys):
+    """--tolerance fails the command when an engine differs from the record by more."""
+    pytest.importorskip("PySpice")
+    g = _odd_graph()
+    ds = train(g, _task(g), Hardware.from_R(0.5), steps=25, seed=2)
+    save_run(ds, tmp_path / "run.nc")
+    assert main(["replay", str(tmp_path / "run.nc")]) == 0
+    out = capsys.readouterr().out
+    assert "exact against the recorded voltages: max |dv| = 0 V" in out
+    err = float(re.search(r"ngspice against the recorded voltages: max \|dv\| = (\S+) V", out).group(1))
+    assert 0 < err < 1e-5
+    # a record that was not what the circuit does: the replay says so and fails
+    bad = ds.copy(deep=True)
+    bad["v_free"].values[5, 3] += 1e-3
+    save_run(bad, tmp_path / "bad.nc")
+    assert main(["replay", str(tmp_path / "bad.nc"), "--steps", "8"]) == 1
+    assert "more than `--tolerance`" in capsys.readouterr().out
+    assert main(["replay", str(tmp_path / "run.nc"), "--tolerance", "-1"]) == 2
+    assert "`--tolerance` must be finite and > 0" in capsys.readouterr().err
+
+
+def test_replay_refuses_an_ode_run():
+    from spicelearn.continuous.ode import train_ode
+
+    ds = train_ode("lab16", "default", steps=3)
+    with pytest.raises(ConfigError, match="no `position` variable"):
+        replay_run(ds)
