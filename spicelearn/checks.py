@@ -8,7 +8,16 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["finite", "positive", "check_steps", "check_eta", "check_R"]
+__all__ = ["finite", "positive", "check_steps", "check_eta", "check_R", "check_seed", "check_record_memory", "show",
+           "RECORD_MEMORY_LIMIT"]
+
+#: Memory a run may allocate for its record (bytes): far above any sensible run, below this machine's.
+RECORD_MEMORY_LIMIT = 8 * 2**30
+
+
+def show(value) -> str:
+    """``repr`` for messages, with numpy scalars shown as Python numbers (``-1e-06``, not ``np.float64(-1e-06)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def finite(name: str, value) -> float:
@@ -16,9 +25,9 @@ def finite(name: str, value) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"`{name}` must be a number, got {value!r}") from None
+        raise ConfigError(f"`{name}` must be a number, got {show(value)}") from None
     if not math.isfinite(v):
-        raise ConfigError(f"`{name}` must be finite, got {value!r}")
+        raise ConfigError(f"`{name}` must be finite, got {show(value)}")
     return v
 
 
@@ -26,14 +35,14 @@ def positive(name: str, value) -> float:
     """``value`` as a finite float > 0."""
     v = finite(name, value)
     if not v > 0:
-        raise ConfigError(f"`{name}` must be finite and > 0, got {value!r}")
+        raise ConfigError(f"`{name}` must be finite and > 0, got {show(value)}")
     return v
 
 
 def check_steps(steps) -> int:
     """A number of steps: an integer >= 1."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ConfigError(f"`steps` must be an integer >= 1, got {steps!r}")
+        raise ConfigError(f"`steps` must be an integer >= 1, got {show(steps)}")
     return int(steps)
 
 
@@ -41,7 +50,7 @@ def check_eta(eta) -> float:
     """The nudge ``eta`` in (0, 1]."""
     v = finite("eta", eta)
     if not 0 < v <= 1:
-        raise ConfigError(f"`eta` must lie in (0, 1], got {eta!r}")
+        raise ConfigError(f"`eta` must lie in (0, 1], got {show(eta)}")
     return v
 
 
@@ -49,5 +58,24 @@ def check_R(R) -> float:
     """The scaled learning rate ``R = gamma_l / gamma_p`` (> 0)."""
     v = finite("R", R)
     if not v > 0:
-        raise ConfigError(f"`R` must be > 0 (the ratio gamma_l / gamma_p), got {R!r}")
+        raise ConfigError(f"`R` must be > 0 (the ratio gamma_l / gamma_p), got {show(R)}")
     return v
+
+
+def check_seed(name: str, seed, allow_none: bool = False) -> int | None:
+    """A seed: an integer >= 0 (numpy's generators refuse negative seeds), or None where allowed."""
+    if seed is None and allow_none:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"`{name}` must be an integer >= 0{' or None' if allow_none else ''}, got {show(seed)}")
+    return int(seed)
+
+
+def check_record_memory(steps: int, n_nodes: int, n_edges: int, what: str = "the run") -> int:
+    """``steps``, after checking that the record of a run (voltages of both twins per node, an int16 or
+    float per edge, a few scalars per step) fits in :data:`RECORD_MEMORY_LIMIT`; the message says how much."""
+    need = steps * (2 * 8 * n_nodes + 8 * n_edges + 32)
+    if need > RECORD_MEMORY_LIMIT:
+        raise ConfigError(f"`steps`={steps} needs {need / 2**30:.3g} GiB for the record of {what} (the limit is "
+                          f"{RECORD_MEMORY_LIMIT / 2**30:g} GiB); run fewer steps, or several runs one after another")
+    return steps

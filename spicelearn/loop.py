@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .checks import check_steps
+from .checks import check_record_memory, check_seed, check_steps
 from .engines import get_engine
 from .engines.base import Engine
-from .errors import ConfigError
+from .errors import ConfigError, SpicelearnError
 from .model.board import Board
 from .model.hardware import Hardware
 from .model.network import CompiledNetwork
@@ -32,8 +32,6 @@ __all__ = ["train", "run_loop", "replay", "ReplayResult", "initial_positions", "
 
 #: Networks up to this many nodes run their linear algebra on one BLAS thread.
 SMALL_NETWORK = 256
-#: Memory a run may allocate for its record without asking (bytes).
-RECORD_MEMORY_LIMIT = 8 * 2**30
 
 
 def initial_positions(network: CompiledNetwork, hardware: Hardware, positions=None) -> np.ndarray:
@@ -80,11 +78,6 @@ class Decide:
         return decide
 
 
-def _record_memory(steps: int, network: CompiledNetwork) -> int:
-    """Bytes the record of a run of ``steps`` ticks needs."""
-    return steps * (2 * 8 * network.n_nodes + 2 * network.n_edges + 16)
-
-
 def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=None, progress=None) -> dict:
     """Steps 1-5 of DESIGN.md section 2, ``steps`` times.
 
@@ -110,10 +103,7 @@ def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=No
     net, task, board = engine.network, engine.task, engine.board
     tgt, V_T, eta = task.target_index, task.target_voltage, board.hardware.eta
     edge_nodes = tuple(net.edge_nodes.T)
-    need = _record_memory(steps, net)
-    if need > RECORD_MEMORY_LIMIT:
-        raise ConfigError(f"`steps`={steps} on {net.name!r} needs {need / 2**30:.3g} GiB for the run's record "
-                          f"(more than {RECORD_MEMORY_LIMIT / 2**30:g} GiB); run fewer steps")
+    check_record_memory(steps, net.n_nodes, net.n_edges, f"a run on {net.name!r}")
     position = np.empty((steps, net.n_edges), dtype=np.int16)
     v_free = np.empty((steps, net.n_nodes))
     v_clamped = np.empty((steps, net.n_nodes))
@@ -135,6 +125,10 @@ def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=No
         mse_eq[k] = d @ d
         bar.update(k + 1)
     mse = np.sum((V_T - v_free[:, tgt]) ** 2, axis=1)
+    if not (np.all(np.isfinite(mse)) and np.all(np.isfinite(mse_eq)) and np.all(np.isfinite(v_clamped))):
+        raise SpicelearnError(f"the run on {net.name!r} gave non-finite voltages or errors (first at step "
+                              f"{int(np.argmin(np.isfinite(mse) & np.isfinite(mse_eq)))}); check the task's voltages "
+                              "and the board's part values")
     return dict(position=position, position_start=np.asarray(start), mse=mse, mse_eq=mse_eq, v_free=v_free,
                 v_clamped=v_clamped, mse0=float(d0 @ d0))
 
@@ -181,8 +175,7 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
         The run file of DESIGN.md section 4 (:func:`spicelearn.runfile.make_dataset`).
     """
     steps = check_steps(steps)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ConfigError(f"`seed` must be an integer >= 0 or None, got {seed!r}")
+    seed = check_seed("seed", seed, allow_none=True)
     bound = bind(network, task, network_seed=network_seed)
     net = bound.network
     b = make_board(net, hardware, board)

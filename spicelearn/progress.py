@@ -1,9 +1,16 @@
-"""A minimal progress bar for long runs (stderr; appears only after a second)."""
+"""A minimal progress bar for long runs, on stderr; it appears only after a second.
+
+On a terminal the bar redraws in place (``\\r``) at most five times a second. Into
+a log file or a pipe it writes a plain line every ``log_every`` seconds (default
+10) instead, so a long run leaves a few lines, not kilobytes of redraws.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+
+__all__ = ["Progress"]
 
 
 class Progress:
@@ -16,14 +23,22 @@ class Progress:
     enabled : bool
     delay : float
         Seconds before the bar first appears; short runs stay silent.
+    stream : file, optional
+        Default stderr.
+    unit : str
+    log_every : float
+        Seconds between lines where ``stream`` is not a terminal.
     """
 
     def __init__(self, total: int, label: str = "train", enabled: bool = True, delay: float = 1.0, stream=None,
-                 unit: str = "steps"):
+                 unit: str = "steps", log_every: float = 10.0):
         self.total, self.label, self.enabled, self.delay, self.unit = total, label, enabled, delay, unit
         self.stream = stream or sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.terminal = bool(isatty and isatty())
+        self.interval = 0.2 if self.terminal else log_every
         self.t0 = time.perf_counter()
-        self._last = 0.0
+        self._last = self.t0 - self.interval + delay  # the first report comes after `delay`
         self._shown = False
         self._done = -1  # count last drawn
         self._count = 0  # count last reported
@@ -33,7 +48,7 @@ class Progress:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if now - self.t0 < self.delay or (now - self._last < 0.2 and done < self.total):
+        if now - self.t0 < self.delay or now - self._last < self.interval:
             return
         self._draw(done, now)
 
@@ -42,17 +57,21 @@ class Progress:
         self._last, self._done = now, done
         rate = done / elapsed if elapsed > 0 else 0.0
         left = (self.total - done) / rate if rate > 0 else float("nan")
-        width = 30
-        fill = int(width * done / max(self.total, 1))
-        self.stream.write(f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
-                          f"{rate:,.3g} {self.unit}/s, {elapsed:.1f} s, {left:.1f} s left ")
+        text = f"{done}/{self.total} {rate:,.3g} {self.unit}/s, {elapsed:.1f} s, {left:.1f} s left"
+        if self.terminal:
+            width = 30
+            fill = int(width * done / max(self.total, 1))
+            self.stream.write(f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {text} ")
+        else:
+            self.stream.write(f"{self.label}: {text}\n")
         self.stream.flush()
         self._shown = True
 
     def close(self) -> None:
-        """End the bar's line, showing the last reported count (not the total: a run may stop early)."""
+        """End the bar, showing the last reported count (not the total: a run may stop early)."""
         if self._shown:
             if self._done != self._count:
                 self._draw(self._count, time.perf_counter())
-            self.stream.write("\n")
+            if self.terminal:
+                self.stream.write("\n")
             self.stream.flush()

@@ -6,7 +6,28 @@ import os
 
 import numpy as np
 
-__all__ = ["plot_run", "plot_runs"]
+from ..errors import ConfigError
+from ..files import atomic_path
+
+__all__ = ["plot_run", "plot_runs", "save_figure", "FORMATS"]
+
+#: Image formats a figure may be written as (matplotlib's Agg backend).
+FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "tif", "tiff", "eps", "ps", "webp")
+
+
+def save_figure(fig, path, what: str = "--plot") -> str:
+    """Write a matplotlib figure atomically; ``path`` without an extension gets ``.png``. Returns the path."""
+    path = os.fspath(path)
+    root, ext = os.path.splitext(path)
+    if not ext:
+        path, ext = path + ".png", ".png"
+    fmt = ext[1:].lower()
+    if fmt not in FORMATS:
+        raise ConfigError(f"`{what}`={path!r}: cannot write {ext!r} images; give a file ending in "
+                          f"{', '.join('.' + f for f in FORMATS[:4])} (or another of {FORMATS})")
+    with atomic_path(path, what, suffix=ext) as tmp:
+        fig.savefig(tmp, dpi=120, format=fmt)
+    return path
 
 
 def _pyplot():
@@ -19,13 +40,13 @@ def _pyplot():
 
 
 def plot_runs(runs, path, labels=None, title: str | None = None, variables=("mse",)) -> str:
-    """Normalised error traces of several runs, against steps (left) and real time (right).
+    """Normalised error traces of several runs, against steps (left) and real time (right); returns the path.
 
     Parameters
     ----------
     runs : list of xarray.Dataset
     path : str
-        PNG to write.
+        Image to write (PNG unless its extension says otherwise; ``.png`` is added to a bare name).
     labels : list of str, optional
         Legend entries (default ``R = ...``).
     variables : tuple of str
@@ -53,10 +74,10 @@ def plot_runs(runs, path, labels=None, title: str | None = None, variables=("mse
     axes[0].legend(frameon=False)
     if title:
         fig.suptitle(title)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def plot_run(ds, path) -> str:

@@ -29,5 +29,6 @@ def register(sub) -> None:
     p.add_argument("figure", choices=FIGURES)
     p.add_argument("--tasks", type=int, default=None, help="random tasks to average (default 50; 3 with --quick)")
     p.add_argument("--quick", action="store_true", help="small sweep for CI (under two minutes)")
-    p.add_argument("--out-dir", default="figures", metavar="DIR")
+    p.add_argument("--out-dir", required=True, metavar="DIR",
+                   help="folder for figN.png, figN.nc and the sweep cache (created if missing)")
     p.set_defaults(func=_cmd_figure)

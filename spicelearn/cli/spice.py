@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
 from ..errors import ConfigError
 from .common import add_train_options, hardware_from_args
@@ -41,7 +41,9 @@ def _cmd_replay(args) -> int:
     from ..loop import replay_run
     from ..runfile import load_run
 
-    if not (np.isfinite(args.tolerance) and args.tolerance > 0):
+    import numpy as np
+
+    if not (math.isfinite(args.tolerance) and args.tolerance > 0):
         raise ConfigError(f"`--tolerance` must be finite and > 0 volt, got {args.tolerance!r}")
     res = replay_run(load_run(args.run), steps=args.steps, network=args.network)
     err = res.error

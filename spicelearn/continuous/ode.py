@@ -30,13 +30,14 @@ events (:func:`integrate_floored`), so each integrated segment is smooth.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 from scipy.integrate import solve_ivp
 
-from ..checks import check_eta, check_R, check_steps, finite
+from ..checks import check_eta, check_R, check_record_memory, check_steps, finite
 from ..errors import ConfigError, NetworkError, SpicelearnError, TaskError
 from ..model.hardware import CAPACITANCE_MODELS
 from ..model.network import CompiledNetwork, equilibrium
@@ -330,12 +331,17 @@ def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, r
 
         hit.terminal, hit.direction = True, -1
         release.terminal, release.direction = True, 1
-        sol = solve_ivp(fun, (t, t_end), x, method=method, t_eval=t_eval[t_eval > t], rtol=rtol, atol=atol,
-                        events=[hit, release] if learning else None, args=(*args, frozen), **kw)
+        with warnings.catch_warnings(record=True) as caught:  # the integrator's own notes go into a failure
+            warnings.simplefilter("always")
+            sol = solve_ivp(fun, (t, t_end), x, method=method, t_eval=t_eval[t_eval > t], rtol=rtol, atol=atol,
+                            events=[hit, release] if learning else None, args=(*args, frozen), **kw)
         nfev += sol.nfev
         if sol.status < 0:
-            raise SpicelearnError(f"the ODE integration failed at t = {sol.t[-1] if sol.t.size else t}: "
-                                  f"{sol.message}")
+            at = float(sol.t[-1]) if np.size(sol.t) else t
+            notes = "".join(f" ({w.message})" for w in caught[:1])
+            raise SpicelearnError(f"the ODE integration failed at t = {at:g}: {sol.message}{notes}")
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         ys.append(np.reshape(sol.y, (x.size, -1)))
         ts.append(sol.t)
         if sol.status == 0:
@@ -402,10 +408,16 @@ def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 
     if method == "auto":
         method = "LSODA" if R < AUTO_STIFF_BELOW_R else "RK45"
     bound = bind(network, task, network_seed=network_seed)
+    check_record_memory(steps, bound.network.n_nodes, bound.network.n_edges)
     model = OdeModel(bound.network, bound, eta=eta, capacitance_model=capacitance_model, g_floor=g_floor)
     s0 = model.init(g0)
     t = np.arange(1, steps + 1, dtype=float)
-    states = model.integrate(s0, t, gamma_l=1.0, gamma_p=1.0 / R, rtol=rtol, atol=atol, method=method)
+    try:
+        states = model.integrate(s0, t, gamma_l=1.0, gamma_p=1.0 / R, rtol=rtol, atol=atol, method=method)
+    except SpicelearnError as exc:
+        hint = (f"; at `R`={R:g} the voltages relax {1 / R:.3g} times faster than the conductances learn: "
+                "that is the quasistatic limit, spicelearn.train_quasistatic" if R < 1e-4 else "")
+        raise SpicelearnError(f"{exc}{hint}") from None
     record = dict(run_record(model, states), mse0=float(bound.mse(s0.v_free)))
     attrs = dict(backend="ode", seed=-1, capacitance_model=capacitance_model, R=R, gamma_l=1.0, gamma_p=1.0 / R,
                  eta=eta, rule="continuous", g0=float(np.mean(g0)), g_floor=g_floor, rtol=rtol, atol=atol,

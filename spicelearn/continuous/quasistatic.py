@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ..checks import check_eta, check_steps
+from ..checks import check_eta, check_record_memory, check_steps
 from ..model.rules import continuous_rule
 from ..model.task import bind
 from ..runfile import make_dataset
@@ -74,6 +74,7 @@ def train_quasistatic(network, task, *, eta: float = 1e-3, steps: int = 3000, g0
     """
     eta, steps = check_eta(eta), check_steps(steps)
     bound = bind(network, task, network_seed=network_seed)
+    check_record_memory(steps, bound.network.n_nodes, bound.network.n_edges)
     model = QuasistaticModel(bound.network, bound, eta=eta, g_floor=g_floor)
     mse0 = float(bound.mse(model.equilibrium_free(model.ode.init(g0).g)))
     t = np.arange(1, steps + 1, dtype=float)

@@ -14,11 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..analysis.plotting import save_figure
+from ..errors import ConfigError, SpicelearnError
+from ..files import check_target
 
 __all__ = ["FigureConfig", "make_figure", "FIGURES", "R_C"]
 
 FIGURES = ("fig2", "fig3", "fig5")
+#: What the figures read of a cached sweep.
+_RESULT_VARIABLES = ("mse_eq", "tau", "frequency", "eig", "feasible")
 #: Critical scaled learning rate separating the two power laws (paper: R_c ~ 1).
 R_C = 1.0
 
@@ -135,7 +139,15 @@ def _grid(cfg: FigureConfig, out_dir: str):
 
     path = os.path.join(out_dir, f"sweep_ms10_{cfg.tasks}tasks_{cfg.steps}steps.nc")
     if os.path.exists(path):
-        cached = xr.load_dataset(path)
+        try:
+            cached = xr.load_dataset(path)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise SpicelearnError(f"the cached sweep {path!r} cannot be read ({exc}); delete it to run the sweep "
+                                  "again") from None
+        missing = [v for v in ("R", "task", *_RESULT_VARIABLES) if v not in cached.variables]
+        if missing:
+            raise SpicelearnError(f"the cached sweep {path!r} lacks {missing} (broken, or from another version); "
+                                  "delete it to run the sweep again")
         if np.array_equal(cached.R.values, np.asarray(cfg.R_grid)):
             print(f"reusing the sweep in {path}")
             grid = retry_failed(cached, processes=cfg.processes)
@@ -185,7 +197,7 @@ def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
         ax.set_title(f"({letter}) " + ax.get_title(), fontsize=8)
     fig.tight_layout()
     png = os.path.join(out_dir, "fig2.png")
-    fig.savefig(png, dpi=120)
+    save_figure(fig, png, "--out-dir")
     plt.close(fig)
     data = xr.Dataset({"curves_mse_eq": curves.mse_eq.isel(task=0, drop=True).rename(R="R_curve"),
                        "quasistatic_mse_eq": qs.mse_eq.isel(R=0, task=0, drop=True),
@@ -245,7 +257,7 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     png = os.path.join(out_dir, "fig3.png")
-    fig.savefig(png, dpi=120)
+    save_figure(fig, png, "--out-dir")
     plt.close(fig)
     data = grid_all.drop_vars(["mse", "mse_eq"]).assign(
         frequency_real=(("R", "task"), grid_all.frequency.values * R[:, None]))
@@ -273,7 +285,7 @@ def fig5(cfg: FigureConfig, out_dir: str) -> list[str]:
     axes[1].set_title("(b)", loc="left")
     fig.tight_layout()
     png = os.path.join(out_dir, "fig5.png")
-    fig.savefig(png, dpi=120)
+    save_figure(fig, png, "--out-dir")
     plt.close(fig)
     nc = os.path.join(out_dir, "fig5.nc")
     save_run(curves.drop_vars(["eig"]), nc)
@@ -287,4 +299,5 @@ def make_figure(name: str, cfg: FigureConfig, out_dir: str) -> list[str]:
         raise ConfigError(f"`figure` must be one of {FIGURES}, got {name!r}")
     if not os.path.isdir(out_dir):
         os.makedirs(out_dir, exist_ok=True)
+    check_target(os.path.join(out_dir, f"{name}.png"), "--out-dir")  # a read-only folder fails now, not later
     return {"fig2": fig2, "fig3": fig3, "fig5": fig5}[name](cfg, out_dir)

@@ -80,13 +80,27 @@ def _failed_like(template: dict) -> dict:
     return {k: np.full(np.shape(v), np.nan) for k, v in template.items()}
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initialiser: the kernel kills this worker when the process that started it dies (Linux's
+    ``PR_SET_PDEATHSIG``), so a sweep killed with SIGKILL leaves no orphaned workers."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
 def _run_jobs(jobs: list, processes: int | None, label: str, progress: bool) -> list:
     """Results of :func:`_call` for each job, in order, with a progress bar; failures listed on stderr."""
     processes = processes or min(os.cpu_count() or 1, len(jobs))
     bar = Progress(len(jobs), label=label, enabled=progress, unit="runs")
     out = []
     try:
-        with ProcessPoolExecutor(processes) if processes > 1 else nullcontext() as pool:
+        with ProcessPoolExecutor(processes, initializer=_die_with_parent, initargs=(os.getpid(),)) \
+                if processes > 1 else nullcontext() as pool:
             for result in (pool.map(_call, jobs, chunksize=1) if pool else map(_call, jobs)):
                 out.append(result)
                 bar.update(len(out))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import networkx as nx
 import numpy as np
 
+from ..checks import check_seed
 from ..errors import NetworkError
 
 __all__ = ["CompiledNetwork", "compile_network", "load_network", "equilibrium", "BUILTIN_NETWORKS"]
@@ -285,6 +286,7 @@ def load_network(spec, *, network_seed: int = 0, allow_disconnected: bool = Fals
     spec = os.fspath(spec)
     make = _builtin(spec, network_seed)
     if make is not None:
+        check_seed("network_seed", network_seed)
         net = compile_network(make(), name=spec)
         return replace(net, builtin=(spec, int(network_seed)))
     if not os.path.exists(spec):

@@ -22,17 +22,25 @@ from .network import CompiledNetwork
 __all__ = ["Task", "BoundTask", "load_task", "random_task", "bind", "nudge"]
 
 
+#: Largest task voltage (volt) accepted: far beyond any board's supply, small enough that squared
+#: errors stay finite.
+MAX_VOLTS = 1e3
+
+
 def _voltages(mapping, what: str) -> MappingProxyType:
     if not isinstance(mapping, dict) and not hasattr(mapping, "items"):
         raise TaskError(f"task `{what}` must be a mapping node -> volts, got {type(mapping).__name__}")
     out = {}
     for node, value in mapping.items():
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise TaskError(f"task `{what}`[{node!r}]={value!r} is not a number of volts") from None
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TaskError(f"task `{what}`[{node!r}]={value!r} is not a number of volts; write it as a "
+                            "JSON number, e.g. 0.25")
+        v = float(value)
         if not math.isfinite(v):
             raise TaskError(f"task `{what}`[{node!r}]={value!r} is not finite; give a finite voltage")
+        if abs(v) > MAX_VOLTS:
+            raise TaskError(f"task `{what}`[{node!r}]={v:g} V is beyond +/-{MAX_VOLTS:g} V; no board drives "
+                            "that (learning is unchanged when all task voltages are scaled by one factor)")
         out[str(node)] = v
     return MappingProxyType(out)
 
@@ -172,7 +180,7 @@ def nudge(v_target, target_voltage, eta: float) -> np.ndarray:
     return v_target + eta * (target_voltage - v_target)
 
 
-_RANDOM = re.compile(r"^random:(\d+),(\d+),(-?\d+)$")
+_RANDOM = re.compile(r"^random:(\d+),(\d+),(\d+)$")
 
 
 def random_task(network: CompiledNetwork, n_sources: int, n_targets: int, seed: int | None = 0) -> Task:
@@ -206,7 +214,8 @@ def load_task(spec, network: CompiledNetwork) -> Task:
     if m:
         return random_task(network, int(m.group(1)), int(m.group(2)), int(m.group(3)))
     if spec.startswith("random"):
-        raise TaskError(f"`TASK`={spec!r}: write random tasks as random:MS,MT,SEED, e.g. random:5,3,0")
+        raise TaskError(f"`TASK`={spec!r}: write random tasks as random:MS,MT,SEED with integers MS, MT >= 1 "
+                        "and SEED >= 0, e.g. random:5,3,0")
     if spec == "default":
         from .generators import LAB16_TASK
 
@@ -216,11 +225,26 @@ def load_task(spec, network: CompiledNetwork) -> Task:
     if not os.path.exists(spec):
         raise TaskError(f"`TASK`={spec!r} is not a JSON file, `random:MS,MT,SEED` or `default`")
     try:
-        with open(spec) as fh:
-            data = json.load(fh)
+        with open(spec, encoding="utf-8") as fh:
+            data = json.load(fh, object_pairs_hook=_no_duplicates(spec))
+    except UnicodeDecodeError:
+        raise TaskError(f"task file {spec!r} is not text (UTF-8 JSON); give a JSON file "
+                        '{"sources": {node: volts}, "targets": {node: volts}}') from None
     except json.JSONDecodeError as exc:
         raise TaskError(f"task file {spec!r} is not valid JSON: {exc}") from None
     return _from_dict(data, f"task file {spec!r}")
+
+
+def _no_duplicates(path: str):
+    """A JSON ``object_pairs_hook`` that refuses a key given twice (json keeps the last one silently)."""
+    def hook(pairs):
+        keys = [k for k, _ in pairs]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise TaskError(f"task file {path!r} gives {twice} more than once; give each node once")
+        return dict(pairs)
+
+    return hook
 
 
 def _from_dict(data, where: str) -> Task:
