@@ -1,0 +1,311 @@
+"""The faults found trying spicelearn as a new user would, each through the command line where it was found."""
+
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from spicelearn.cli import main
+from spicelearn.model.network import load_network
+from spicelearn.runfile import load_run
+
+
+def _one_line_error(capsys, message):
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("spicelearn: error:"), err
+    assert message in err, err
+    return err
+
+
+# -- nothing replaced or lost -------------------------------------------------------------
+def test_a_device_is_never_replaced_by_a_run_file(capsys):
+    assert main(["train", "lab16", "--steps", "2", "--quiet", "--out", "/dev/null"]) == 2
+    _one_line_error(capsys, "not a regular file")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_folder_is_never_replaced(tmp_path, capsys):
+    (tmp_path / "run.nc").mkdir()
+    assert main(["train", "lab16", "--steps", "2", "--quiet", "--out", str(tmp_path / "run.nc")]) == 2
+    _one_line_error(capsys, "is a folder")
+
+
+_SLOW_SAVE = """
+import sys, time
+import xarray as xr
+real = xr.Dataset.to_netcdf
+def slow(self, path, *a, **k):
+    with open(path, "wb") as fh:
+        fh.write(b"partial")
+    open(sys.argv[2], "w").close()  # tell the test we are inside the write
+    time.sleep(60)
+xr.Dataset.to_netcdf = slow
+from spicelearn.cli import main
+sys.exit(main(["train", "lab16", "--steps", "3", "--quiet", "--out", sys.argv[1]]))
+"""
+
+
+def test_sigterm_while_saving_leaves_the_old_file_and_no_partial_one(tmp_path):
+    out = tmp_path / "run.nc"
+    out.write_bytes(b"the user's old run")
+    marker = tmp_path / "inside"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_SAVE, str(out), str(marker)], stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert out.read_bytes() == b"the user's old run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inside", "run.nc"]  # no .part file left
+
+
+def test_a_full_disk_is_one_line_and_the_old_file_stays(tmp_path, capsys, monkeypatch):
+    import xarray as xr
+
+    out = tmp_path / "run.nc"
+    out.write_bytes(b"old")
+
+    def full(self, path, *a, **k):
+        with open(path, "wb") as fh:
+            fh.write(b"par")
+        raise RuntimeError("NetCDF: HDF error")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full)
+    assert main(["train", "lab16", "--steps", "2", "--quiet", "--out", str(out)]) == 2
+    _one_line_error(capsys, "is the disk full?")
+    assert out.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
+
+
+# -- nothing silently wrong -------------------------------------------------------------------
+def _graphml(tmp_path, c):
+    g = load_network("lab16").to_graph()
+    nx.set_edge_attributes(g, c, "capacitance")
+    path = tmp_path / "board.graphml"
+    nx.write_graphml(g, path)
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"sources": {"0": 0.0, "8": 1.0}, "targets": {"2": 0.25, "6": 0.65}}))
+    return str(path), str(task)
+
+
+def test_capacitance_given_wins_over_the_graphs_and_R_is_kept(tmp_path):
+    net, task = _graphml(tmp_path, 2.2e-6)
+    out = tmp_path / "run.nc"
+    assert main(["train", net, "--task", task, "--R", "1", "--capacitance", "1e-3", "--steps", "3", "--quiet",
+                 "--out", str(out)]) == 0
+    ds = load_run(out)
+    assert ds.attrs["R"] == pytest.approx(1.0) and ds.attrs["capacitance"] == pytest.approx(1e-3)
+    np.testing.assert_allclose(ds.capacitance.values, 1e-3)
+    # a graph of large capacitances at the default R = 1 runs at R = 1 with its own capacitances
+    net, task = _graphml(tmp_path, 2.2)
+    assert main(["train", net, "--task", task, "--steps", "3", "--quiet", "--out", str(out)]) == 0
+    ds = load_run(out)
+    assert ds.attrs["R"] == pytest.approx(1.0) and ds.attrs["gamma_l"] == pytest.approx(1 / (1e4 * 2.2))
+
+
+def test_a_node_id_with_a_newline_cannot_end_the_deck(tmp_path):
+    g = nx.relabel_nodes(load_network("lab16").to_graph(), {"4": "a\n.end\nx"})
+    path = tmp_path / "odd.graphml"
+    nx.write_graphml(g, path)
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"sources": {"0": 0.0, "8": 1.0}, "targets": {"2": 0.25, "6": 0.65}}))
+    cir = tmp_path / "odd.cir"
+    assert main(["export-spice", str(path), "--task", str(task), "-o", str(cir)]) == 0
+    lines = cir.read_text().splitlines()
+    assert [ln for ln in lines if ln.strip() == ".end"] == [lines[-1]]
+    assert r"a\n.end\nx" in cir.read_text()  # escaped in the comment that maps node ids
+    pytest.importorskip("PySpice")
+    out = tmp_path / "run.nc"
+    assert main(["train", str(path), "--task", str(task), "--backend", "ngspice", "--steps", "3", "--quiet",
+                 "--out", str(out)]) == 0
+
+
+def test_task_voltages_beyond_any_board_are_refused(tmp_path, capsys):
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"sources": {"0": 0.0, "8": 1e300}, "targets": {"2": 0.25}}))
+    assert main(["train", "lab16", "--task", str(task), "--steps", "3", "--out", str(tmp_path / "r.nc")]) == 2
+    _one_line_error(capsys, "beyond +/-1000 V")
+
+
+@pytest.mark.parametrize("value, message", [("true", "not a number of volts"), ('"0.0"', "not a number of volts")])
+def test_task_file_values_must_be_numbers(tmp_path, capsys, value, message):
+    task = tmp_path / "task.json"
+    task.write_text('{"sources": {"0": 0.0, "8": %s}, "targets": {"2": 0.25}}' % value)
+    assert main(["train", "lab16", "--task", str(task), "--steps", "3", "--out", str(tmp_path / "r.nc")]) == 2
+    _one_line_error(capsys, message)
+
+
+def test_a_key_given_twice_in_a_task_file_is_refused(tmp_path, capsys):
+    task = tmp_path / "task.json"
+    task.write_text('{"sources": {"0": 0.0, "8": 1.0, "8": 0.5}, "targets": {"2": 0.25}}')
+    assert main(["train", "lab16", "--task", str(task), "--steps", "3", "--out", str(tmp_path / "r.nc")]) == 2
+    _one_line_error(capsys, "more than once")
+
+
+def test_non_finite_results_are_an_error_not_a_run_file(monkeypatch):
+    import spicelearn.engines.exact as ex
+    from spicelearn.errors import SpicelearnError
+    from spicelearn.loop import train
+
+    real = ex.ExactEngine._relax
+    monkeypatch.setattr(ex.ExactEngine, "_relax", lambda self, s, c, d: real(self, s, c * np.nan, d))
+    with pytest.raises(SpicelearnError, match="non-finite"):
+        train("lab16", "default", steps=3)
+
+
+# -- one clear line instead of a traceback -----------------------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["train", "lab16", "--task", "random:5,3,-1"], "SEED >= 0"),
+    (["train", "lab16", "--seed", "-1"], "`seed` must be an integer >= 0"),
+    (["train", "delaunay64", "--task", "random:5,3,0", "--network-seed", "-1"], "`network_seed` must be"),
+    (["train", "lab16", "--steps", "1000000000000"], "GiB"),
+    (["train", "lab16", "--backend", "ode", "--start", "10"], "`--start` does not apply"),
+    (["train", "delaunay64"], "give a JSON file or random:MS,MT,SEED"),
+])
+def test_bad_options_give_one_line(tmp_path, capsys, argv, message):
+    assert main(argv + ["--quiet", "--out", str(tmp_path / "r.nc")]) == 2
+    _one_line_error(capsys, message)
+    assert not (tmp_path / "r.nc").exists()
+
+
+def test_ode_at_a_tiny_R_says_why(tmp_path, capsys):
+    assert main(["train", "lab16", "--backend", "ode", "--R", "1e-9", "--steps", "20", "--out",
+                 str(tmp_path / "r.nc")]) == 2
+    _one_line_error(capsys, "quasistatic limit")
+
+
+def test_binary_task_and_positions_files(tmp_path, capsys):
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 4)
+    assert main(["train", "lab16", "--task", str(blob), "--steps", "2", "--out", str(tmp_path / "r.nc")]) == 2
+    _one_line_error(capsys, "is not text")
+    assert main(["export-spice", "lab16", "--positions", str(blob), "-o", str(tmp_path / "a.cir")]) == 2
+    _one_line_error(capsys, "is not text")
+    np.save(tmp_path / "p.npy", np.array([{"a": 1}], dtype=object))
+    assert main(["export-spice", "lab16", "--positions", str(tmp_path / "p.npy"), "-o", str(tmp_path / "a.cir")]) == 2
+    _one_line_error(capsys, "not a plain .npy array")
+
+
+def test_show_plot_names_the_file_it_writes(tmp_path, capsys):
+    run = tmp_path / "run.nc"
+    assert main(["train", "lab16", "--steps", "5", "--quiet", "--out", str(run)]) == 0
+    assert main(["show", str(run), "--plot", str(tmp_path / "xplot")]) == 0
+    assert f"wrote {tmp_path / 'xplot.png'}" in capsys.readouterr().out and (tmp_path / "xplot.png").exists()
+    assert main(["show", str(run), "--plot", str(tmp_path / "x.foo")]) == 2
+    _one_line_error(capsys, "cannot write '.foo' images")
+    assert main(["show", str(run), "--plot", str(tmp_path / "no" / "x.png")]) == 2  # as train --out: no new folders
+    _one_line_error(capsys, "does not exist; create it first")
+
+
+def test_a_broken_figure_cache_says_delete_it(tmp_path, capsys):
+    (tmp_path / "sweep_ms10_3tasks_3000steps.nc").write_bytes(b"CDF\x01 truncated")
+    assert main(["figure", "fig3", "--quick", "--out-dir", str(tmp_path)]) == 2
+    _one_line_error(capsys, "delete it")
+
+
+def test_a_figure_needs_an_out_dir(capsys):
+    with pytest.raises(SystemExit):
+        main(["figure", "fig2", "--quick"])
+    assert "--out-dir" in capsys.readouterr().err
+
+
+def test_an_unwritable_figure_folder_fails_before_the_sweep(tmp_path, capsys, monkeypatch):
+    import spicelearn.experiments.sweep as sw
+    import spicelearn.files as files
+
+    monkeypatch.setattr(files.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(sw, "sweep", lambda *a, **k: pytest.fail("the sweep ran"))
+    assert main(["figure", "fig2", "--quick", "--out-dir", str(tmp_path)]) == 2
+    _one_line_error(capsys, "is not writable")
+
+
+def test_messages_show_numbers_not_numpy_reprs():
+    from spicelearn.errors import ConfigError
+    from spicelearn.model.hardware import Hardware
+
+    with pytest.raises(ConfigError) as info:
+        Hardware(capacitance=np.float64(-1e-6))
+    assert "-1e-06" in str(info.value) and "np.float64" not in str(info.value)
+
+
+# -- clear --------------------------------------------------------------------------------------
+def test_help_states_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for words in ("exact (default", "clock ticks", "run file to write", "start position of every pot"):
+        assert words in text
+
+
+def test_progress_into_a_log_writes_a_few_lines_not_redraws():
+    from spicelearn.progress import Progress
+
+    log = io.StringIO()  # not a terminal
+    bar = Progress(10_000, stream=log, delay=0.0, log_every=0.05)
+    t0 = time.perf_counter()
+    k = 0
+    while time.perf_counter() - t0 < 0.3:
+        k += 1
+        bar.update(k)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and 3 <= len(lines) <= 10 and f"{k}/10000" in lines[-1]
+
+
+def test_the_command_line_starts_without_xarray_or_scipy():
+    code = "import sys, spicelearn.cli as c; c.build_parser(); print(sorted({'xarray', 'scipy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_sweep_workers_die_with_their_parent(tmp_path):
+    """SIGKILL of a figure's sweep leaves no orphaned workers blocked on a pipe."""
+    code = textwrap.dedent(f"""
+        from spicelearn.cli import main
+        main(["figure", "fig2", "--quick", "--tasks", "2", "--out-dir", {str(tmp_path)!r}])
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    children = []
+    deadline = time.time() + 60
+    while len(children) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+        children = _children(proc.pid)
+    assert len(children) >= 2, "the sweep started no workers"
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 10
+    while any(_alive(p) for p in children) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in children if _alive(p)]
+
+
+def _children(pid: int) -> list:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
