@@ -24,9 +24,16 @@ def test_lab16_learns(rule):
     assert ds.attrs["rule"] == rule
 
 
+@pytest.mark.slow
 def test_delaunay64_learns_most_random_tasks():
     ratios = [tail_ratio(train("delaunay64", f"random:5,3,{s}", lab_settings(), steps=3000)) for s in range(8)]
     assert sum(r < 2e-2 for r in ratios) >= 6, ratios
+
+
+def test_delaunay64_learns_random_tasks():
+    """The fast version of the one above: two tasks that learn within 1,500 steps (the slow test has eight)."""
+    ratios = [tail_ratio(train("delaunay64", f"random:5,3,{s}", lab_settings(), steps=1500)) for s in (0, 1)]
+    assert max(ratios) < 5e-2, ratios
 
 
 def flipped(dv_free, dv_clamped, offset, noise, rng):

@@ -139,6 +139,10 @@ class Session:
             out[i] = info.v_realdata[info.v_length - 1]
         return out
 
+    def vector_length(self, name) -> int:
+        """Samples in a vector (a cffi ``char[]`` name, checked with :meth:`check_vectors`)."""
+        return int(self.lib.ngGet_Vec_Info(name).v_length)
+
     def reset(self) -> None:
         """Forget old circuits, plots and the command history (quietly: there may be none)."""
         for text in (b"destroy all", b"remcirc"):

@@ -30,6 +30,8 @@ class Circuit:
                       (("f", engine.free_floating), ("c", engine.clamped_floating)) if t in twins}
         self.netlist = None
         self.time = 0.0  # where the transient stopped
+        self.points = 0  # time points ngspice accepted, all segments together (t = 0 of each not counted)
+        self._length = 1  # samples in the time vector of this segment
         self._names = None
 
     def start(self, state: EngineState, clamp: np.ndarray, T: float, segment: int) -> dict:
@@ -45,7 +47,7 @@ class Circuit:
             extra=(".save " + " ".join(f"v({x})" for names in self.saved.values() for x in names),),
             twins=self.twins)
         s.load(self.netlist.text)
-        self._names = None
+        self._names, self._length = None, 1
         s.command("delete all", allow=("no",))
         # a stop registered before the run is a breakpoint too; the clamp pulse plants its ramp's end
         s.command(f"stop when time >= {T * (1 - EARLY)!r}")
@@ -88,6 +90,9 @@ class Circuit:
         if not abs(vals[-1] - t_want) <= 1e-11 * t_want:
             raise SpiceError(f"ngspice stopped at t = {vals[-1]!r} s instead of the tick at {t_want!r} s")
         self.time = vals[-1]
+        n = s.vector_length(self._names[-1])
+        self.points += n - self._length
+        self._length = n
         out, i = {}, 0
         for t, names in self.saved.items():
             out[t], i = vals[i:i + len(names)], i + len(names)

@@ -106,6 +106,7 @@ class NgspiceEngine(Engine):
         # the free twin on the worker's instance; the clamped twin (clamp ramps: more work) in this thread
         self._circuits = ([Circuit(self, second, "f"), Circuit(self, main, "c")] if self.parallel
                           else [Circuit(self, main, "fc")])
+        self.relaxations = 0  # relax calls (clock periods simulated)
         self._positions = None  # positions in the live circuits
         self._tick = 0  # ticks run in this segment
         self._duration = None
@@ -149,6 +150,7 @@ class NgspiceEngine(Engine):
             jobs = [partial(c.start, state, clamp, T, self.segment) for c in self._circuits]
         self._positions = np.array(state.positions)
         self._tick += 1
+        self.relaxations += 1
         try:
             values = _run_jobs(jobs)
         except BaseException:
@@ -165,6 +167,11 @@ class NgspiceEngine(Engine):
         for c in self._circuits:
             c.session.live = token
         return NgspiceState(np.array(state.positions), v_free, v_clamped, clamp, token=token)
+
+    @property
+    def time_points(self) -> dict:
+        """Time points ngspice has accepted for this engine, per circuit (``"f"`` and ``"c"``, or ``"fc"``)."""
+        return {c.twins: c.points for c in self._circuits}
 
     def close(self) -> None:
         """Forget the loaded circuits (the ngspice instances stay for the process)."""
