@@ -24,7 +24,7 @@ from .model.hardware import Hardware
 from .model.network import CompiledNetwork, compile_network, load_network
 from .model.task import BoundTask, load_task
 
-__all__ = ["make_dataset", "network_attrs", "run_inputs", "save_run", "load_run", "tau", "summary",
+__all__ = ["make_dataset", "network_attrs", "run_inputs", "save_run", "write_netcdf", "load_run", "tau", "summary",
            "REQUIRED_VARIABLES", "TIME_UNITS"]
 
 REQUIRED_VARIABLES = ("mse", "mse_eq", "v_free", "v_clamped", "mse0")
@@ -168,15 +168,23 @@ def _fields(hw: Hardware) -> dict:
     return {f.name: getattr(hw, f.name) for f in fields(hw)}
 
 
+def write_netcdf(ds: xr.Dataset, path) -> None:
+    """Write ``ds`` to ``path`` as netCDF4 with its numeric variables zlib-compressed (not atomic: see save_run)."""
+    encoding = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars if ds[v].dtype.kind in "fiub"}
+    try:
+        ds.to_netcdf(path, engine="netcdf4", encoding=encoding)
+    except RuntimeError as exc:  # netCDF-C reports a full disk as "NetCDF: HDF error"
+        raise SpicelearnError(f"cannot write {os.fspath(path)!r}: {exc} (is the disk full?)") from None
+
+
 def save_run(ds: xr.Dataset, path) -> None:
-    """Write ``ds`` to ``path`` (netCDF); an existing file is replaced only once the new one is complete."""
+    """Write ``ds`` to ``path`` (compressed netCDF); an existing file is replaced only once the new one is complete."""
     path = os.fspath(path)
     with atomic_path(path, "--out", suffix=".nc.part") as tmp:
         try:
-            ds.to_netcdf(tmp)
-        except RuntimeError as exc:  # netCDF-C reports a full disk as "NetCDF: HDF error"
-            raise SpicelearnError(f"cannot write run file {path!r}: {exc} (is the disk full?); "
-                                  "an existing file is unchanged") from None
+            write_netcdf(ds, tmp)
+        except SpicelearnError as exc:
+            raise SpicelearnError(f"{exc}; an existing file is unchanged") from None
 
 
 def load_run(path) -> xr.Dataset:

@@ -6,16 +6,6 @@ import xarray as xr
 
 from spicelearn.cli import main
 from spicelearn.experiments.figures import FigureConfig, _geo_mean, _split_fits, make_figure
-from spicelearn.experiments.sweep import sweep
-
-
-def test_sweep_is_seeded_and_independent_of_processes():
-    a = sweep([1.0, 10.0], [0, 1], ms=5, mt=3, steps=60, processes=1)
-    b = sweep([1.0, 10.0], [0, 1], ms=5, mt=3, steps=60, processes=2)
-    xr.testing.assert_identical(a, b)
-    assert a.mse_eq.dims == ("R", "task", "step") and a.eig.shape == (2, 2, 3)
-    assert np.all((a.mse_eq.values[..., 0] > 0.5) & (a.mse_eq.values[..., 0] < 1.0))  # one step learns little
-    assert np.all(a.mse_eq.values[..., -1] < 1.0)  # every run learns something
 
 
 def test_split_fits_and_geometric_mean():
@@ -64,29 +54,23 @@ def test_fig3_quick(tmp_path):
     assert np.all(ds.eig.values[:, :, 0] >= ds.eig.values[:, :, 1])
 
 
-def test_a_failed_run_is_recorded_and_the_sweep_goes_on(monkeypatch, capsys):
-    import spicelearn.experiments.sweep as sw
-    from spicelearn.errors import SpicelearnError
-
-    real = sw.run_summary
-
-    def flaky(**kw):
-        if kw["R"] == 10.0 and kw["task_seed"] == 1:
-            raise SpicelearnError("conductances chatter at the floor")
-        return real(**kw)
-
-    monkeypatch.setattr(sw, "run_summary", flaky)
-    ds = sweep([1.0, 10.0], [0, 1], ms=5, mt=3, steps=40, processes=1, progress=False)
-    assert ds.error.values[1, 1] == "SpicelearnError: conductances chatter at the floor"
-    assert [e for e in ds.error.values.ravel() if e] == [ds.error.values[1, 1]]
-    assert np.isnan(ds.mse_eq.values[1, 1]).all() and np.isfinite(ds.mse_eq.values[0]).all()
-    assert "run R=10, task 1 failed" in capsys.readouterr().err
-    # a failed run is left out of the geometric mean's quorum, not counted as "never reached"
+def test_a_failed_run_is_left_out_of_the_quorum():
+    """A failed run is left out of the geometric mean's quorum, not counted as "never reached"."""
     a = np.array([[1.0, 100.0, np.nan]])
     np.testing.assert_allclose(_geo_mean(a, axis=1, failed=np.array([[False, False, True]])), [10.0])
-    monkeypatch.setattr(sw, "run_summary", lambda **kw: flaky(R=10.0, task_seed=1))
-    with pytest.raises(SpicelearnError, match="every run of the sweep failed"):
-        sweep([10.0], [1], ms=5, mt=3, steps=40, processes=1, progress=False)
+
+
+def test_figure_sweeps_are_sweep_folders_and_resume(tmp_path):
+    """Fig. 5 runs through the sweep machinery: a second call runs nothing and gives the same figure data."""
+    cfg = FigureConfig(tasks=1, steps=60, R_curves=(1.0, 10.0), R_grid=(1.0,), processes=1)
+    make_figure("fig5", cfg, str(tmp_path))
+    points = sorted((tmp_path / "sweeps").rglob("points/*.nc"))
+    assert len(points) == 2  # one per R
+    stamps = [p.stat().st_mtime_ns for p in points]
+    first = xr.load_dataset(tmp_path / "fig5.nc")
+    make_figure("fig5", cfg, str(tmp_path))
+    assert [p.stat().st_mtime_ns for p in points] == stamps  # no point ran again
+    xr.testing.assert_identical(xr.load_dataset(tmp_path / "fig5.nc"), first)
 
 
 def test_progress_bar_ends_at_the_last_count(capsys):
@@ -100,28 +84,3 @@ def test_progress_bar_ends_at_the_last_count(capsys):
     bar.update(4)  # within 0.2 s of the last draw: not drawn yet
     bar.close()  # a run that stopped early shows where it stopped, not 10/10
     assert " 4/10 " in out.getvalue().splitlines()[-1].split("\r")[-1] and "10/10" not in out.getvalue()
-
-
-def test_retry_failed_reruns_only_the_failed_runs(monkeypatch):
-    import spicelearn.experiments.sweep as sw
-    from spicelearn.errors import SpicelearnError
-
-    real = sw.run_summary
-    calls = []
-
-    def flaky(**kw):
-        calls.append((kw["R"], kw["task_seed"]))
-        if kw["R"] == 10.0 and kw["task_seed"] == 0:
-            raise SpicelearnError("transient trouble")
-        return real(**kw)
-
-    monkeypatch.setattr(sw, "run_summary", flaky)
-    ds = sweep([1.0, 10.0], [0, 1], ms=5, mt=3, steps=40, processes=1, progress=False)
-    monkeypatch.setattr(sw, "run_summary", lambda **kw: calls.append((kw["R"], kw["task_seed"])) or real(**kw))
-    calls.clear()
-    fixed = sw.retry_failed(ds, processes=1, progress=False)
-    assert calls == [(10.0, 0)]  # only the failed run ran again
-    assert ds.error.values[1, 0] and not any(fixed.error.values.ravel())  # the input is not modified
-    full = sweep([1.0, 10.0], [0, 1], ms=5, mt=3, steps=40, processes=1, progress=False)
-    xr.testing.assert_identical(fixed, full)
-    assert sw.retry_failed(full) is full

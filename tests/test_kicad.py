@@ -1,7 +1,7 @@
 """KiCad netlist and BOM of the learning board, checked through an independent parser (kinparse).
 
 The pinouts below are typed in again from the datasheets, independently of
-spicelearn/kicad_parts.py, so that a wrong pin number there fails here.
+spicelearn/kicad/parts.py, so that a wrong pin number there fails here.
 """
 
 import csv
@@ -18,7 +18,11 @@ import pytest
 
 from spicelearn.cli import main
 from spicelearn.errors import ConfigError
-from spicelearn.kicad.design import bom_text, build_board, netlist_text, parse_si, power_budget, si_value, task_voltage_notes
+from spicelearn.kicad import writers
+from spicelearn.kicad.checks import MAX_PARTS, NOTE_PARTS, power_budget, task_voltage_notes
+from spicelearn.kicad.design import build_board, part_count
+from spicelearn.kicad.parts import CAPACITANCE_RANGE, parse_si, si_value
+from spicelearn.kicad.writers import bom_text, netlist_text
 from spicelearn.model.network import load_network
 from spicelearn.model.rules import xor_legacy_rule, xor_rule
 from spicelearn.model.task import Task, load_task

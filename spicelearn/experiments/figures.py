@@ -15,14 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..analysis.plotting import save_figure
-from ..errors import ConfigError, SpicelearnError
+from ..errors import ConfigError
 from ..files import check_target
 
 __all__ = ["FigureConfig", "make_figure", "FIGURES", "R_C"]
 
 FIGURES = ("fig2", "fig3", "fig5")
-#: What the figures read of a cached sweep.
-_RESULT_VARIABLES = ("mse_eq", "tau", "frequency", "eig", "feasible")
 #: Critical scaled learning rate separating the two power laws (paper: R_c ~ 1).
 R_C = 1.0
 
@@ -118,46 +116,89 @@ def _curves_panel(ax, ds, var, real_time: bool, qs=None):
     ax.set_ylim(1e-12, 10)
 
 
-def _curves(cfg: FigureConfig, ms: int, with_qs: bool):
-    from .sweep import sweep
+def task_is_feasible(task) -> bool:
+    """Whether a resistor network can reach the targets at all (a :class:`~spicelearn.model.task.Task`).
 
-    ds = sweep(cfg.R_curves, [0], ms=ms, mt=3, steps=cfg.steps, processes=cfg.processes)
-    qs = sweep([0.0], [0], ms=ms, mt=3, steps=cfg.steps, quasistatic=True, processes=1) if with_qs else None
+    Node voltages of a resistor network are weighted averages of their
+    neighbours (maximum principle), so every target must lie between the
+    lowest and the highest source voltage.
+    """
+    vs, vt = np.array(list(task.sources.values())), np.array(list(task.targets.values()))
+    return bool(np.all((vt >= vs.min()) & (vt <= vs.max())))
+
+
+def failed_runs(ds) -> np.ndarray:
+    """Mask of the runs of a figure sweep that failed (or never ran), shape of ``ds.error``."""
+    return ds.error.values.astype(str) != ""
+
+
+def _figure_sweep(cfg: FigureConfig, out_dir: str, name: str, grid: dict, base: dict, ms: int, k_eig: int = 3):
+    """A sweep of the paper's model through the sweep machinery, in the shape the figures read.
+
+    The sweep lives in ``out_dir/sweeps/<name>`` (resumable: a rerun runs only the points not
+    done, failed ones again). Returns a Dataset with dims (R, task, step): ``mse_eq``, ``mse``
+    normalised by the error at the start, ``tau`` (steps to ``mse_eq < 1e-6``), ``frequency``
+    of the ``mse_eq`` oscillations, ``eig`` (R, task, rank) top eigenvalues of the contrastive
+    Hessian at the end, ``error``, ``feasible`` (task).
+    """
+    import xarray as xr
+
+    from ..analysis.metrics import hessian_top_eigenvalues, oscillation_frequency, tau
+    from ..model.task import bind
+    from .spec import SweepSpec
+    from .sweep import run_sweep
+
+    if "task" not in base and "task" not in grid:
+        grid = {**grid, "task": [f"random:{ms},3,{s}" for s in range(cfg.tasks)]}
+    spec = SweepSpec(base={"network": "delaunay64", "steps": cfg.steps, **base}, grid=grid, keep="errors")
+    workers = 0 if cfg.processes == 1 else cfg.processes  # one process: no cluster
+    raw = run_sweep(spec, os.path.join(out_dir, "sweeps", name), workers=workers, progress=True)
+    if "R" not in raw.dims:  # the quasistatic limit, reported at R = 0
+        raw = raw.expand_dims(R=[0.0])
+    if "task" not in raw.dims:
+        raw = raw.expand_dims(task=[base["task"]])
+    raw = raw.transpose("R", "task", "step", ...)
+    bound = [bind("delaunay64", t) for t in raw.task.values]
+    eq = (raw.mse_eq / raw.mse0).values
+    shape = eq.shape[:2]
+    taus, freq, eig = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape + (k_eig,), np.nan)
+    for i, j in np.ndindex(shape):
+        if raw.error.values[i, j]:
+            continue
+        taus[i, j] = tau(eq[i, j], 1.0, threshold=1e-6, window=1)
+        freq[i, j] = oscillation_frequency(np.maximum(eq[i, j], 1e-300))
+        eig[i, j] = hessian_top_eigenvalues(bound[j].network, bound[j], raw.conductance_final.values[i, j],
+                                            eta=1e-3, k=k_eig)
+    task_ids = [int(t.rsplit(",", 1)[1]) for t in raw.task.values]
+    out = xr.Dataset(
+        {"mse_eq": (("R", "task", "step"), eq), "mse": (("R", "task", "step"), (raw.mse / raw.mse0).values),
+         "tau": (("R", "task"), taus), "frequency": (("R", "task"), freq), "eig": (("R", "task", "rank"), eig),
+         "error": (("R", "task"), raw.error.values.astype(str)),
+         "feasible": ("task", [task_is_feasible(b.task) for b in bound])},
+        coords={"R": raw.R.values, "task": task_ids, "step": raw.step.values,
+                "time_steps": ("step", raw.step.values + 1)},
+        attrs=dict(network="delaunay64", M_S=ms, M_T=3, steps=cfg.steps, eta=1e-3, tau_threshold=1e-6))
+    out["feasible"].attrs["long_name"] = "every V_T lies within [min V_S, max V_S] (maximum principle)"
+    out["mse_eq"].attrs["long_name"] = "equilibrium error / its value at t = 0"
+    out["mse"].attrs["long_name"] = "nonequilibrium error / equilibrium error at t = 0"
+    out["frequency"].attrs["units"] = "cycles per training step"
+    return out
+
+
+def _curves(cfg: FigureConfig, out_dir: str, ms: int, with_qs: bool):
+    """The error curves at the R of ``cfg.R_curves`` on task 0, and the quasistatic limit."""
+    task = f"random:{ms},3,0"
+    ds = _figure_sweep(cfg, out_dir, f"curves_ms{ms}_{cfg.steps}steps", {"R": list(cfg.R_curves)},
+                       {"backend": "ode", "task": task}, ms)
+    qs = _figure_sweep(cfg, out_dir, f"quasistatic_ms{ms}_{cfg.steps}steps", {"task": [task]},
+                       {"backend": "quasistatic"}, ms) if with_qs else None
     return ds, qs
 
 
 def _grid(cfg: FigureConfig, out_dir: str):
-    """The R x task sweep of Fig. 2 c-d and Fig. 3 (M_S = 10, M_T = 3), cached in ``out_dir``.
-
-    Both figures read the same sweep; the first writes it to
-    ``sweep_ms10_<tasks>tasks_<steps>steps.nc``, the second reuses it when its R grid matches.
-    """
-    import xarray as xr
-
-    from ..runfile import save_run
-    from .sweep import retry_failed, sweep
-
-    path = os.path.join(out_dir, f"sweep_ms10_{cfg.tasks}tasks_{cfg.steps}steps.nc")
-    if os.path.exists(path):
-        try:
-            cached = xr.load_dataset(path)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise SpicelearnError(f"the cached sweep {path!r} cannot be read ({exc}); delete it to run the sweep "
-                                  "again") from None
-        missing = [v for v in ("R", "task", *_RESULT_VARIABLES) if v not in cached.variables]
-        if missing:
-            raise SpicelearnError(f"the cached sweep {path!r} lacks {missing} (broken, or from another version); "
-                                  "delete it to run the sweep again")
-        if np.array_equal(cached.R.values, np.asarray(cfg.R_grid)):
-            print(f"reusing the sweep in {path}")
-            grid = retry_failed(cached, processes=cfg.processes)
-            if grid is not cached:
-                save_run(grid, path)
-            return grid
-    grid = sweep(cfg.R_grid, range(cfg.tasks), ms=10, mt=3, steps=cfg.steps, processes=cfg.processes)
-    os.makedirs(out_dir, exist_ok=True)
-    save_run(grid, path)
-    return grid
+    """The R x task sweep of Fig. 2 c-d and Fig. 3 (M_S = 10, M_T = 3), in ``out_dir/sweeps/grid_...``:
+    both figures read it, and a rerun runs only what is not done yet."""
+    return _figure_sweep(cfg, out_dir, f"grid_ms10_{cfg.steps}steps", {"R": list(cfg.R_grid)}, {"backend": "ode"}, 10)
 
 
 def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
@@ -169,9 +210,8 @@ def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
     import xarray as xr
 
     from ..runfile import save_run
-    from .sweep import failed_runs
 
-    curves, qs = _curves(cfg, 5, True)
+    curves, qs = _curves(cfg, out_dir, 5, True)
     grid_all = _grid(cfg, out_dir)
     grid, n_ok = _feasible(grid_all)
     failed = failed_runs(grid)
@@ -227,7 +267,6 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     from ..runfile import save_run
-    from .sweep import failed_runs
 
     grid_all = _grid(cfg, out_dir)
     grid, n_ok = _feasible(grid_all)
@@ -276,7 +315,7 @@ def fig5(cfg: FigureConfig, out_dir: str) -> list[str]:
 
     from ..runfile import save_run
 
-    curves, _ = _curves(cfg, 5, False)
+    curves, _ = _curves(cfg, out_dir, 5, False)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     _curves_panel(axes[0], curves, "mse", False)
     _curves_panel(axes[1], curves, "mse", True)

@@ -1,196 +1,336 @@
-"""Parameter sweeps of the ``ode`` engine over R and random tasks, in local processes.
+"""Sweeps: many training runs, in parallel, that survive being killed and end in one dataset.
 
-Each run is a pure function of its parameters (tasks are seeded by their
-``random:MS,MT,SEED`` spec), so the result does not depend on the number of
-processes or the order in which they finish.
+A sweep (:class:`~spicelearn.experiments.spec.SweepSpec`) is the product of a grid of
+``train`` options. Each point runs once and is written atomically to
+``DIR/points/<id>.nc`` (a compressed run file, with the point's options in its
+attributes); a failed point leaves ``DIR/points/<id>.error.txt`` with its message, and
+the sweep goes on. Rerunning the same sweep skips every point that has its file, and
+retries the failed ones. At the end the points are combined into ``DIR/sweep.nc``
+(:func:`combine`, also ``spicelearn sweep --combine DIR``): the swept options as
+dimensions, the per-step error traces, and summaries (final and median errors, tau).
+
+Points run on Dask: a ``distributed.LocalCluster`` of worker processes on this
+machine (one per core; processes, since a process holds at most two ngspice
+instances), an existing cluster given by its scheduler address, or, with
+``workers=0``, one after another in this process. Workers return the point's file
+as bytes and the client writes it, so a remote cluster needs no shared folder.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
+import tempfile
+import time
 
 import numpy as np
-import xarray as xr
 
 from ..errors import ConfigError, SpicelearnError
+from ..files import atomic_path, atomic_write, check_target
 from ..progress import Progress
+from ..runfile import save_run, write_netcdf
+from .spec import SweepSpec, check_options, point_id, run
 
-__all__ = ["run_summary", "sweep", "task_is_feasible", "failed_runs", "retry_failed"]
+__all__ = ["run_sweep", "combine", "run_point", "point_paths", "SUMMARY_THRESHOLD", "SUMMARY_WINDOW"]
 
-#: What a sweep keeps of each run, with its dimensions.
-_RESULT_DIMS = {"mse_eq": ("R", "task", "step"), "mse": ("R", "task", "step"), "tau": ("R", "task"),
-                "frequency": ("R", "task"), "eig": ("R", "task", "rank")}
-
-
-def run_summary(R: float, ms: int, mt: int, task_seed: int, steps: int, network: str = "delaunay64",
-                network_seed: int = 0, quasistatic: bool = False, k_eig: int = 3) -> dict:
-    """One ``ode`` run (or the quasistatic limit, reported at ``R = 0``) reduced to what the figures need.
-
-    Returns
-    -------
-    dict
-        ``mse_eq``, ``mse`` (steps,) normalised by ``mse0``; ``tau`` (steps to
-        ``mse_eq < 1e-6 mse0``, NaN if never), ``frequency`` (of the ``mse_eq``
-        oscillations, per training step, NaN if none), ``eig`` (k_eig,) top
-        eigenvalues of the contrastive Hessian at the end.
-    """
-    from ..continuous.ode import train_ode
-    from ..continuous.quasistatic import train_quasistatic
-    from ..analysis.metrics import hessian_top_eigenvalues, oscillation_frequency, tau
-    from ..model.task import bind
-
-    bound = bind(network, f"random:{ms},{mt},{task_seed}", network_seed=network_seed)
-    net = bound.network
-    ds = train_quasistatic(net, bound.task, steps=steps) if quasistatic else \
-        train_ode(net, bound.task, R=R, steps=steps)
-    mse0 = float(ds.mse0)
-    eq, neq = ds.mse_eq.values / mse0, ds.mse.values / mse0
-    eig = hessian_top_eigenvalues(net, bound, ds.conductance.values[-1], eta=ds.attrs["eta"], k=k_eig)
-    return dict(mse_eq=eq, mse=neq, tau=tau(eq, 1.0, threshold=1e-6, window=1),
-                frequency=oscillation_frequency(np.maximum(eq, 1e-300)), eig=eig)
+#: The lab's criterion for tau in the summaries: the error below 1e-3 of its start for 10 steps.
+SUMMARY_THRESHOLD, SUMMARY_WINDOW = 1e-3, 10
+#: Steps at the end whose median error the summary reports.
+_TAIL = 500
 
 
-def task_is_feasible(network: str, network_seed: int, ms: int, mt: int, task_seed: int) -> bool:
-    """Whether a resistor network can reach the targets at all.
-
-    Node voltages of a resistor network are weighted averages of their
-    neighbours (maximum principle), so every target must lie between the
-    lowest and the highest source voltage.
-    """
-    from ..model.task import bind
-
-    task = bind(network, f"random:{ms},{mt},{task_seed}", network_seed=network_seed).task
-    vs, vt = np.array(list(task.sources.values())), np.array(list(task.targets.values()))
-    return bool(np.all((vt >= vs.min()) & (vt <= vs.max())))
+def point_paths(out_dir: str, options: dict) -> tuple[str, str]:
+    """``(result, error)`` files of the point with these options."""
+    pid = point_id(options)
+    folder = os.path.join(out_dir, "points")
+    return os.path.join(folder, f"{pid}.nc"), os.path.join(folder, f"{pid}.error.txt")
 
 
-def _call(kw):
-    """One run of a sweep; a run that fails with a :class:`SpicelearnError` gives its message instead."""
-    try:
-        return run_summary(**kw)
-    except SpicelearnError as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
-def _failed_like(template: dict) -> dict:
-    """NaN results shaped like a successful run's."""
-    return {k: np.full(np.shape(v), np.nan) for k, v in template.items()}
-
-
-def _die_with_parent(parent: int) -> None:
-    """Worker initialiser: the kernel kills this worker when the process that started it dies (Linux's
-    ``PR_SET_PDEATHSIG``), so a sweep killed with SIGKILL leaves no orphaned workers."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
-
-
-def _run_jobs(jobs: list, processes: int | None, label: str, progress: bool) -> list:
-    """Results of :func:`_call` for each job, in order, with a progress bar; failures listed on stderr."""
-    processes = processes or min(os.cpu_count() or 1, len(jobs))
-    bar = Progress(len(jobs), label=label, enabled=progress, unit="runs")
-    out = []
-    try:
-        with ProcessPoolExecutor(processes, initializer=_die_with_parent, initargs=(os.getpid(),)) \
-                if processes > 1 else nullcontext() as pool:
-            for result in (pool.map(_call, jobs, chunksize=1) if pool else map(_call, jobs)):
-                out.append(result)
-                bar.update(len(out))
-    finally:
-        bar.close()
-    for job, o in zip(jobs, out):
-        if isinstance(o, str):
-            print(f"sweep: run R={job['R']:g}, task {job['task_seed']} failed and is left out (NaN): {o}",
-                  file=sys.stderr)
+def _reduce(ds, keep: str):
+    """What a point's file keeps of its run file: all of it, or the errors per step and the final state."""
+    if keep == "full":
+        return ds
+    drop = [v for v in ("v_free", "v_clamped", "position", "conductance") if v in ds]
+    out = ds.drop_vars(drop)
+    for v in drop:
+        out[f"{v}_final"] = ds[v].isel(step=-1, drop=True)
     return out
 
 
-def failed_runs(ds: xr.Dataset) -> np.ndarray:
-    """(R, task) mask of the runs of a sweep that failed (none in sweeps saved before ``error`` existed)."""
-    if "error" not in ds:
-        return np.zeros((ds.sizes["R"], ds.sizes["task"]), bool)
-    return ds.error.values.astype(str) != ""
+def run_point(options: dict, keep: str = "full", attrs: dict | None = None) -> bytes:
+    """Run one point and return its file (compressed netCDF) as bytes; raises what the run raises.
 
-
-def _job(R: float, task_seed: int, *, ms: int, mt: int, steps: int, network: str, network_seed: int,
-         quasistatic: bool) -> dict:
-    """Keyword arguments of :func:`run_summary` for one run."""
-    return dict(R=float(R), ms=int(ms), mt=int(mt), task_seed=int(task_seed), steps=int(steps), network=network,
-                network_seed=int(network_seed), quasistatic=bool(quasistatic))
-
-
-def retry_failed(ds: xr.Dataset, processes: int | None = None, progress: bool = True) -> xr.Dataset:
-    """A copy of a sweep with its failed runs (non-empty ``error``) run again; the others are kept.
-
-    Runs are pure functions of their parameters, so this finishes a sweep
-    whose failures were fixed (or were transient) without redoing it.
+    Pure in its arguments: the same options give the same file on any worker.
     """
-    pairs = np.argwhere(failed_runs(ds))
-    if not pairs.size:
-        return ds
-    a = ds.attrs
-    jobs = [_job(ds.R.values[i], ds.task.values[j], ms=a["M_S"], mt=a["M_T"], steps=a["steps"],
-                 network=a["network"], network_seed=a["network_seed"], quasistatic=a.get("quasistatic", 0))
-            for i, j in pairs]
-    out = _run_jobs(jobs, processes, f"retrying {len(jobs)} failed runs", progress)
-    new = ds.copy(deep=True)
-    for (i, j), o in zip(pairs, out):
-        if isinstance(o, str):
-            new["error"].values[i, j] = o
-            continue
-        for key in _RESULT_DIMS:
-            new[key].values[i, j] = o[key]
-        new["error"].values[i, j] = ""
-    return new
+    ds = _reduce(run(check_options(options, "sweep point")), keep)
+    ds.attrs.update({"sweep_options": json.dumps(options, sort_keys=True), "sweep_keep": keep, **(attrs or {})})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "point.nc")
+        write_netcdf(ds, path)
+        with open(path, "rb") as fh:
+            return fh.read()
 
 
-def sweep(R_values, task_seeds, *, ms: int, mt: int, steps: int, processes: int | None = None,
-          quasistatic: bool = False, network: str = "delaunay64", network_seed: int = 0,
-          progress: bool = True) -> xr.Dataset:
-    """Run every (R, task seed) pair; return a Dataset with dims (R, task, step).
+def _point_job(options: dict, keep: str, attrs: dict):
+    """A worker's job: ``("ok", bytes, seconds)`` or ``("failed", message, seconds)``."""
+    t0 = time.perf_counter()
+    try:
+        return "ok", run_point(options, keep, attrs), time.perf_counter() - t0
+    except SpicelearnError as exc:
+        return "failed", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
 
-    A progress bar on stderr follows sweeps that last over a second.
-    Variables: ``mse_eq``, ``mse`` (R, task, step) normalised; ``tau``,
-    ``frequency`` (R, task); ``eig`` (R, task, rank); ``error`` (R, task),
-    the message of a run that failed ("" for the others, whose results are
-    NaN). Failed runs are listed on stderr; the sweep goes on without them.
-    With ``quasistatic`` the R axis holds one value, 0.
+
+class _Local:
+    """Runs jobs one after another in this process (``workers=0``), with the interface used of a Dask client."""
+
+    dashboard_link = None
+
+    def run(self, jobs):
+        for key, job in jobs:
+            yield key, _point_job(*job)
+
+    def close(self):
+        pass
+
+
+def _reachable(address: str) -> None:
+    """Fail at once, with one line, when nothing listens at a ``tcp://host:port`` scheduler address."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(address if "://" in address else f"tcp://{address}")
+    if url.scheme != "tcp" or not url.hostname or not url.port:
+        return  # other protocols: left to Dask
+    try:
+        socket.create_connection((url.hostname, url.port), timeout=3).close()
+    except OSError as exc:
+        raise ConfigError(f"`--scheduler`={address!r}: cannot reach a Dask scheduler there ({exc})") from None
+
+
+class _Dask:
+    """A Dask client on a new LocalCluster of ``workers`` processes, or on the scheduler at ``address``."""
+
+    def __init__(self, workers: int | None, address: str | None):
+        try:
+            import distributed
+        except ImportError as exc:
+            raise ConfigError(f"parallel sweeps need Dask distributed (pip install 'dask[distributed]'): {exc}; "
+                              "or give `--workers 0` to run the points one after another") from None
+        self._cluster = None
+        if address is not None:
+            _reachable(address)
+            try:
+                self.client = distributed.Client(address, timeout="10s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ConfigError(f"`--scheduler`={address!r}: cannot reach a Dask scheduler there ({exc})") from None
+        else:
+            n = workers or os.cpu_count() or 1
+            self._cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                     dashboard_address=":0", silence_logs=40)
+            self.client = distributed.Client(self._cluster)
+        self.dashboard_link = getattr(self.client, "dashboard_link", None)
+
+    def run(self, jobs):
+        import distributed
+
+        futures = {self.client.submit(_point_job, *job, key=f"spicelearn-point-{key}", pure=False): key
+                   for key, job in jobs}
+        for future in distributed.as_completed(futures):
+            try:
+                result = future.result()
+            except Exception as exc:  # a worker died or the job could not run: recorded, the sweep goes on
+                result = ("failed", f"{type(exc).__name__}: {exc}", float("nan"))
+            yield futures[future], result
+
+    def close(self):
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler: str | None = None,
+              progress: bool = True, log=None):
+    """Run every point of ``spec`` not yet done in ``out_dir``; write and return ``out_dir/sweep.nc``.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    out_dir : str
+        The sweep's folder (created if missing); ``points/`` holds one file per point.
+    workers : int, optional
+        Worker processes of a new local cluster (default: one per core); 0 runs the
+        points one after another in this process.
+    scheduler : str, optional
+        Address of a running Dask scheduler to use instead (``tcp://host:8786``).
+    progress : bool
+        A progress bar with the counts done, failed and left.
+    log : file, optional
+        Where the sweep's notes go (points already done, failures, the dashboard); default stderr.
+
+    Returns
+    -------
+    xarray.Dataset
+        The combined sweep (:func:`combine`).
     """
-    R_values = [0.0] if quasistatic else [float(r) for r in R_values]
-    task_seeds = [int(s) for s in task_seeds]
-    if not task_seeds or not R_values:
-        raise ConfigError("a sweep needs at least one R and one task")
-    jobs = [_job(R, s, ms=ms, mt=mt, steps=steps, network=network, network_seed=network_seed, quasistatic=quasistatic)
-            for R in R_values for s in task_seeds]
-    out = _run_jobs(jobs, processes, f"sweep M_S={ms}, M_T={mt}", progress)
-    shape = (len(R_values), len(task_seeds))
-    errors = [o if isinstance(o, str) else "" for o in out]
-    good = [o for o in out if not isinstance(o, str)]
-    if not good:
-        raise SpicelearnError(f"every run of the sweep failed; the first: {errors[0]}")
-    out = [o if not isinstance(o, str) else _failed_like(good[0]) for o in out]
-
-    def stack(key):
-        return np.array([o[key] for o in out]).reshape(*shape, *np.shape(out[0][key]))
-
-    ds = xr.Dataset(
-        {**{key: (dims, stack(key)) for key, dims in _RESULT_DIMS.items()},
-         "error": (("R", "task"), np.array(errors, dtype=object).reshape(shape))},
-        coords={"R": R_values, "task": task_seeds, "step": np.arange(steps), "time_steps": ("step", np.arange(1, steps + 1))},
-        attrs=dict(network=network, network_seed=network_seed, M_S=ms, M_T=mt, steps=steps, eta=1e-3,
-                   tau_threshold=1e-6, quasistatic=int(quasistatic)),
-    )
-    ds["feasible"] = ("task", np.array([task_is_feasible(network, network_seed, ms, mt, s) for s in task_seeds]))
-    ds["feasible"].attrs["long_name"] = "every V_T lies within [min V_S, max V_S] (maximum principle)"
-    ds["mse_eq"].attrs["long_name"] = "equilibrium error / its value at t = 0"
-    ds["mse"].attrs["long_name"] = "nonequilibrium error / equilibrium error at t = 0"
-    ds["frequency"].attrs["units"] = "cycles per training step"
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ConfigError(f"`workers` must be an integer >= 0, got {workers!r}")
+    log = sys.stderr if log is None else log
+    out_dir = os.fspath(out_dir)
+    os.makedirs(os.path.join(out_dir, "points"), exist_ok=True)
+    check_target(os.path.join(out_dir, "sweep.nc"), "--out")  # a folder we cannot write fails now, not at the end
+    grid_attrs = {"sweep_grid": json.dumps({k: list(v) for k, v in spec.grid.items()})}
+    todo, done = [], 0
+    for options in spec.points():
+        result, _ = point_paths(out_dir, options)
+        if os.path.exists(result):
+            done += 1
+        else:
+            todo.append((point_id(options), (options, spec.keep, grid_attrs)))
+    total = done + len(todo)
+    if done:
+        print(f"sweep: {done} of {total} points already done in {out_dir}; running the other {len(todo)}", file=log)
+    failed = 0
+    if todo:
+        engine = _Local() if workers == 0 and scheduler is None else _Dask(workers, scheduler)
+        if engine.dashboard_link:
+            print(f"sweep: Dask dashboard at {engine.dashboard_link}", file=log)
+        bar = Progress(len(todo), label=f"sweep of {total} points", enabled=progress, unit="points")
+        by_key = dict(todo)
+        try:
+            for n, (key, (status, payload, seconds)) in enumerate(engine.run(todo), start=1):
+                result, error = point_paths(out_dir, by_key[key][0])
+                if status == "ok":
+                    with atomic_path(result, "point file", suffix=".nc.part") as tmp:
+                        with open(tmp, "wb") as fh:
+                            fh.write(payload)
+                    if os.path.exists(error):
+                        os.remove(error)
+                else:
+                    failed += 1
+                    atomic_write(error, payload + "\n", what="point error file")
+                    print(f"sweep: point {by_key[key][0]} failed and is left out (NaN): {payload}", file=log)
+                bar.label = f"sweep ({done + n - failed} done, {failed} failed, {len(todo) - n} left)"
+                bar.update(n)
+        finally:
+            bar.close()
+            engine.close()
+    ds = combine(out_dir, spec)
+    save_run(ds, os.path.join(out_dir, "sweep.nc"))
     return ds
+
+
+def _point_files(out_dir: str) -> list:
+    folder = os.path.join(out_dir, "points")
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{out_dir!r} is not a sweep folder: it has no points/ folder")
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith((".nc", ".error.txt")))
+
+
+def _summary(ds) -> dict:
+    """The summaries of one point's run: final and median errors (relative to the start), taus."""
+    from ..runfile import tau
+
+    mse0 = float(ds.mse0)
+    mse, mse_eq = ds.mse.values, ds.mse_eq.values
+    tail = slice(max(0, mse.size - _TAIL), mse.size)
+    return {"final_mse": mse[-1] / mse0, "median_mse": float(np.median(mse[tail])) / mse0,
+            "final_mse_eq": mse_eq[-1] / mse0, "median_mse_eq": float(np.median(mse_eq[tail])) / mse0,
+            "tau": tau(mse, mse0, SUMMARY_THRESHOLD, SUMMARY_WINDOW),
+            "tau_eq": tau(mse_eq, mse0, SUMMARY_THRESHOLD, SUMMARY_WINDOW),
+            "run_gamma_l": float(ds.attrs.get("gamma_l", np.nan)), "run_R": float(ds.attrs.get("R", np.nan)),
+            "mse0": mse0}
+
+
+def combine(out_dir, spec: SweepSpec | None = None):
+    """The sweep of ``out_dir`` as one dataset, from its point files alone.
+
+    Dimensions: the swept options (in the spec's order; each point file records the
+    grid) and ``step``. Variables: ``mse``, ``mse_eq`` (..., step), ``mse0``,
+    ``final_mse``, ``median_mse`` (last 500 steps), ``final_mse_eq``,
+    ``median_mse_eq``, ``tau`` (the lab's criterion on ``mse``), ``tau_eq``, ``run_R``,
+    ``run_gamma_l`` (the rates the run used); the final state where the points kept it (``conductance_final``,
+    ``position_final``: (..., edge)); ``error`` (the message of a failed point, "not run"
+    for a missing one, "" for the others). Points of another grid in the folder are
+    left out.
+    """
+    import xarray as xr
+
+    out_dir = os.fspath(out_dir)
+    files = _point_files(out_dir)
+    wanted = None if spec is None else {point_id(p) for p in spec.points()}
+    results, errors, stamped = {}, {}, []
+    for path in files:
+        pid = os.path.basename(path).split(".")[0]
+        if wanted is not None and pid not in wanted:
+            continue  # a point of another sweep in the same folder
+        if path.endswith(".error.txt"):
+            with open(path, encoding="utf-8") as fh:
+                errors[pid] = fh.read().strip()
+            continue
+        try:
+            with xr.open_dataset(path) as ds:
+                ds = ds.load()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise SpicelearnError(f"point file {path!r} cannot be read ({exc}); delete it to run the point again") \
+                from None
+        results[pid] = ds
+        stamped.append((os.path.getmtime(path), pid))
+    if spec is None:
+        if not stamped:
+            raise ConfigError(f"sweep folder {out_dir!r} has no point files yet; run the sweep first")
+        newest = results[max(stamped)[1]]  # the grid of the newest point (a folder may hold an older grid too)
+        grid = json.loads(newest.attrs["sweep_grid"])
+        opts = json.loads(newest.attrs["sweep_options"])
+        spec = SweepSpec(base={k: v for k, v in opts.items() if k not in grid}, grid=grid,
+                         keep=newest.attrs.get("sweep_keep", "full"))
+    points = spec.points()
+    shape = spec.shape
+    steps = max([ds.sizes["step"] for ds in results.values()], default=1)
+    template = next(iter(results.values()), None)
+    summaries = {name: np.full(shape, np.nan) for name in
+                 ("final_mse", "median_mse", "final_mse_eq", "median_mse_eq", "tau", "tau_eq", "run_gamma_l", "run_R",
+                  "mse0")}
+    traces = {name: np.full(shape + (steps,), np.nan) for name in ("mse", "mse_eq")}
+    finals = {}
+    if template is not None:
+        for v in ("conductance_final", "position_final", "v_free_final"):
+            if v in template:
+                finals[v] = (template[v].dims, np.full(shape + template[v].shape, np.nan))
+    error = np.full(shape, "not run", dtype=object)
+    for flat, options in enumerate(points):
+        idx = np.unravel_index(flat, shape)
+        pid = point_id(options)
+        ds = results.get(pid)
+        if ds is None:
+            if pid in errors:
+                error[idx] = errors[pid]
+            continue
+        error[idx] = ""
+        for name, value in _summary(ds).items():
+            summaries[name][idx] = value
+        n = ds.sizes["step"]
+        for name in traces:
+            traces[name][idx + (slice(0, n),)] = ds[name].values
+        for v, (dims, arr) in finals.items():
+            if v in ds and ds[v].shape == arr.shape[len(shape):]:
+                arr[idx] = ds[v].values
+    dims = spec.dims
+    coords = {k: list(v) for k, v in spec.grid.items()}
+    coords["step"] = np.arange(steps)
+    data = {name: (dims, arr) for name, arr in summaries.items()}
+    data.update({name: (dims + ("step",), arr) for name, arr in traces.items()})
+    data.update({v: (dims + tuple(d), arr) for v, (d, arr) in finals.items()})
+    data["error"] = (dims, error.astype(str))
+    if template is not None:
+        for d in ("edge", "node"):
+            if d in template.coords and any(d in dd for dd, _ in finals.values()):
+                coords[d] = template[d].values
+    out = xr.Dataset(data, coords=coords)
+    out.attrs.update(sweep_base=json.dumps(dict(spec.base), sort_keys=True), sweep_keep=spec.keep,
+                     tau_threshold=SUMMARY_THRESHOLD, tau_window=SUMMARY_WINDOW, points=len(points),
+                     points_done=int((error == "").sum()),
+                     points_failed=int(((error != "") & (error != "not run")).sum()))
+    out["mse"].attrs["long_name"] = "nonequilibrium error per step (not normalised; see mse0)"
+    out["tau"].attrs["long_name"] = "first step with mse < 1e-3 mse0 for 10 steps (NaN: not reached)"
+    return out

@@ -1,4 +1,4 @@
-"""KiCad netlist and bill of materials of the learning board.
+"""The learning board's circuit: :func:`build_board` places the parts and nets of a :class:`Pcb`.
 
 The board realises DESIGN.md's hardware for a compiled network and a task:
 
@@ -21,38 +21,27 @@ The board realises DESIGN.md's hardware for a compiled network and a task:
   clock and chip select (J2), and the task lines (J3: sources, buffered free
   targets to read, clamped targets to drive, ground).
 
-The netlist is KiCad's s-expression ``export`` format (version "E"), which
-KiCad 6 and later read in the PCB editor (File > Import > Netlist). Every
-component's timestamp is a UUID derived from the network name and its role,
-so that re-importing an updated netlist keeps the placement.
+Every component's timestamp is a UUID derived from the network name and its
+role, so that re-importing an updated netlist (:mod:`spicelearn.kicad.writers`)
+keeps the placement.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-import os
 import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ..errors import ConfigError
-from .parts import MAX_CONNECTOR_PINS, PACKAGES, PartType, connector, part
+from .checks import MAX_PARTS, capacitance_values, check_options, check_part_count
+from .parts import (AVERAGE_OHMS, DIFF_OHMS, GND, PULLUP_OHMS, SUPPLY_VOLTS, VDD, VREF_RATIO, PartType, connector,
+                    part, si_value)
 
-__all__ = ["Component", "Board", "build_board", "netlist_text", "bom_text", "export_kicad", "bom_path",
-           "task_voltage_notes", "power_budget", "si_value", "parse_si", "VDD", "GND", "VREF_RATIO"]
+__all__ = ["Component", "Pcb", "build_board", "part_count", "natural_key", "VREF"]
 
-VDD, GND, VREF = "+5V", "GND", "/VREF"
-SUPPLY_VOLTS = 5.0
-#: VREF = VDD * VREF_RATIO, from a 20k / 10k divider.
-VREF_RATIO = 1.0 / 3.0
-#: Highest comparator input voltage: the LM339's common-mode range ends 1.5 V below VCC.
-_COMPARATOR_HEADROOM = 1.5
-#: Resistors of the front end (ohm): difference amplifiers (0.1 %), averaging pair (0.1 %), pull-ups.
-DIFF_OHMS, AVERAGE_OHMS, PULLUP_OHMS = 100e3, 10e3, 10e3
+#: The buffered reference net, VDD * VREF_RATIO.
+VREF = "/VREF"
 _NAMESPACE = uuid.UUID("9b0c6f3e-2f1a-5d7c-8e4b-5a1d2c3b4f60")
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 _UNIT_LETTERS = "ABCD"
@@ -67,7 +56,7 @@ class Component:
     ref : str
         Unique reference (``U12``, ``R3``, ...).
     part : str
-        Key of its :class:`~spicelearn.kicad_parts.PartType`.
+        Key of its :class:`~spicelearn.kicad.parts.PartType`.
     value, footprint : str
     role : str
         Stable description of what it does (``"edge 0|1 pot free"``); the
@@ -91,8 +80,8 @@ class Component:
 
 
 @dataclass(frozen=True)
-class Board:
-    """The learning board: components and nets.
+class Pcb:
+    """The printed circuit board of the learning board: components and nets.
 
     Attributes
     ----------
@@ -117,28 +106,13 @@ class Board:
         return next(c for c in self.components if c.ref == ref)
 
 
-def _natural(s: str):
+def natural_key(s: str) -> list:
+    """Sort key of references and net names: ``R2`` before ``R10``."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def si_value(x: float) -> str:
-    """Engineering notation as KiCad values write it: 2.2e-6 -> ``2.2u``, 1e5 -> ``100k``."""
-    x = float(f"{float(x):.3g}")
-    for exp, prefix in ((6, "M"), (3, "k"), (0, ""), (-3, "m"), (-6, "u"), (-9, "n"), (-12, "p")):
-        if abs(x) >= 10.0 ** exp * (1 - 1e-12):
-            return f"{x / 10.0 ** exp:g}{prefix}"
-    return f"{x:g}"
-
-
-def parse_si(text: str) -> float:
-    """Inverse of :func:`si_value`: ``"2.2u"`` -> 2.2e-6."""
-    scale = {"M": 1e6, "k": 1e3, "m": 1e-3, "u": 1e-6, "n": 1e-9, "p": 1e-12}
-    text = text.strip()
-    return float(text[:-1]) * scale[text[-1]] if text and text[-1] in scale else float(text)
-
-
 class _Builder:
-    """Mutable accumulator of components and pin-to-net links; :meth:`board` freezes it."""
+    """Mutable accumulator of components and pin-to-net links; :meth:`pcb` freezes it."""
 
     def __init__(self, name: str, package: str):
         self.name, self.package = name, package
@@ -182,7 +156,7 @@ class _Builder:
         """``(ref, role)`` of every part with supply pins."""
         return [(r["ref"], r["role"]) for r in self._records if self._types[r["ref"]].power]
 
-    def board(self, comments) -> Board:
+    def pcb(self, comments) -> Pcb:
         nets = {}
         for (ref, pin), net in self._links.items():
             nets.setdefault(net, []).append((ref, pin))
@@ -204,10 +178,10 @@ class _Builder:
             comps.append(Component(ref=rec["ref"], part=rec["part"], value=rec["value"],
                                    footprint=pt.footprint(self.package), role=rec["role"], tstamp=tstamp,
                                    properties=tuple(props)))
-        comps.sort(key=lambda c: _natural(c.ref))
-        net_items = tuple((name, tuple(sorted(nodes, key=lambda rp: (_natural(rp[0]), _natural(rp[1])))))
-                          for name, nodes in sorted(nets.items(), key=lambda kv: _natural(kv[0])))
-        return Board(name=self.name, components=tuple(comps), nets=net_items, comments=tuple(comments),
+        comps.sort(key=lambda c: natural_key(c.ref))
+        net_items = tuple((name, tuple(sorted(nodes, key=lambda rp: (natural_key(rp[0]), natural_key(rp[1])))))
+                          for name, nodes in sorted(nets.items(), key=lambda kv: natural_key(kv[0])))
+        return Pcb(name=self.name, components=tuple(comps), nets=net_items, comments=tuple(comments),
                      package=self.package)
 
 
@@ -245,59 +219,6 @@ def _node_tokens(nodes) -> dict:
     if len(set(tokens)) != len(tokens):
         tokens = [f"N{i}" for i in range(len(nodes))]
     return dict(zip(nodes, tokens))
-
-
-def _check_options(package: str, connector_pins, needed: int) -> int:
-    if package not in PACKAGES:
-        raise ConfigError(f"`package` must be one of {PACKAGES}, got {package!r}")
-    if needed > MAX_CONNECTOR_PINS:
-        raise ConfigError(
-            f"the task needs {needed} pins on the task connector J3 (sources + 2 x targets + GND), more than "
-            f"the {MAX_CONNECTOR_PINS} of KiCad's largest 1-row pin header; use a task with fewer sources and targets")
-    if connector_pins is None:
-        return needed
-    connector(connector_pins)  # validates the range
-    if connector_pins < needed:
-        raise ConfigError(f"`connector_pins`={connector_pins!r} is too small for this task: J3 needs {needed} pins "
-                          f"(sources + 2 x targets + GND); give {needed}..{MAX_CONNECTOR_PINS}")
-    return int(connector_pins)
-
-
-def _edge_capacitances(network, capacitance) -> list:
-    if capacitance is None:
-        caps = network.capacitance if network.capacitance is not None else [2.2e-6] * network.n_edges
-    else:
-        try:
-            c = float(capacitance)
-        except (TypeError, ValueError):
-            raise ConfigError(f"`capacitance` must be a number of farads, got {capacitance!r}") from None
-        if not (math.isfinite(c) and c > 0):
-            raise ConfigError(f"`capacitance` must be finite and > 0 farad, got {capacitance!r}")
-        caps = [c] * network.n_edges
-    return [float(c) for c in caps]
-
-
-def task_voltage_notes(task) -> list:
-    """Warnings where the task's voltages leave the board's working range.
-
-    Node voltages stay within the driven voltages (sources, clamped targets),
-    so ``|dv| <= spread``; the front end handles ``|dv| <= VREF`` and every
-    pot terminal must stay within 0..VDD. Learning is unchanged when every
-    task voltage is shifted by the same offset.
-    """
-    volts = list(task.sources.values()) + list(task.targets.values())
-    lo, hi = min(volts), max(volts)
-    vref = SUPPLY_VOLTS * VREF_RATIO
-    limit = min(vref, SUPPLY_VOLTS - _COMPARATOR_HEADROOM - vref)
-    notes = []
-    if lo < 0 or hi > SUPPLY_VOLTS:
-        notes.append(f"task voltages span {lo:g}..{hi:g} V, outside the pots' 0..{SUPPLY_VOLTS:g} V: "
-                     f"add {-lo:+g} V to every source and target (learning is unchanged by a common offset)")
-    if hi - lo > limit:
-        notes.append(f"task voltages spread over {hi - lo:g} V; the front end resolves drops up to "
-                     f"{limit:.3g} V (VREF = {vref:.3g} V): scale every task voltage down by one factor "
-                     f"(the comparators see only signs, so the xor rule is unchanged)")
-    return notes
 
 
 @dataclass(frozen=True)
@@ -417,31 +338,69 @@ def _tie_spares(b: _Builder, pools: dict) -> None:
         pools[key].finish(tie)
 
 
+def part_count(n_nodes: int, n_edges: int, n_sources: int, n_targets: int) -> int:
+    """Number of components :func:`build_board` places, known before building.
+
+    Parameters
+    ----------
+    n_nodes, n_edges : int
+        Size of the network.
+    n_sources, n_targets : int
+        Size of the task.
+
+    Returns
+    -------
+    int
+        8 fixed parts (J1, J2, J3, bulk capacitor, ~CS pull-up, VREF divider and
+        filter), 16 per edge (twin pots and capacitors, 10 front-end resistors, 2
+        pull-ups), the multi-unit chips, and one decoupling capacitor per IC.
+        :func:`build_board` checks that its board has exactly this many.
+    """
+    def chips(key: str, units: int) -> int:
+        return -(-units // len(part(key).units))
+
+    floating_free = n_nodes - n_sources
+    floating_clamped = floating_free - n_targets
+    n_chips = (chips("MCP6004", 1 + floating_free + floating_clamped)     # VREF and node buffers
+               + chips("MCP6004", 2 * n_edges) + chips("LM339", 2 * n_edges) + chips("74HC86", n_edges))
+    n_pots = 2 * n_edges
+    return 8 + 16 * n_edges + n_chips + (n_pots + n_chips)
+
+
 def build_board(network, task, *, capacitance: float | None = None, package: str = "dip",
-                connector_pins: int | None = None, network_seed: int = 0) -> Board:
-    """The learning board of ``network`` trained on ``task``.
+                connector_pins: int | None = None, max_parts: int = MAX_PARTS, network_seed: int = 0) -> Pcb:
+    """The printed circuit board of ``network`` trained on ``task``.
 
     Parameters
     ----------
     network : str, path, graph or CompiledNetwork
     task : str, path, dict or Task
     capacitance : float, optional
-        Edge capacitance in farad for every edge; default: the network's
-        per-edge ``capacitance`` attributes, else 2.2 uF.
+        Edge capacitance in farad for every edge, within
+        :data:`~spicelearn.kicad.parts.CAPACITANCE_RANGE`; default: the
+        network's per-edge ``capacitance`` attributes, else 2.2 uF.
     package : {"dip", "smd"}
         Through-hole (DIP ICs, axial/radial passives) or surface-mount (SOIC,
         0805/1206) parts.
     connector_pins : int, optional
         Pins of the task connector J3 (at most 40); default: as many as the
         task needs. Spare pins are grounded.
+    max_parts : int
+        Largest board to build (:data:`~spicelearn.kicad.checks.MAX_PARTS`
+        by default); about 18 parts per edge.
     network_seed : int
         Seed of random built-in networks.
+
+    Returns
+    -------
+    Pcb
 
     Raises
     ------
     ConfigError
-        For an unknown package, a non-positive capacitance, or a task that
-        does not fit the connector.
+        For an unknown package, a capacitance no real part has, a task that
+        does not fit the connector, or a board of more than ``max_parts`` parts
+        (checked before anything is built).
     """
     from ..model.network import load_network
     from ..model.task import load_task
@@ -451,8 +410,10 @@ def build_board(network, task, *, capacitance: float | None = None, package: str
     task.bind(net)
     names = _NetNames(nodes=net.nodes, sources=frozenset(task.sources), targets=frozenset(task.targets),
                       tokens=MappingProxyType(_node_tokens(net.nodes)))
-    n_j3 = _check_options(package, connector_pins, len(task.sources) + 2 * len(task.targets) + 1)
-    caps = _edge_capacitances(net, capacitance)
+    n_j3 = check_options(package, connector_pins, len(task.sources) + 2 * len(task.targets) + 1)
+    caps = capacitance_values(net, capacitance)
+    n_parts = part_count(net.n_nodes, net.n_edges, len(names.sources), len(names.targets))
+    check_part_count(n_parts, max_parts, net.name)
 
     b = _Builder(net.name, package)
     _add_connectors_and_supply(b, names, n_j3)
@@ -475,110 +436,7 @@ def build_board(network, task, *, capacitance: float | None = None, package: str
         "rule xor: UP = XOR(dv_F > dv_C, dv_F > -dv_C), dv = v_u - v_v; UP raises R_WB",
         f"VREF = VDD/3; drops |dv| <= {SUPPLY_VOLTS * VREF_RATIO:.3g} V; node voltages 0..{SUPPLY_VOLTS:g} V",
     )
-    return b.board(comments)
-
-
-def power_budget(board: Board) -> dict:
-    """Worst-case current (mA) the board draws from its 5 V supply.
-
-    ``ics``: maximum quiescent currents of the packages; ``pullups``: every
-    resistor from +5V with its other end at ground (comparator outputs low,
-    ~CS low); ``front_end``: the averaging resistors of every edge at the
-    largest drop the front end resolves. The network currents come from the
-    supervisor's source and clamp drivers, not from this supply.
-    """
-    ics = sum(c.part_type.supply_ma for c in board.components)
-    pins = {rp: name for name, nodes in board.nets for rp in nodes}
-    pullups = sum(SUPPLY_VOLTS / parse_si(c.value) * 1e3 for c in board.components
-                  if c.part == "R" and VDD in (pins[c.ref, "1"], pins[c.ref, "2"]))
-    n_edges = sum(c.part == "AD5220" for c in board.components) // 2
-    front_end = n_edges * 2 * SUPPLY_VOLTS * VREF_RATIO / (2 * AVERAGE_OHMS) * 1e3
-    return {"ics": ics, "pullups": pullups, "front_end": front_end, "total": ics + pullups + front_end}
-
-
-def _q(s: str) -> str:
-    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def netlist_text(board: Board) -> str:
-    """The KiCad netlist (s-expression ``export`` format, version "E") of ``board``."""
-    from .. import __version__
-
-    out = ['(export (version "E")', "  (design", f"    (source {_q(board.name)})", '    (date "")',
-           f"    (tool {_q('spicelearn ' + __version__)})",
-           '    (sheet (number "1") (name "/") (tstamps "/")', "      (title_block",
-           f"        (title {_q('spicelearn learning board: ' + board.name)})", '        (company "")',
-           '        (rev "")', '        (date "")', f"        (source {_q(board.name)})"]
-    out += [f"        (comment (number {_q(i + 1)}) (value {_q(c)}))" for i, c in enumerate(board.comments)]
-    out[-1] += ")))"
-    out.append("  (components")
-    for c in board.components:
-        pt = c.part_type
-        out += [f"    (comp (ref {_q(c.ref)})", f"      (value {_q(c.value)})", f"      (footprint {_q(c.footprint)})",
-                f"      (libsource (lib {_q(pt.lib)}) (part {_q(pt.symbol)}) (description {_q(pt.description)}))"]
-        out += [f"      (property (name {_q(k)}) (value {_q(v)}))" for k, v in c.properties]
-        out += ['      (sheetpath (names "/") (tstamps "/"))', f"      (tstamps {_q(c.tstamp)}))"]
-    out[-1] += ")"
-    out.append("  (libparts")
-    types = {}
-    for c in board.components:
-        types.setdefault((c.part_type.lib, c.part_type.symbol), c.part_type)
-    for (lib, symbol), pt in sorted(types.items()):
-        out += [f"    (libpart (lib {_q(lib)}) (part {_q(symbol)})", f"      (description {_q(pt.description)})",
-                '      (docs "~")', "      (fields",
-                f"        (field (name \"Reference\") {_q(pt.prefix)})",
-                f"        (field (name \"Value\") {_q(symbol)}))", "      (pins"]
-        out += [f"        (pin (num {_q(p.number)}) (name {_q(p.name)}) (type {_q(p.type)}))" for p in pt.pins]
-        out[-1] += "))"
-    out[-1] += ")"
-    out.append("  (nets")
-    types_by_ref = {c.ref: c.part_type for c in board.components}
-    for code, (name, nodes) in enumerate(board.nets, start=1):
-        out.append(f"    (net (code {_q(code)}) (name {_q(name)})")
-        for ref, pin in nodes:
-            p = types_by_ref[ref].pin(pin)
-            function = f" (pinfunction {_q(p.name)})" if p.name else ""
-            out.append(f"      (node (ref {_q(ref)}) (pin {_q(pin)}){function} (pintype {_q(p.type)}))")
-        out[-1] += ")"
-    out[-1] += "))"
-    return "\n".join(out) + "\n"
-
-
-BOM_COLUMNS = ("References", "Value", "Tolerance", "Footprint", "Manufacturer", "MPN", "Description", "Quantity")
-
-
-def bom_text(board: Board) -> str:
-    """Bill of materials as CSV: one row per group of identical parts."""
-    groups = {}
-    for c in board.components:
-        props = dict(c.properties)
-        key = (c.part_type.description, c.value, props.get("Tolerance", ""), c.footprint,
-               props.get("Manufacturer", ""), props.get("MPN", ""))
-        groups.setdefault(key, []).append(c.ref)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(BOM_COLUMNS)
-    for (desc, value, tol, fp, manu, mpn), refs in sorted(groups.items(), key=lambda kv: _natural(kv[1][0])):
-        w.writerow([" ".join(refs), value, tol, fp, manu, mpn, desc, len(refs)])
-    return buf.getvalue()
-
-
-def bom_path(netlist_path) -> str:
-    """Where the BOM goes: ``<stem>_bom.csv`` beside the netlist."""
-    root, _ = os.path.splitext(os.fspath(netlist_path))
-    return root + "_bom.csv"
-
-
-def export_kicad(network, task, path, **options) -> tuple:
-    """Write the netlist to ``path`` and the BOM beside it; return ``(board, netlist_path, bom_path)``.
-
-    ``options`` are those of :func:`build_board`.
-    """
-    board = build_board(network, task, **options)
-    path = os.fspath(path)
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(netlist_text(board))
-    bpath = bom_path(path)
-    with open(bpath, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(bom_text(board))
-    return board, path, bpath
+    pcb = b.pcb(comments)
+    if len(pcb.components) != n_parts:
+        raise RuntimeError(f"internal error: built {len(pcb.components)} parts, part_count() says {n_parts}")
+    return pcb

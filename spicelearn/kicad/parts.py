@@ -1,4 +1,9 @@
-"""The part library of the learning board: pinouts, units, footprints, order codes.
+"""The part library of the learning board: pinouts, units, footprints, order codes, ratings.
+
+Besides the parts, this module holds what the board design and its checks
+share: the supply rails, the reference and the front-end resistor values
+(what the BOM lists), the parts' working ranges, and the engineering notation
+of values (:func:`si_value`, :func:`parse_si`).
 
 Pin numbers follow the manufacturers' datasheets (AD5220: Analog Devices;
 MCP6004: Microchip; LM339: Texas Instruments; 74HC86: the standard quad-XOR
@@ -14,12 +19,29 @@ from types import MappingProxyType
 
 from ..errors import ConfigError
 
-__all__ = ["Pin", "PartType", "PARTS", "PACKAGES", "MAX_CONNECTOR_PINS", "connector", "part"]
+__all__ = ["Pin", "PartType", "PARTS", "PACKAGES", "MAX_CONNECTOR_PINS", "CAPACITANCE_RANGE", "VDD", "GND",
+           "SUPPLY_VOLTS", "VREF_RATIO", "COMPARATOR_HEADROOM", "DIFF_OHMS", "AVERAGE_OHMS", "PULLUP_OHMS",
+           "connector", "part", "si_value", "parse_si"]
 
 #: Package styles: through-hole DIP with axial/radial passives, or SOIC with 0805/1206 passives.
 PACKAGES = ("dip", "smd")
 #: Largest single-row pin header of KiCad's Connector_PinHeader_2.54mm library.
 MAX_CONNECTOR_PINS = 40
+#: Edge capacitances (farad) that exist as parts: 1 pF (C0G chips) to 1 F (supercapacitors).
+CAPACITANCE_RANGE = (1e-12, 1.0)
+
+#: Supply rails (net names); every part's ``power`` pins connect to them.
+VDD, GND = "+5V", "GND"
+#: The single supply (volt): the AD5220 allows at most 5.5 V, the 74HC86 6 V.
+SUPPLY_VOLTS = 5.0
+#: VREF = VDD * VREF_RATIO, from a 20k / 10k divider.
+VREF_RATIO = 1.0 / 3.0
+#: Highest comparator input voltage: the LM339's common-mode range ends this far (volt) below VCC.
+COMPARATOR_HEADROOM = 1.5
+#: Resistors of the front end (ohm): difference amplifiers (0.1 %), averaging pair (0.1 %), pull-ups.
+DIFF_OHMS, AVERAGE_OHMS, PULLUP_OHMS = 100e3, 10e3, 10e3
+#: Engineering prefixes of KiCad values, largest first.
+_PREFIXES = (("G", 9), ("M", 6), ("k", 3), ("", 0), ("m", -3), ("u", -6), ("n", -9), ("p", -12), ("f", -15))
 
 
 @dataclass(frozen=True)
@@ -101,7 +123,7 @@ PARTS = _ro({p.key: p for p in (
         footprints=_ro({"dip": _DIP8, "smd": _SO8}),
         mpn=_ro({"dip": "AD5220BN100", "smd": "AD5220BR100"}), manufacturer="Analog Devices",
         units=(_ro({"clk": "1", "ud": "2", "a": "3", "w": "5", "cs": "6", "b": "8"}),),
-        power=_ro({"+5V": "7", "GND": "4"}), supply_ma=0.040,
+        power=_ro({VDD: "7", GND: "4"}), supply_ma=0.040,
     ),
     PartType(
         key="MCP6004", lib="Amplifier_Operational", symbol="MCP6004",
@@ -113,7 +135,7 @@ PARTS = _ro({p.key: p for p in (
                    ("-IND", "input"), ("OUTD", "output")),
         footprints=_ro({"dip": _DIP14, "smd": _SO14}),
         mpn=_ro({"dip": "MCP6004-I/P", "smd": "MCP6004-I/SL"}), manufacturer="Microchip",
-        units=_QUAD_OPAMP_UNITS, power=_ro({"+5V": "4", "GND": "11"}), supply_ma=4 * 0.175,
+        units=_QUAD_OPAMP_UNITS, power=_ro({VDD: "4", GND: "11"}), supply_ma=4 * 0.175,
     ),
     PartType(
         key="LM339", lib="Comparator", symbol="LM339",
@@ -127,7 +149,7 @@ PARTS = _ro({p.key: p for p in (
         mpn=_ro({"dip": "LM339N", "smd": "LM339DR"}), manufacturer="Texas Instruments",
         units=tuple(_ro({"out": o, "in-": n, "in+": p})
                     for o, n, p in (("2", "4", "5"), ("1", "6", "7"), ("14", "8", "9"), ("13", "10", "11"))),
-        power=_ro({"+5V": "3", "GND": "12"}), supply_ma=2.0,
+        power=_ro({VDD: "3", GND: "12"}), supply_ma=2.0,
     ),
     PartType(
         key="74HC86", lib="Logic_74xx", symbol="74HC86",
@@ -140,7 +162,7 @@ PARTS = _ro({p.key: p for p in (
         mpn=_ro({"dip": "SN74HC86N", "smd": "SN74HC86DR"}), manufacturer="Texas Instruments",
         units=tuple(_ro({"a": a, "b": b, "y": y})
                     for a, b, y in (("1", "2", "3"), ("4", "5", "6"), ("9", "10", "8"), ("12", "13", "11"))),
-        power=_ro({"+5V": "14", "GND": "7"}), supply_ma=0.020,
+        power=_ro({VDD: "14", GND: "7"}), supply_ma=0.020,
     ),
     PartType(
         key="R", lib="Device", symbol="R", description="Resistor", prefix="R",
@@ -190,3 +212,32 @@ def part(key: str) -> PartType:
         return PARTS[key]
     except KeyError:
         raise ConfigError(f"unknown part {key!r}; known: {sorted(PARTS)} and Conn_01xNN") from None
+
+
+def si_value(x: float) -> str:
+    """Engineering notation as KiCad values write it, to 3 significant digits.
+
+    Parameters
+    ----------
+    x : float
+        A value in base units (ohm, farad).
+
+    Returns
+    -------
+    str
+        ``2.2e-6`` -> ``"2.2u"``, ``1e5`` -> ``"100k"``, ``0.5`` -> ``"500m"``. Magnitudes from
+        1e-15 up to 1e15 (every real resistor and capacitor) never show an exponent; smaller
+        ones fall back to ``%g``.
+    """
+    x = float(f"{float(x):.3g}")
+    for prefix, exp in _PREFIXES:
+        if abs(x) >= 10.0 ** exp * (1 - 1e-12):
+            return f"{x / 10.0 ** exp:g}{prefix}"
+    return f"{x:g}"
+
+
+def parse_si(text: str) -> float:
+    """Inverse of :func:`si_value`: ``"2.2u"`` -> 2.2e-6."""
+    scale = {prefix: 10.0 ** exp for prefix, exp in _PREFIXES if prefix}
+    text = text.strip()
+    return float(text[:-1]) * scale[text[-1]] if text and text[-1] in scale else float(text)

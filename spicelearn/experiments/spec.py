@@ -1,0 +1,219 @@
+"""The options of one training run, as the command line and sweep specs give them, and sweep specs.
+
+:data:`OPTIONS` is the one table of ``train``'s options (names with underscores):
+their types and defaults, and which backends they apply to. :func:`check_options`
+checks a flat dictionary of them (from ``argparse`` or a TOML table) and
+:func:`run` performs the run, on any backend. A :class:`SweepSpec` is a
+``[base]`` table of options and a ``[grid]`` table of lists of values; the sweep
+is their full product (:meth:`SweepSpec.points`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from ..errors import ConfigError
+
+__all__ = ["OPTIONS", "BACKENDS", "check_options", "hardware", "run", "SweepSpec", "load_spec", "point_id"]
+
+BACKENDS = ("exact", "ngspice", "ode", "quasistatic")
+_HW = ("exact", "ngspice")
+_ALL = BACKENDS
+
+
+@dataclass(frozen=True)
+class _Option:
+    kind: type  # float, int, str or bool
+    default: object  # None: not set (a backend-specific default applies)
+    backends: tuple = _ALL
+    help: str = ""
+
+
+#: ``train``'s options: type, default, the backends they apply to.
+OPTIONS = MappingProxyType({
+    "network": _Option(str, None, help="built-in name (lab16, delaunay64) or GraphML path"),
+    "task": _Option(str, "default", help="JSON path, random:MS,MT,SEED or default"),
+    "backend": _Option(str, "exact", help="exact, ngspice, ode or quasistatic"),
+    "capacitance_model": _Option(str, None, ("exact", "ngspice", "ode"), "per_edge or global"),
+    "capacitance": _Option(float, None, _HW, "farad"),
+    "R": _Option(float, None, ("exact", "ngspice", "ode"), "scaled learning rate"),
+    "gamma_l": _Option(float, None, _HW, "clock rate in Hz"),
+    "eta": _Option(float, None, help="nudge"),
+    "rule": _Option(str, None, help="xor, xor-legacy (hardware), continuous (ode)"),
+    "noise": _Option(float, 0.0, _HW, "comparator noise, volt rms"),
+    "offset": _Option(float, 0.0, _HW, "comparator offset, volt"),
+    "start": _Option(int, None, _HW, "start position of every pot"),
+    "steps": _Option(int, 3000, help="clock ticks / training steps"),
+    "seed": _Option(int, 0, _HW, "seed of the comparator noise"),
+    "network_seed": _Option(int, 0, help="seed of random built-in networks"),
+})
+
+
+def _typed(name: str, value, where: str):
+    opt = OPTIONS[name]
+    if opt.kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+        ok = ok and math.isfinite(value)
+    elif opt.kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, opt.kind)
+    if not ok:
+        raise ConfigError(f"{where}: `{name}`={value!r} must be a finite {opt.kind.__name__} ({opt.help})")
+    return value
+
+
+def check_options(options: dict, where: str = "options") -> dict:
+    """A full dictionary of ``train``'s options from ``options`` (unset ones at their defaults), checked.
+
+    Raises :class:`ConfigError` for an unknown name, a value of the wrong type, ``R``
+    and ``gamma_l`` both given, an unknown backend, or an option the backend has no use
+    for (``--noise`` on the ode backend) — before anything runs. Values are checked
+    further (ranges) when the run is set up.
+    """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {unknown}; the options of `train` are {sorted(OPTIONS)}")
+    out = {name: opt.default for name, opt in OPTIONS.items()}
+    for name, value in options.items():
+        if value is not None:
+            out[name] = _typed(name, value, where)
+    if out["network"] is None:
+        raise ConfigError(f"{where}: `network` is missing; give a built-in name (lab16, delaunay64) or a GraphML path")
+    if out["backend"] not in BACKENDS:
+        raise ConfigError(f"{where}: `backend`={out['backend']!r} must be one of {BACKENDS}")
+    if out["R"] is not None and out["gamma_l"] is not None:
+        raise ConfigError(f"{where}: give either `R` or `gamma_l`, not both")
+    backend = out["backend"]
+    for name, opt in OPTIONS.items():
+        if backend not in opt.backends and options.get(name) is not None and options[name] != opt.default:
+            raise ConfigError(f"{where}: `{name}` does not apply to the {backend} backend "
+                              f"(it applies to {', '.join(opt.backends)})")
+    if backend in ("ode", "quasistatic") and out["rule"] not in (None, "continuous"):
+        raise ConfigError(f"{where}: `rule`={out['rule']!r}: the {backend} backend runs the continuous rule only")
+    return out
+
+
+def hardware(options: dict):
+    """The :class:`~spicelearn.model.hardware.Hardware` design that checked options describe."""
+    from ..model.hardware import Comparator, Hardware, Potentiometer
+
+    o = options
+    pot = Potentiometer() if o["start"] is None else Potentiometer(start=o["start"])
+    return Hardware(capacitance=o["capacitance"], capacitance_model=o["capacitance_model"] or "per_edge",
+                    R=o["R"], gamma_l=o["gamma_l"], eta=0.5 if o["eta"] is None else o["eta"],
+                    rule=o["rule"] or "xor", comparator=Comparator(noise=o["noise"], offset=o["offset"]), pot=pot)
+
+
+def run(options: dict, progress: bool = False):
+    """One run from checked options (:func:`check_options`): the run file as an ``xarray.Dataset``."""
+    o = options
+    if o["backend"] == "ode":
+        from ..continuous.ode import DEFAULTS, train_ode
+
+        return train_ode(o["network"], o["task"], R=DEFAULTS["R"] if o["R"] is None else o["R"],
+                         eta=DEFAULTS["eta"] if o["eta"] is None else o["eta"], steps=o["steps"],
+                         capacitance_model=o["capacitance_model"] or DEFAULTS["capacitance_model"],
+                         network_seed=o["network_seed"])
+    if o["backend"] == "quasistatic":
+        from ..continuous.quasistatic import train_quasistatic
+
+        return train_quasistatic(o["network"], o["task"], eta=1e-3 if o["eta"] is None else o["eta"],
+                                 steps=o["steps"], network_seed=o["network_seed"])
+    from ..loop import train
+
+    return train(o["network"], o["task"], hardware(o), steps=o["steps"], backend=o["backend"], seed=o["seed"],
+                 progress=progress, network_seed=o["network_seed"])
+
+
+def point_id(options: dict) -> str:
+    """A stable name for the run of these options (the same options, the same name, whatever the grid)."""
+    text = json.dumps({k: v for k, v in sorted(options.items())}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A sweep: ``base`` options and a ``grid`` of values; the runs are the grid's full product.
+
+    Attributes
+    ----------
+    base : mapping
+        Options of ``train`` shared by every run.
+    grid : mapping of str -> tuple
+        Swept options and their values, in the order of the sweep's dimensions.
+    keep : {"full", "errors"}
+        What each point's file keeps: the whole run file, or the errors per step and the
+        final state only (for sweeps of thousands of runs).
+    """
+
+    base: MappingProxyType
+    grid: MappingProxyType
+    keep: str = "full"
+
+    def __post_init__(self):
+        base, grid = dict(self.base), dict(self.grid)
+        if not grid:
+            raise ConfigError("sweep spec: `[grid]` is empty; give at least one option with a list of values")
+        both = sorted(set(base) & set(grid))
+        if both:
+            raise ConfigError(f"sweep spec: {both} are in both [base] and [grid]; give each in one of them")
+        for name, values in grid.items():
+            if name not in OPTIONS:
+                raise ConfigError(f"sweep spec: [grid] `{name}` is not an option of `train` {sorted(OPTIONS)}")
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ConfigError(f"sweep spec: [grid] `{name}` must be a non-empty list of values, got {values!r}")
+            typed = [_typed(name, v, f"sweep spec [grid] `{name}`") for v in values]
+            if len(set(typed)) != len(typed):
+                raise ConfigError(f"sweep spec: [grid] `{name}` lists a value twice: {values!r}")
+            grid[name] = tuple(typed)
+        if self.keep not in ("full", "errors"):
+            raise ConfigError(f"sweep spec: `keep`={self.keep!r} must be 'full' or 'errors'")
+        object.__setattr__(self, "base", MappingProxyType(base))
+        object.__setattr__(self, "grid", MappingProxyType(grid))
+        for point in self.points():  # every run's options are checked before any runs
+            check_options(point, f"sweep point {point}")
+
+    @property
+    def dims(self) -> tuple:
+        return tuple(self.grid)
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(len(v) for v in self.grid.values())
+
+    def points(self) -> list:
+        """The options of every run, in grid order (the last dimension fastest)."""
+        return [{**self.base, **dict(zip(self.grid, values))} for values in itertools.product(*self.grid.values())]
+
+
+def load_spec(path) -> SweepSpec:
+    """Read a sweep spec (TOML: ``[base]``, ``[grid]``, optional top-level ``keep``)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"sweep spec {path!r} does not exist (or is not a file)")
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"sweep spec {path!r} is not valid TOML: {exc}") from None
+    extra = sorted(set(data) - {"base", "grid", "keep"})
+    if extra:
+        raise ConfigError(f"sweep spec {path!r}: unknown table(s) or key(s) {extra}; a spec has [base], [grid] "
+                          "and optionally keep = \"full\" | \"errors\"")
+    for table in ("base", "grid"):
+        if not isinstance(data.get(table, {}), dict):
+            raise ConfigError(f"sweep spec {path!r}: `{table}` must be a table, [{table}]")
+    return SweepSpec(base=data.get("base", {}), grid=data.get("grid", {}), keep=data.get("keep", "full"))

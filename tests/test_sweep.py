@@ -1,0 +1,178 @@
+"""Sweeps: specs, points written atomically, failures recorded, resuming after SIGKILL, Dask clusters."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import spicelearn.experiments.spec as spec_module
+from spicelearn.cli import main
+from spicelearn.errors import ConfigError, SpicelearnError
+from spicelearn.experiments.spec import SweepSpec, load_spec
+from spicelearn.experiments.sweep import combine, run_sweep
+from spicelearn.loop import train
+from spicelearn.model.hardware import Comparator, Hardware
+
+SPEC = """
+[base]
+network = "lab16"
+task = "default"
+steps = 40
+capacitance = 22e-6
+noise = 0.01
+[grid]
+R = [0.3, 3]
+seed = [0, 1]
+"""
+
+
+def _write(tmp_path, text=SPEC, name="spec.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_sweep_is_the_runs_of_its_grid(tmp_path):
+    ds = run_sweep(load_spec(_write(tmp_path)), tmp_path / "out", workers=0, progress=False)
+    assert ds.mse.dims == ("R", "seed", "step") and ds.mse.shape == (2, 2, 40)
+    for R in (0.3, 3.0):
+        for seed in (0, 1):
+            hw = Hardware.from_R(R, capacitance=22e-6, comparator=Comparator(noise=0.01))
+            run = train("lab16", "default", hw, steps=40, seed=seed)
+            np.testing.assert_array_equal(ds.mse.sel(R=R, seed=seed).values, run.mse.values)
+            assert ds.run_R.sel(R=R, seed=seed) == pytest.approx(R)
+    assert (ds.error.values == "").all() and ds.attrs["points_done"] == 4
+    # every point is a compressed run file with its options; combine rebuilds sweep.nc from them alone
+    points = sorted((tmp_path / "out" / "points").glob("*.nc"))
+    assert len(points) == 4
+    assert main(["sweep", "--combine", str(tmp_path / "out")]) == 0
+    xr.testing.assert_identical(xr.load_dataset(tmp_path / "out" / "sweep.nc"), ds)
+    xr.testing.assert_identical(combine(tmp_path / "out"), ds)
+
+
+def test_a_failed_point_is_recorded_the_sweep_goes_on_and_a_rerun_retries_only_it(tmp_path, monkeypatch, capsys):
+    real = spec_module.run
+    calls = []
+
+    def flaky(options, progress=False):
+        calls.append((options["R"], options["seed"]))
+        if options["R"] == 3.0 and options["seed"] == 1:
+            raise SpicelearnError("transient trouble")
+        return real(options, progress)
+
+    monkeypatch.setattr("spicelearn.experiments.sweep.run", flaky)
+    spec = load_spec(_write(tmp_path))
+    ds = run_sweep(spec, tmp_path / "out", workers=0, progress=False)
+    assert ds.error.sel(R=3.0, seed=1).item() == "SpicelearnError: transient trouble"
+    assert np.isnan(ds.mse.sel(R=3.0, seed=1).values).all() and np.isfinite(ds.mse.sel(R=0.3).values).all()
+    assert "failed and is left out" in capsys.readouterr().err
+    assert len(calls) == 4
+    calls.clear()
+    monkeypatch.setattr("spicelearn.experiments.sweep.run", lambda o, progress=False: calls.append(
+        (o["R"], o["seed"])) or real(o, progress))
+    fixed = run_sweep(spec, tmp_path / "out", workers=0, progress=False)
+    assert calls == [(3.0, 1)]  # only the failed point ran again
+    assert (fixed.error.values == "").all()
+    full = run_sweep(spec, tmp_path / "fresh", workers=0, progress=False)
+    xr.testing.assert_identical(fixed, full)
+
+
+_KILLABLE = """
+import sys
+from spicelearn.experiments.spec import load_spec
+from spicelearn.experiments.sweep import run_sweep
+run_sweep(load_spec(sys.argv[1]), sys.argv[2], workers=0, progress=False)
+"""
+
+
+def test_a_sweep_killed_partway_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
+    spec_path = _write(tmp_path, SPEC.replace("steps = 40", "steps = 400").replace("seed = [0, 1]",
+                                                                                  "seed = [0, 1, 2, 3]"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, str(spec_path), str(out)],
+                            stderr=subprocess.DEVNULL)
+    points = out / "points"
+    deadline = time.time() + 120
+    while (not points.is_dir() or len(list(points.glob("*.nc"))) < 2) and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in points.glob("*.nc")}
+    assert 2 <= len(finished) < 8, "the sweep was not killed partway"
+    assert not list(points.glob("*.part")) or all(p.name.startswith(".") for p in points.glob("*.part"))
+    log = subprocess.run([sys.executable, "-c", _KILLABLE.replace("progress=False", "progress=False, log=sys.stdout"),
+                          str(spec_path), str(out)], capture_output=True, text=True, check=True).stdout
+    assert f"{len(finished)} of 8 points already done" in log and f"running the other {8 - len(finished)}" in log
+    assert {p: (points / p).stat().st_mtime_ns for p in finished} == finished  # no finished point ran again
+    assert not [p for p in points.iterdir() if p.name.startswith(".")]  # the killed write left nothing behind
+    whole = run_sweep(load_spec(spec_path), tmp_path / "whole", workers=0, progress=False)
+    xr.testing.assert_identical(xr.load_dataset(out / "sweep.nc"), whole)
+
+
+@pytest.mark.parametrize("text, message", [
+    (SPEC.replace("noise = 0.01", "nosie = 0.01"), "unknown option(s) ['nosie']"),
+    (SPEC.replace("R = [0.3, 3]\nseed = [0, 1]", ""), "`[grid]` is empty"),
+    (SPEC.replace("R = [0.3, 3]", "R = []"), "non-empty list"),
+    (SPEC.replace("steps = 40", 'steps = "forty"'), "`steps`='forty' must be a finite int"),
+    (SPEC.replace("R = [0.3, 3]", 'R = [0.3, "fast"]'), "`R`='fast' must be a finite float"),
+    (SPEC.replace("steps = 40", "steps = 40\ngamma_l = 10.0"), "either `R` or `gamma_l`"),
+    (SPEC.replace("noise = 0.01", 'backend = "ode"\nnoise = 0.01'), "does not apply to the ode backend"),
+    (SPEC + "\n[extra]\nx = 1\n", "unknown table(s) or key(s) ['extra']"),
+    ("[base\n", "not valid TOML"),
+])
+def test_bad_specs_give_one_line_before_any_run(tmp_path, capsys, text, message):
+    assert main(["sweep", str(_write(tmp_path, text)), "--out", str(tmp_path / "out"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("spicelearn: error:") and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys):
+    assert main(["sweep", str(_write(tmp_path)), "--out", str(tmp_path / "out"), "--scheduler",
+                 "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot reach a Dask scheduler" in err
+
+
+def test_a_local_cluster_of_two_processes_runs_exact_and_ngspice_points(tmp_path):
+    pytest.importorskip("distributed")
+    pytest.importorskip("PySpice")
+    spec = SweepSpec(base={"network": "lab16", "steps": 20, "capacitance": 22e-6},
+                     grid={"backend": ["exact", "ngspice"], "R": [0.5, 2.0]})
+    ds = run_sweep(spec, tmp_path / "out", workers=2, progress=False)
+    assert (ds.error.values == "").all()
+    # the engines agree point by point (the comparators see voltages 1e-5 V apart at most)
+    np.testing.assert_allclose(ds.mse.sel(backend="ngspice").values, ds.mse.sel(backend="exact").values,
+                               rtol=1e-3, atol=1e-9)
+
+
+def test_a_sweep_on_a_scheduler_given_by_address(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, silence_logs=40) as cluster:
+        spec = load_spec(_write(tmp_path))
+        ds = run_sweep(spec, tmp_path / "out", scheduler=cluster.scheduler_address, progress=False)
+    local = run_sweep(spec, tmp_path / "local", workers=0, progress=False)
+    xr.testing.assert_identical(ds, local)
+
+
+def test_keep_errors_keeps_the_final_state_only(tmp_path):
+    spec = SweepSpec(base={"network": "lab16", "backend": "ode", "steps": 30}, grid={"R": [1.0, 10.0]},
+                     keep="errors")
+    ds = run_sweep(spec, tmp_path / "out", workers=0, progress=False)
+    assert ds.conductance_final.dims == ("R", "edge") and np.isfinite(ds.conductance_final.values).all()
+    point = xr.load_dataset(next((tmp_path / "out" / "points").glob("*.nc")))
+    assert "v_free" not in point and "conductance" not in point and "conductance_final" in point
+    assert point.mse.encoding.get("zlib")  # compressed
+
+
+def test_workers_must_be_a_count():
+    with pytest.raises(ConfigError, match="`workers`"):
+        run_sweep(SweepSpec(base={"network": "lab16"}, grid={"R": [1.0]}), "x", workers=-1)
+    assert os.path.exists("x") is False
