@@ -39,7 +39,7 @@ BAD = [
     (["train", "lab16", "--capacitance", "0", "--out", "{out}"], "`capacitance`"),
     (["train", "lab16", "--eta", "2", "--out", "{out}"], "`eta`"),
     (["train", "lab16", "--steps", "0", "--out", "{out}"], "`steps`"),
-    (["train", "lab16", "--backend", "spectre", "--out", "{out}"], "`backend`"),
+    (["train", "lab16", "--backend", "spectre", "--out", "{out}"], "`--backend`='spectre'"),
     (["train", "nowhere.graphml", "--out", "{out}"], "neither a built-in"),
     (["train", "delaunay64", "--out", "{out}"], "no default task"),
     (["train", "lab16", "--task", "{bad_task}", "--out", "{out}"], "both source and target"),

@@ -207,10 +207,16 @@ def test_show_plot_names_the_file_it_writes(tmp_path, capsys):
     _one_line_error(capsys, "does not exist; create it first")
 
 
-def test_a_broken_figure_cache_says_delete_it(tmp_path, capsys):
-    (tmp_path / "sweep_ms10_3tasks_3000steps.nc").write_bytes(b"CDF\x01 truncated")
-    assert main(["figure", "fig3", "--quick", "--out-dir", str(tmp_path)]) == 2
-    _one_line_error(capsys, "delete it")
+def test_a_broken_sweep_cache_says_delete_it(tmp_path, capsys):
+    """Figures cache their runs in sweep folders; a truncated point file is named, with the fix."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[base]\nnetwork = "lab16"\nsteps = 5\n[grid]\nR = [1.0, 2.0]\n')
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--workers", "0", "--quiet"]) == 0
+    point = sorted((tmp_path / "out" / "points").glob("*.nc"))[0]
+    point.write_bytes(point.read_bytes()[:100])
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--workers", "0", "--quiet"]) == 2
+    note, err = capsys.readouterr().err.strip().splitlines()  # "2 of 2 points already done", then the error
+    assert err.startswith("spicelearn: error:") and "delete it to run the point again" in err and point.name in err
 
 
 def test_a_figure_needs_an_out_dir(capsys):

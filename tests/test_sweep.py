@@ -121,7 +121,7 @@ def test_a_sweep_killed_partway_resumes_and_ends_as_an_uninterrupted_one(tmp_pat
     (SPEC.replace("R = [0.3, 3]", "R = []"), "non-empty list"),
     (SPEC.replace("steps = 40", 'steps = "forty"'), "`steps`='forty' must be a finite int"),
     (SPEC.replace("R = [0.3, 3]", 'R = [0.3, "fast"]'), "`R`='fast' must be a finite float"),
-    (SPEC.replace("steps = 40", "steps = 40\ngamma_l = 10.0"), "either `R` or `gamma_l`"),
+    (SPEC.replace("steps = 40", "steps = 40\ngamma_l = 10.0"), "either `gamma_l` or `R`"),
     (SPEC.replace("noise = 0.01", 'backend = "ode"\nnoise = 0.01'), "does not apply to the ode backend"),
     (SPEC + "\n[extra]\nx = 1\n", "unknown table(s) or key(s) ['extra']"),
     ("[base\n", "not valid TOML"),

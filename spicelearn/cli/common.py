@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ConfigError
-
 __all__ = ["add_train_options", "hardware_from_args"]
 
 
@@ -35,13 +33,17 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the comparator noise (default 0)")
 
 
+def options_from_args(args, backend: str = "exact") -> dict:
+    """``train``'s options (:data:`spicelearn.experiments.spec.OPTIONS`) from parsed arguments, checked."""
+    from ..experiments.spec import OPTIONS, check_options
+
+    given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name, None) is not None}
+    given.setdefault("backend", backend)
+    return check_options(given, "", flags=True)
+
+
 def hardware_from_args(args):
     """The :class:`~spicelearn.model.hardware.Hardware` design the options describe."""
-    from ..model.hardware import Comparator, Hardware, Potentiometer
+    from ..experiments.spec import hardware
 
-    if args.gamma_l is not None and args.R is not None:
-        raise ConfigError("give either `--gamma-l` or `--R`, not both")
-    pot = Potentiometer() if args.start is None else Potentiometer(start=args.start)
-    return Hardware(capacitance=args.capacitance, capacitance_model=args.capacitance_model or "per_edge",
-                    R=args.R, gamma_l=args.gamma_l, eta=args.eta if args.eta is not None else 0.5,
-                    rule=args.rule or "xor", comparator=Comparator(noise=args.noise, offset=args.offset), pot=pot)
+    return hardware(options_from_args(args))

@@ -3,47 +3,21 @@
 from __future__ import annotations
 
 
-from ..errors import ConfigError
-from .common import add_train_options, hardware_from_args
+from .common import add_train_options, options_from_args
 
 __all__ = ["register"]
 
-BACKENDS = ("exact", "ngspice", "ode")
-
-
-def _train_ode(args):
-    """``train --backend ode``: the paper's model; refuses the options of the hardware backends."""
-    from ..continuous.ode import DEFAULTS, train_ode
-
-    if args.rule not in (None, "continuous"):
-        raise ConfigError(f"`--rule`={args.rule!r}: the ode backend runs the continuous rule only; "
-                          "omit `--rule` or give `continuous`")
-    for given, option, why in ((args.gamma_l is not None, "--gamma-l", "time is in training steps, gamma_l = 1; "
-                                "give `--R`"),
-                               (args.noise or args.offset, "--noise` and `--offset", "comparator settings of the "
-                                "hardware backends; the ode backend has no comparators"),
-                               (args.capacitance is not None, "--capacitance", "dimensionless units; give `--R`"),
-                               (args.start is not None, "--start", "the ode backend starts from conductances "
-                                "G = 1, not pot positions")):
-        if given:
-            raise ConfigError(f"`{option}` does not apply to the ode backend ({why})")
-    return train_ode(args.network, args.task, R=args.R if args.R is not None else DEFAULTS["R"],
-                     eta=args.eta if args.eta is not None else DEFAULTS["eta"], steps=args.steps,
-                     capacitance_model=args.capacitance_model or DEFAULTS["capacitance_model"],
-                     network_seed=args.network_seed)
+BACKENDS = ("exact", "ngspice", "ode", "quasistatic")
 
 
 def _cmd_train(args) -> int:
+    from ..experiments.spec import run
     from ..files import check_target
-    from ..loop import train
     from ..runfile import save_run
 
+    options = options_from_args(args)
     check_target(args.out, "--out")  # before the run, not after it
-    if args.backend == "ode":
-        ds = _train_ode(args)
-    else:
-        ds = train(args.network, args.task, hardware_from_args(args), steps=args.steps, backend=args.backend,
-                   seed=args.seed, progress=not args.quiet, network_seed=args.network_seed)
+    ds = run(options, progress=not args.quiet)
     save_run(ds, args.out)
     if not args.quiet:
         print(f"wrote {args.out}")
@@ -75,7 +49,7 @@ def register(sub) -> None:
     add_train_options(p)
     p.add_argument("--backend", default="exact", metavar="|".join(BACKENDS),
                    help="exact (default: the circuit solved exactly), ngspice (the circuit in ngspice), "
-                        "ode (the paper's continuous model)")
+                        "ode (the paper's continuous model), quasistatic (its R -> 0 limit)")
     p.add_argument("--steps", type=int, default=3000, help="clock ticks (training steps) to run (default 3000)")
     p.add_argument("--out", required=True, metavar="RUN.nc", help="run file to write (netCDF)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -55,7 +55,12 @@ OPTIONS = MappingProxyType({
 })
 
 
-def _typed(name: str, value, where: str):
+def _show(name: str, flags: bool) -> str:
+    """An option's name as the user wrote it: ``--gamma-l`` on the command line, ``gamma_l`` in a spec."""
+    return f"`--{name.replace('_', '-')}`" if flags else f"`{name}`"
+
+
+def _typed(name: str, value, where: str, flags: bool = False):
     opt = OPTIONS[name]
     if opt.kind is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -66,38 +71,45 @@ def _typed(name: str, value, where: str):
     else:
         ok = isinstance(value, opt.kind)
     if not ok:
-        raise ConfigError(f"{where}: `{name}`={value!r} must be a finite {opt.kind.__name__} ({opt.help})")
+        raise ConfigError(f"{where}: {_show(name, flags)}={value!r} must be a finite {opt.kind.__name__} ({opt.help})")
     return value
 
 
-def check_options(options: dict, where: str = "options") -> dict:
+def check_options(options: dict, where: str = "options", flags: bool = False) -> dict:
     """A full dictionary of ``train``'s options from ``options`` (unset ones at their defaults), checked.
 
     Raises :class:`ConfigError` for an unknown name, a value of the wrong type, ``R``
     and ``gamma_l`` both given, an unknown backend, or an option the backend has no use
     for (``--noise`` on the ode backend) — before anything runs. Values are checked
-    further (ranges) when the run is set up.
+    further (ranges) when the run is set up. With ``flags`` the messages name the
+    options as command-line flags.
     """
+    def n(name):
+        return _show(name, flags)
+
+    pre = f"{where}: " if where else ""
+
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {unknown}; the options of `train` are {sorted(OPTIONS)}")
+        raise ConfigError(f"{pre}unknown option(s) {unknown}; the options of `train` are {sorted(OPTIONS)}")
     out = {name: opt.default for name, opt in OPTIONS.items()}
     for name, value in options.items():
         if value is not None:
-            out[name] = _typed(name, value, where)
+            out[name] = _typed(name, value, where or "option", flags)
     if out["network"] is None:
-        raise ConfigError(f"{where}: `network` is missing; give a built-in name (lab16, delaunay64) or a GraphML path")
+        raise ConfigError(f"{pre}{n('network')} is missing; give a built-in name (lab16, delaunay64) or a GraphML path")
     if out["backend"] not in BACKENDS:
-        raise ConfigError(f"{where}: `backend`={out['backend']!r} must be one of {BACKENDS}")
+        raise ConfigError(f"{pre}{n('backend')}={out['backend']!r} must be one of {BACKENDS}")
     if out["R"] is not None and out["gamma_l"] is not None:
-        raise ConfigError(f"{where}: give either `R` or `gamma_l`, not both")
+        raise ConfigError(f"{pre}give either {n('gamma_l')} or {n('R')}, not both")
     backend = out["backend"]
     for name, opt in OPTIONS.items():
         if backend not in opt.backends and options.get(name) is not None and options[name] != opt.default:
-            raise ConfigError(f"{where}: `{name}` does not apply to the {backend} backend "
+            raise ConfigError(f"{pre}{n(name)} does not apply to the {backend} backend "
                               f"(it applies to {', '.join(opt.backends)})")
     if backend in ("ode", "quasistatic") and out["rule"] not in (None, "continuous"):
-        raise ConfigError(f"{where}: `rule`={out['rule']!r}: the {backend} backend runs the continuous rule only")
+        raise ConfigError(f"{pre}{n('rule')}={out['rule']!r}: the {backend} backend runs the continuous rule "
+                          "only; omit it or give `continuous`")
     return out
 
 

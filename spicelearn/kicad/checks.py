@@ -112,7 +112,7 @@ def check_part_count(n_parts: int, max_parts: int, name: str) -> None:
         raise ConfigError(f"`max_parts` must be a positive integer, got {max_parts!r}")
     if n_parts > max_parts:
         raise ConfigError(f"the board of network {name!r} would have {n_parts:,} parts, more than "
-                          f"`max_parts`={max_parts:,}; raise `max_parts` (command line: --max-parts N) "
+                          f"`max_parts`={max_parts!r}; raise `max_parts` (command line: --max-parts N) "
                           "to export it anyway")
 
 
@@ -120,8 +120,8 @@ def size_notes(n_parts: int) -> list:
     """A note when a board of ``n_parts`` parts is larger than :data:`NOTE_PARTS`, else nothing."""
     if n_parts <= NOTE_PARTS:
         return []
-    return [f"the board has {n_parts:,} parts (more than {NOTE_PARTS:,}): KiCad's PCB editor is slow to "
-            "import and place a netlist this large; a smaller network gives a smaller board"]
+    return [(f"the board has {n_parts:,} parts (more than {NOTE_PARTS:,}): KiCad's PCB editor is slow to "
+             "import and place a netlist this large; a smaller network gives a smaller board")]
 
 
 def task_voltage_notes(task) -> list:

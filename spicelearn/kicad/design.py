@@ -117,7 +117,7 @@ class _Builder:
     def __init__(self, name: str, package: str):
         self.name, self.package = name, package
         self._count = Counter()
-        self._records = []           # dicts: ref, part, value, role, props
+        self._records = {}           # ref -> dict: part, value, role, props (in order of placement)
         self._types = {}             # ref -> PartType
         self._links = {}             # (ref, pin) -> net
         self._floating = set()       # (ref, pin) outputs allowed to stay unconnected
@@ -126,14 +126,14 @@ class _Builder:
         pt = part(key)
         self._count[pt.prefix] += 1
         ref = f"{pt.prefix}{self._count[pt.prefix]}"
-        self._records.append({"ref": ref, "part": key, "value": value, "role": role, "props": list(props)})
+        self._records[ref] = {"part": key, "value": value, "role": role, "props": list(props)}
         self._types[ref] = pt
         for rail, pin in pt.power.items():
             self.connect(rail, ref, pin)
         return ref
 
     def add_property(self, ref: str, name: str, value: str) -> None:
-        next(r for r in self._records if r["ref"] == ref)["props"].append((name, value))
+        self._records[ref]["props"].append((name, value))
 
     def connect(self, net: str, ref: str, pin: str) -> None:
         if all(p.number != pin for p in self._types[ref].pins):
@@ -154,14 +154,13 @@ class _Builder:
 
     def ics(self) -> list:
         """``(ref, role)`` of every part with supply pins."""
-        return [(r["ref"], r["role"]) for r in self._records if self._types[r["ref"]].power]
+        return [(ref, r["role"]) for ref, r in self._records.items() if self._types[ref].power]
 
     def pcb(self, comments) -> Pcb:
         nets = {}
         for (ref, pin), net in self._links.items():
             nets.setdefault(net, []).append((ref, pin))
-        for rec in self._records:
-            ref = rec["ref"]
+        for ref in self._records:
             for p in self._types[ref].pins:
                 if (ref, p.number) in self._links:
                     continue
@@ -169,20 +168,20 @@ class _Builder:
                     raise RuntimeError(f"internal error: required pin {ref}.{p.number} ({p.name}) is unconnected")
                 nets[f"unconnected-({ref}-Pad{p.number})"] = [(ref, p.number)]
         comps = []
-        for rec in self._records:
-            pt = self._types[rec["ref"]]
+        for ref, rec in self._records.items():
+            pt = self._types[ref]
             props = [("Sheetname", ""), ("spicelearn:role", rec["role"])] + rec["props"]
             if pt.mpn.get(self.package):
                 props += [("Manufacturer", pt.manufacturer), ("MPN", pt.mpn[self.package])]
             tstamp = str(uuid.uuid5(_NAMESPACE, f"{self.name}\n{rec['role']}"))
-            comps.append(Component(ref=rec["ref"], part=rec["part"], value=rec["value"],
+            comps.append(Component(ref=ref, part=rec["part"], value=rec["value"],
                                    footprint=pt.footprint(self.package), role=rec["role"], tstamp=tstamp,
                                    properties=tuple(props)))
         comps.sort(key=lambda c: natural_key(c.ref))
         net_items = tuple((name, tuple(sorted(nodes, key=lambda rp: (natural_key(rp[0]), natural_key(rp[1])))))
                           for name, nodes in sorted(nets.items(), key=lambda kv: natural_key(kv[0])))
         return Pcb(name=self.name, components=tuple(comps), nets=net_items, comments=tuple(comments),
-                     package=self.package)
+                   package=self.package)
 
 
 class _UnitPool:
@@ -387,7 +386,7 @@ def build_board(network, task, *, capacitance: float | None = None, package: str
         task needs. Spare pins are grounded.
     max_parts : int
         Largest board to build (:data:`~spicelearn.kicad.checks.MAX_PARTS`
-        by default); about 18 parts per edge.
+        by default); about 20 parts per edge.
     network_seed : int
         Seed of random built-in networks.
 

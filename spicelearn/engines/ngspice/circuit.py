@@ -43,7 +43,7 @@ class Circuit:
             e.network, e.task, e.board,
             NetlistState(state.positions, state.v_free, state.v_clamped, clamp, T),
             title=f"spicelearn ngspice engine segment of {segment} ticks ({self.twins})",
-            tran=f".tran {T!r} {(T + eps) * (segment + 1)!r} 0 {T!r} uic",
+            tran=f".tran {eps!r} {(T + eps) * (segment + 1)!r} 0 {T!r} uic",
             extra=(".save " + " ".join(f"v({x})" for names in self.saved.values() for x in names),),
             twins=self.twins)
         s.load(self.netlist.text)
