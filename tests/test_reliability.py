@@ -230,7 +230,7 @@ def test_an_unwritable_figure_folder_fails_before_the_sweep(tmp_path, capsys, mo
     import spicelearn.files as files
 
     monkeypatch.setattr(files.os, "access", lambda path, mode: False)
-    monkeypatch.setattr(sw, "sweep", lambda *a, **k: pytest.fail("the sweep ran"))
+    monkeypatch.setattr(sw, "run_sweep", lambda *a, **k: pytest.fail("the sweep ran"))
     assert main(["figure", "fig2", "--quick", "--out-dir", str(tmp_path)]) == 2
     _one_line_error(capsys, "is not writable")
 

@@ -35,6 +35,13 @@ class _Option:
     help: str = ""
 
 
+#: Why an option of the hardware backends means nothing to the paper's model.
+_NOT_CONTINUOUS = {"capacitance": "dimensionless units; give R", "gamma_l": "time is in training steps, gamma_l = 1; "
+                   "give R", "noise": "the paper's model has no comparators", "offset": "the paper's model has no "
+                   "comparators", "start": "it starts from conductances G = 1, not pot positions",
+                   "seed": "it has no noise to seed", "R": "the quasistatic limit is R -> 0",
+                   "capacitance_model": "the quasistatic limit has no capacitances"}
+
 #: ``train``'s options: type, default, the backends they apply to.
 OPTIONS = MappingProxyType({
     "network": _Option(str, None, help="built-in name (lab16, delaunay64) or GraphML path"),
@@ -105,8 +112,8 @@ def check_options(options: dict, where: str = "options", flags: bool = False) ->
     backend = out["backend"]
     for name, opt in OPTIONS.items():
         if backend not in opt.backends and options.get(name) is not None and options[name] != opt.default:
-            raise ConfigError(f"{pre}{n(name)} does not apply to the {backend} backend "
-                              f"(it applies to {', '.join(opt.backends)})")
+            why = _NOT_CONTINUOUS.get(name, f"it applies to {', '.join(opt.backends)}")
+            raise ConfigError(f"{pre}{n(name)} does not apply to the {backend} backend ({why})")
     if backend in ("ode", "quasistatic") and out["rule"] not in (None, "continuous"):
         raise ConfigError(f"{pre}{n('rule')}={out['rule']!r}: the {backend} backend runs the continuous rule "
                           "only; omit it or give `continuous`")
