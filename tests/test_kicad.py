@@ -430,10 +430,13 @@ def test_kicad_loads_the_netlist_into_a_board(tmp_path):
     assert root, "KiCad's footprint libraries are missing: apt-get install kicad-footprints"
     nl = parse_netlist(netlist_text(build_board(load_network(square_with_diagonal()), SQ5_TASK)))
     board = pcbnew.BOARD()
+    loaded = {}  # each footprint read once (a read scans its library: ~0.3 s), then duplicated with fresh UUIDs
     for comp in nl.parts:
-        lib, name = comp.footprint.split(":")
-        fp = pcbnew.FootprintLoad(os.path.join(root, lib + ".pretty"), name)
-        assert fp is not None, comp.footprint
+        if comp.footprint not in loaded:
+            lib, name = comp.footprint.split(":")
+            loaded[comp.footprint] = pcbnew.FootprintLoad(os.path.join(root, lib + ".pretty"), name)
+            assert loaded[comp.footprint] is not None, comp.footprint
+        fp = loaded[comp.footprint].Duplicate().Cast()
         fp.SetReference(comp.ref)
         fp.SetValue(comp.value)
         board.Add(fp)
@@ -448,9 +451,9 @@ def test_kicad_loads_the_netlist_into_a_board(tmp_path):
             pad.SetNet(info)
     path = str(tmp_path / "board.kicad_pcb")
     pcbnew.SaveBoard(path, board)
-    loaded = pcbnew.LoadBoard(path)
-    assert len(loaded.GetFootprints()) == len(nl.parts)
-    names = {pad.GetNetname() for fp in loaded.GetFootprints() for pad in fp.Pads()}
+    reread = pcbnew.LoadBoard(path)
+    assert sorted(fp.GetReference() for fp in reread.GetFootprints()) == sorted(p.ref for p in nl.parts)
+    names = {pad.GetNetname() for fp in reread.GetFootprints() for pad in fp.Pads()}
     assert names == {n.name for n in nl.nets}
 
 

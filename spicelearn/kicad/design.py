@@ -81,7 +81,10 @@ class Component:
 
 @dataclass(frozen=True)
 class Pcb:
-    """The printed circuit board of the learning board: components and nets.
+    """The learning board as a printed circuit board: its components and nets.
+
+    Not :class:`spicelearn.model.board.Board`, which is one realisation of a
+    hardware design with per-part values.
 
     Attributes
     ----------
