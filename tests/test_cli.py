@@ -73,9 +73,13 @@ def test_process_exits_nonzero_without_traceback(tmp_path):
 
 
 def test_demo_writes_runs_and_figure(tmp_path):
-    assert main(["demo", "--out-dir", str(tmp_path), "--steps", "30", "--quiet"]) == 0
+    pytest.importorskip("PySpice")
+    assert main(["demo", "--out-dir", str(tmp_path), "--steps", "30", "--compare-steps", "20", "--workers", "0",
+                 "--quiet"]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["lab16_R0.1.nc", "lab16_R1.nc", "lab16_R10.nc", "lab16_demo.png"]
+    assert names == ["compare.md", "compare.nc", "compare.png", "lab16_R0.1.nc", "lab16_R1.nc", "lab16_R10.nc",
+                     "lab16_demo.png", "sweeps"]
+    assert "| 10 |" in (tmp_path / "compare.md").read_text()
     ds = load_run(tmp_path / "lab16_R10.nc")
     assert ds.attrs["R"] == pytest.approx(10) and ds.attrs["comparator_noise"] == pytest.approx(0.01)
     assert ds.attrs["capacitance"] == pytest.approx(2.2e-6) and ds.attrs["eta"] == 0.5

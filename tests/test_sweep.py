@@ -177,3 +177,27 @@ def test_workers_must_be_a_count():
     with pytest.raises(ConfigError, match="`workers`"):
         run_sweep(SweepSpec(base={"network": "lab16"}, grid={"R": [1.0]}), "x", workers=-1)
     assert os.path.exists("x") is False
+
+
+def test_compare_matches_the_global_model_by_c_and_by_rate(tmp_path):
+    """The comparison: three models on the board's clock; the rate-matched global capacitance gives the board's
+    slowest relaxation rate, and the same-c one the board's R."""
+    from spicelearn.experiments.compare import compare
+    from spicelearn.experiments.hardware_figures import slowest_relaxation_rate
+    from spicelearn.loop import initial_positions, make_board
+    from spicelearn.model.task import bind
+
+    files = compare("lab16", "default", str(tmp_path), R_values=(0.3, 3.0), seeds=1, steps=40, workers=0,
+                    progress=False)
+    ds = xr.load_dataset(tmp_path / "compare.nc")
+    assert list(ds.model.values) == ["per_edge", "global_same_c", "global_same_rate"]
+    task = bind("lab16", "default")
+    board = make_board(task.network, Hardware(capacitance=ds.attrs["capacitance_global_same_rate"],
+                                              capacitance_model="global"))
+    rate = slowest_relaxation_rate(task, board, initial_positions(task.network, board.hardware))
+    assert rate == pytest.approx(ds.attrs["slowest_rate_per_edge"], rel=1e-9)
+    assert ds.attrs["slowest_rate_global_same_c"] != pytest.approx(rate, rel=1e-3)  # the two matchings differ
+    # the same c on the same clock: the per-edge and same-c runs start from the same equilibrium error
+    np.testing.assert_allclose(ds.mse0.sel(model="per_edge"), ds.mse0.sel(model="global_same_c"))
+    assert (tmp_path / "compare.png").exists() and "| 3 |" in (tmp_path / "compare.md").read_text()
+    assert any(line.startswith("R_c") for line in files)

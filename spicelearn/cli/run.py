@@ -39,8 +39,11 @@ def _cmd_show(args) -> int:
 def _cmd_demo(args) -> int:
     from ..experiments.demo import run_demo
 
-    for path in run_demo(args.out_dir, steps=args.steps, progress=not args.quiet):
-        print(f"wrote {path}")
+    import os
+
+    for line in run_demo(args.out_dir, steps=args.steps, progress=not args.quiet, compare_steps=args.compare_steps,
+                         workers=args.workers):
+        print(("wrote " if os.path.exists(line) else "") + line)
     return 0
 
 
@@ -62,9 +65,13 @@ def register(sub) -> None:
     p.add_argument("--window", type=int, default=10, help="tau: steps the error must stay below threshold")
     p.set_defaults(func=_cmd_show)
 
-    p = sub.add_parser("demo", help="lab16 at R = 0.1, 1, 10 (the shape of the paper's Fig. 1 c-d)")
+    p = sub.add_parser("demo", help="lab16 at R = 0.1, 1, 10 (the shape of the paper's Fig. 1 c-d), then the board "
+                                     "(ngspice) against the paper's global-capacitance model")
     p.add_argument("--out-dir", default="out")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=3000, help="steps of the three training runs (default 3000)")
+    p.add_argument("--compare-steps", type=int, default=1000, help="steps of each comparison run (default 1000)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes of the comparison (default one per core; 0: in this process)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
 

@@ -8,17 +8,22 @@ from ..loop import train
 from ..model.hardware import Comparator, Hardware
 from ..analysis.plotting import plot_runs
 from ..runfile import save_run
+from .compare import compare
 
 __all__ = ["run_demo", "DEMO_R"]
 
 DEMO_R = (0.1, 1.0, 10.0)
 
 
-def run_demo(out_dir: str = "out", steps: int = 3000, progress: bool = True) -> list:
-    """Train lab16 (c = 2.2 uF, eta = 0.5, comparator noise 0.01 V) at each R in :data:`DEMO_R`.
+def run_demo(out_dir: str = "out", steps: int = 3000, progress: bool = True, compare_steps: int = 1000,
+             workers: int | None = None) -> list:
+    """Train lab16 (c = 2.2 uF, eta = 0.5, comparator noise 0.01 V) at each R in :data:`DEMO_R`, then compare
+    the board (per-edge capacitors, simulated by ngspice) with the paper's global-capacitance model.
 
     Writes one run file per R and ``lab16_demo.png`` (error against steps and
-    real time: the shape of the paper's Fig. 1 c-d). Returns the written paths.
+    real time: the shape of the paper's Fig. 1 c-d), and the comparison
+    (``compare.png``, ``compare.md``, ``compare.nc``: :mod:`spicelearn.experiments.compare`).
+    Returns the written paths and the comparison's main lines.
     """
     os.makedirs(out_dir, exist_ok=True)
     runs, paths = [], []
@@ -31,4 +36,6 @@ def run_demo(out_dir: str = "out", steps: int = 3000, progress: bool = True) -> 
         paths.append(path)
     png = plot_runs(runs, os.path.join(out_dir, "lab16_demo.png"),
                     title="lab16, c = 2.2 uF, eta = 0.5, comparator noise 0.01 V (exact engine)")
-    return paths + [png]
+    compared = compare("lab16", "default", out_dir, R_values=DEMO_R, engine="ngspice", capacitance=22e-6, seeds=2,
+                       steps=compare_steps, workers=workers, progress=progress)
+    return paths + [png] + compared

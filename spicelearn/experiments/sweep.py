@@ -32,7 +32,7 @@ from ..progress import Progress
 from ..runfile import save_run, write_netcdf
 from .spec import SweepSpec, check_options, point_id, run
 
-__all__ = ["run_sweep", "combine", "run_point", "point_paths", "SUMMARY_THRESHOLD", "SUMMARY_WINDOW"]
+__all__ = ["run_sweep", "open_cluster", "combine", "run_point", "point_paths", "SUMMARY_THRESHOLD", "SUMMARY_WINDOW"]
 
 #: The lab's criterion for tau in the summaries: the error below 1e-3 of its start for 10 steps.
 SUMMARY_THRESHOLD, SUMMARY_WINDOW = 1e-3, 10
@@ -81,17 +81,27 @@ def _point_job(options: dict, keep: str, attrs: dict):
         return "failed", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
 
 
-class _Local:
-    """Runs jobs one after another in this process (``workers=0``), with the interface used of a Dask client."""
+class _Runner:
+    """Where points run: a context manager with ``run(jobs)`` yielding ``(key, result)`` as jobs finish."""
 
     dashboard_link = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        pass
+
+
+class _Local(_Runner):
+    """Runs jobs one after another in this process (``workers=0``)."""
 
     def run(self, jobs):
         for key, job in jobs:
             yield key, _point_job(*job)
-
-    def close(self):
-        pass
 
 
 def _reachable(address: str) -> None:
@@ -108,7 +118,7 @@ def _reachable(address: str) -> None:
         raise ConfigError(f"`--scheduler`={address!r}: cannot reach a Dask scheduler there ({exc})") from None
 
 
-class _Dask:
+class _Dask(_Runner):
     """A Dask client on a new LocalCluster of ``workers`` processes, or on the scheduler at ``address``."""
 
     def __init__(self, workers: int | None, address: str | None):
@@ -149,8 +159,21 @@ class _Dask:
             self._cluster.close()
 
 
+def _check_workers(workers) -> None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ConfigError(f"`workers` must be an integer >= 0, got {workers!r}")
+
+
+def open_cluster(workers: int | None = None, scheduler: str | None = None) -> _Runner:
+    """Where a sweep's points run, for several sweeps in a row (``with open_cluster(2) as c: run_sweep(..., cluster=c)``):
+    a local cluster of ``workers`` processes (default one per core), the scheduler at ``scheduler``, or, with
+    ``workers=0``, this process."""
+    _check_workers(workers)
+    return _Local() if workers == 0 and scheduler is None else _Dask(workers, scheduler)
+
+
 def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler: str | None = None,
-              progress: bool = True, log=None):
+              progress: bool = True, log=None, cluster: _Runner | None = None):
     """Run every point of ``spec`` not yet done in ``out_dir``; write and return ``out_dir/sweep.nc``.
 
     Parameters
@@ -167,14 +190,15 @@ def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler
         A progress bar with the counts done, failed and left.
     log : file, optional
         Where the sweep's notes go (points already done, failures, the dashboard); default stderr.
+    cluster : optional
+        An :func:`open_cluster` to run on (left open), instead of ``workers`` and ``scheduler``.
 
     Returns
     -------
     xarray.Dataset
         The combined sweep (:func:`combine`).
     """
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
-        raise ConfigError(f"`workers` must be an integer >= 0, got {workers!r}")
+    _check_workers(workers)
     log = sys.stderr if log is None else log
     out_dir = os.fspath(out_dir)
     os.makedirs(os.path.join(out_dir, "points"), exist_ok=True)
@@ -192,7 +216,7 @@ def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler
         print(f"sweep: {done} of {total} points already done in {out_dir}; running the other {len(todo)}", file=log)
     failed = 0
     if todo:
-        engine = _Local() if workers == 0 and scheduler is None else _Dask(workers, scheduler)
+        engine = cluster if cluster is not None else open_cluster(workers, scheduler)
         if engine.dashboard_link:
             print(f"sweep: Dask dashboard at {engine.dashboard_link}", file=log)
         bar = Progress(len(todo), label=f"sweep of {total} points", enabled=progress, unit="points")
@@ -214,7 +238,8 @@ def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler
                 bar.update(n)
         finally:
             bar.close()
-            engine.close()
+            if engine is not cluster:
+                engine.close()
     ds = combine(out_dir, spec)
     save_run(ds, os.path.join(out_dir, "sweep.nc"))
     return ds

@@ -34,26 +34,32 @@ from ..model.network import CompiledNetwork
 from ..model.task import BoundTask
 
 __all__ = ["Netlist", "NetlistState", "compile_netlist", "clamp_pulse", "spice_node_names", "RAMP", "MINBREAK",
-           "TOLERANCES", "ABSTOL_VOLTS", "CHGTOL_VOLTS", "simulator_options"]
+           "TOLERANCES", "STEP_VOLTS", "MIN_VOLTS", "simulator_options", "voltage_scale"]
 
-#: Simulator options per capacitance model, tuned for 1e-5 V agreement with the exact engine
-#: (volts, amperes, coulombs). Per-edge capacitors couple nodes, and a clamp step makes their
-#: currents jump: the trapezoidal rule rings on that, Gear does not (ngspice's Gear never goes
-#: beyond order 2, whatever ``maxord`` says). With capacitors to ground the trapezoidal rule is as
-#: accurate and twice as fast. ``abstol`` is set per circuit by :func:`simulator_options`.
+#: Simulator options per capacitance model that do not depend on the circuit's values. Per-edge
+#: capacitors couple nodes, and a clamp step makes their currents jump: the trapezoidal rule rings
+#: on that, Gear does not (ngspice's Gear never goes beyond order 2, whatever ``maxord`` says). With
+#: capacitors to ground the trapezoidal rule is as accurate and twice as fast. ``trtol`` 1: the
+#: error budget is :data:`STEP_VOLTS` as it stands. ``reltol``, ``chgtol``, ``abstol`` and
+#: ``minbreak`` are set per circuit by :func:`simulator_options`.
 TOLERANCES = {
-    "per_edge": {"reltol": 1e-7, "vntol": 1e-9, "trtol": 1, "method": "gear"},
-    "global": {"reltol": 1e-7, "vntol": 1e-9, "trtol": 1, "method": "trap"},
+    "per_edge": {"vntol": 1e-9, "trtol": 1, "method": "gear"},
+    "global": {"vntol": 1e-9, "trtol": 1, "method": "trap"},
 }
 
-#: ngspice's truncation-error test is relative to each capacitor's own charge and current, with
-#: ``chgtol`` and ``abstol`` as floors: with fixed tiny floors, edges with almost no voltage across
-#: them set tiny steps once learning has spread the time constants (up to 370 points per tick).
-#: Both floors are scaled to the circuit: ``abstol`` is the current that moves ABSTOL_VOLTS on the
-#: capacitance in one clock period, ``chgtol`` the charge of CHGTOL_VOLTS on it (ngspice multiplies
-#: it by ``reltol``). These values cut the points per tick by up to 1.6x at unchanged accuracy.
-ABSTOL_VOLTS = 1e-7
-CHGTOL_VOLTS = 0.03
+#: Truncation-error budget of one ngspice time step per capacitance model, in volts on the smallest
+#: capacitor. ngspice accepts a step when each capacitor's estimated charge error is below ``trtol``
+#: times ``max((abstol + reltol * |i|) * h, reltol * max(|q|, chgtol))``; :func:`simulator_options`
+#: sets ``chgtol`` to the charge of the circuit's voltage scale on the smallest capacitor, ``reltol``
+#: to the budget over that scale and ``abstol`` to 0, so every capacitor has the same budget (its own
+#: charge never exceeds ``chgtol``) whatever the voltage across it, and the options are the same in
+#: units of the clock period for any capacitance and clock. The trapezoidal rule (``global``) makes
+#: about a third of Gear's error on the same budget. Derivation and measurements: docs/ngspice.md.
+STEP_VOLTS = {"per_edge": 3e-9, "global": 1e-8}
+
+#: Smallest voltage scale (volts) :func:`simulator_options` uses: a circuit whose voltages span less
+#: (all driven nodes at one voltage) has nothing to integrate, and its tolerances stay finite.
+MIN_VOLTS = 1e-3
 
 #: Rise time of a clamp step as a fraction of the clock period: short enough that the
 #: resistors move no charge during it, long enough for the integrator to resolve it.
@@ -133,11 +139,37 @@ class Netlist:
         atomic_write(path, self.text, what="netlist")
 
 
-def simulator_options(board: Board, period: float) -> dict:
-    """ngspice ``.options`` for a circuit of ``board`` clocked every ``period`` seconds."""
-    c = board.typical_capacitance
-    return {**TOLERANCES[board.hardware.capacitance_model], "abstol": _fmt(ABSTOL_VOLTS * c / period),
-            "chgtol": _fmt(CHGTOL_VOLTS * c), "minbreak": _fmt(MINBREAK * period)}
+def voltage_scale(model: str, *voltages) -> float:
+    """The largest voltage a capacitor of the circuit can carry, given every voltage it is driven to or
+    starts from: their span (``per_edge``: capacitors between nodes) or their largest magnitude
+    (``global``: capacitors to ground), at least :data:`MIN_VOLTS`.
+
+    Node voltages stay within the span of the driven and initial voltages (a relaxation averages, a
+    charge-conserving jump moves floating nodes by a weighted mean of the driven jumps).
+    """
+    v = np.concatenate([np.ravel(np.asarray(x, dtype=float)) for x in voltages] or [np.zeros(1)])
+    span = float(np.ptp(v)) if model == "per_edge" else float(np.abs(v).max())
+    return max(span, MIN_VOLTS)
+
+
+def simulator_options(board: Board, period: float, volts: float = 1.0) -> dict:
+    """ngspice ``.options`` for a circuit of ``board`` clocked every ``period`` seconds whose capacitors
+    carry at most ``volts`` (:func:`voltage_scale`).
+
+    Every time step may make an error of :data:`STEP_VOLTS` on each capacitor (see there): ``chgtol``
+    is the charge of ``volts`` on the smallest capacitor, ``reltol`` is the budget over ``volts``, and
+    ``abstol`` is 0. ngspice also compares ``abstol`` (amperes) with a charge derivative in
+    coulombs per second**(order+1), so any nonzero value caps the steps of quiet capacitors at
+    seconds, whatever the clock: with ``abstol`` 0 the options are the same in units of the clock
+    period for any capacitance (``chgtol`` scales with it) and clock (``minbreak`` too).
+    """
+    volts = float(volts)
+    if not (np.isfinite(volts) and volts > 0):
+        raise ConfigError(f"`volts` must be finite and > 0, got {volts!r}")
+    model = board.hardware.capacitance_model
+    c = float(np.min(board.capacitance))
+    return {**TOLERANCES[model], "reltol": _fmt(STEP_VOLTS[model] / volts),
+            "abstol": _fmt(0.0), "chgtol": _fmt(volts * c), "minbreak": _fmt(MINBREAK * period)}
 
 
 def clamp_pulse(old: float, new: float, start: float, ramp: float, period: float) -> str:
@@ -222,7 +254,9 @@ def compile_netlist(network: CompiledNetwork, task: BoundTask, board: Board, sta
     ic = [f"v({n})={_fmt(v)}" for twin, nodes, volts in (("f", fn, v_free), ("c", cn, v_clamped)) if twin in twins
           for n, v in zip(nodes, volts)]
     lines += [".ic " + " ".join(ic[i:i + 8]) for i in range(0, len(ic), 8)]
-    lines.append(".options " + " ".join(f"{k}={v}" for k, v in simulator_options(board, state.duration).items()))
+    volts = voltage_scale(hardware.capacitance_model, task.source_voltage, task.target_voltage, clamp, v_free,
+                          v_clamped)
+    lines.append(".options " + " ".join(f"{k}={v}" for k, v in simulator_options(board, state.duration, volts).items()))
     lines.append(tran or f".tran {_fmt(state.duration / 100)} {_fmt(state.duration)} uic")
     lines += list(extra)
     lines.append(".end")
