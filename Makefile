@@ -65,6 +65,7 @@ test-kicad: setup
 bench: setup
 	$(PY) benchmarks/bench_exact.py
 	$(PY) benchmarks/bench_ngspice.py
+	$(PY) benchmarks/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
