@@ -124,8 +124,9 @@ class Parsed:
         return out
 
 
-@pytest.fixture(scope="module", params=["lab16", "sq5"])
+@pytest.fixture(scope="module", params=[pytest.param("lab16", marks=pytest.mark.slow), "sq5"])
 def case(request):
+    """A board and its netlist read back by kinparse (lab16's takes kinparse ~30 s: slow suite only)."""
     if request.param == "lab16":
         net, task = load_network("lab16"), "default"
     else:
