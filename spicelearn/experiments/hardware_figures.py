@@ -138,8 +138,7 @@ def fig1(cfg: Fig1Config, out_dir: str, engine: str = "exact") -> list[str]:
             lines.append(text)
     r_eff = rates / gamma_p  # slowest rate in units of gamma_p = 1 / (R0 c)
     axes[3].set(xlabel="R = R0 c γ_l", ylabel="τ γ_p (steps / R), median",
-                title=f"(f) slowest rate at start = {np.median(r_eff):.3f} γ_p; reached: "
-                      f"{reached.min():.0%}-{reached.max():.0%}")
+                title=f"(f) slowest rate {np.median(r_eff):.3f} γ_p; reached {reached.min():.0%}-{reached.max():.0%}")
     axes[3].legend(fontsize=6)
     for ax in axes:
         ax.grid(True, which="major", alpha=0.3)
@@ -148,10 +147,14 @@ def fig1(cfg: Fig1Config, out_dir: str, engine: str = "exact") -> list[str]:
     fig.tight_layout()
     save_figure(fig, png, "--out-dir")
     plt.close(fig)
-    data = ds.drop_vars([v for v in ("v_free_final",) if v in ds]).assign(
-        slowest_rate_start=("capacitance", rates), gamma_p=("capacitance", gamma_p),
-        tau_gamma_p_median=(("R_grid",), med_tau))
+    curves = rel.sel(capacitance=c_mid, R=list(cfg.R_curves)).median("seed").rename(R="R_curve")
+    summaries = ["final_mse", "median_mse", "final_mse_eq", "median_mse_eq", "tau", "tau_eq", "run_R",
+                 "run_gamma_l", "mse0", "error"]
+    data = ds[summaries].assign(  # the figure's data; the per-step traces of every run stay in the sweep folder
+        curves_mse=curves.drop_vars("capacitance"), slowest_rate_start=("capacitance", rates),
+        gamma_p=("capacitance", gamma_p), tau_gamma_p_median=(("R_grid",), med_tau))
     data = data.assign_coords(R_grid=R)
+    data["curves_mse"].attrs["long_name"] = f"median over seeds of MSE / MSE(0) at c = {c_mid:g} F"
     data["slowest_rate_start"].attrs.update(units="1/s", long_name="lowest relaxation rate of the free twin, pots "
                                             "at their start positions")
     for side, fit in fits.items():
