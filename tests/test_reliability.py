@@ -315,3 +315,20 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_library_that_is_not_ngspice_is_one_line(tmp_path):
+    pytest.importorskip("PySpice")
+    import ctypes.util
+
+    other = ctypes.util.find_library("z") or "libz.so.1"
+    path = next((p for p in (f"/usr/lib/x86_64-linux-gnu/{other}", f"/lib/x86_64-linux-gnu/{other}", other)
+                 if os.path.exists(p)), None)
+    if path is None:
+        pytest.skip("no libz to stand in for a wrong library")
+    env = dict(os.environ, NGSPICE_LIBRARY_PATH=path)
+    out = subprocess.run([sys.executable, "-m", "spicelearn.cli", "train", "lab16", "--backend", "ngspice", "--steps",
+                          "2", "--quiet", "--out", str(tmp_path / "r.nc")], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "is not ngspice's shared library" in out.stderr and "Traceback" not in out.stderr

@@ -5,26 +5,88 @@ at most two: the system library (instance 0) and a private copy of its file
 (instance 1, loaded with ``RTLD_LOCAL | RTLD_DEEPBIND`` from a temporary copy that
 is deleted at once). :func:`ngspice` hands them out; :class:`Session` wraps one
 with checked commands (``ngSpice_Command`` keeps 1,023 characters of a line, and
-PySpice's ``exec_command`` raises on ngspice's normal stop notes).
+PySpice's ``exec_command`` raises on ngspice's normal stop notes). Every call that can make
+ngspice print holds SIGINT and SIGTERM until it returns (:func:`held_signals`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
 from ...errors import ConfigError, SpiceError
 
-__all__ = ["Session", "ngspice", "worker", "DEBIAN_PACKAGES"]
+__all__ = ["Session", "ngspice", "worker", "held_signals", "DEBIAN_PACKAGES"]
 
 DEBIAN_PACKAGES = "ngspice libngspice0 libngspice0-dev"
 #: ``ngSpice_Command`` keeps the first 1,023 characters of a line (PySpice's ``MAX_COMMAND_LENGTH``).
 _LINE = 1000
+#: Signals whose Python handlers :func:`held_signals` holds while ngspice runs (the command line turns
+#: SIGTERM into the KeyboardInterrupt of Ctrl-C).
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+_holding = False  # whether the main thread is inside held_signals
+
+
+@contextmanager
+def held_signals():
+    """Hold SIGINT and SIGTERM while ngspice runs in the main thread; deliver them once it has returned.
+
+    Python runs signal handlers in the main thread between bytecodes, and ngspice calls back into
+    Python to print (PySpice's ``send_char``). A KeyboardInterrupt raised in that callback is printed
+    and dropped by cffi, together with the line ngspice was printing: a Ctrl-C would then surface as
+    a ``resume`` that "ended without reaching the next clock tick", or be lost. Here the Python
+    handlers are swapped for one that notes the signal, and the noted signals go to the saved
+    handlers after the block (the default SIGINT handler raises KeyboardInterrupt there). Other
+    threads, which never run signal handlers, handlers that are not Python functions (``SIG_DFL``,
+    ``SIG_IGN``) and blocks inside a block are left alone. The engine holds the signals for a whole
+    tick (milliseconds; swapping the handlers costs ~30 us); each :class:`Session` call that can make
+    ngspice print holds them too.
+    """
+    global _holding
+    if _holding or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted, saved = [], {}
+
+    def note(signum, frame):
+        noted.append(signum)
+
+    for sig in _HELD:
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            saved[sig] = handler
+            signal.signal(sig, note)
+    _holding = True
+    try:
+        yield
+    finally:
+        _holding = False
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(noted):
+            saved[sig](sig, None)
+
+
+def _holding_signals(method):
+    """Run ``method`` inside :func:`held_signals` (at once where the signals are held already)."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        if _holding:
+            return method(*args, **kwargs)
+        with held_signals():
+            return method(*args, **kwargs)
+    return wrapper
 
 
 class Session:
@@ -60,9 +122,14 @@ class Session:
         except OSError as exc:
             raise SpiceError(f"cannot load ngspice's shared library ({exc}); install the Debian packages "
                              f"{DEBIAN_PACKAGES} (`make system`), or set NGSPICE_LIBRARY_PATH") from None
+        except AttributeError as exc:  # cffi: a library that lacks ngspice's functions
+            where = os.environ.get("NGSPICE_LIBRARY_PATH", "PySpice's default library")
+            raise SpiceError(f"{where} is not ngspice's shared library ({str(exc).split(':')[0]}); point "
+                             "NGSPICE_LIBRARY_PATH at libngspice.so or unset it") from None
         self.ffi = ffi
         self.lib = self.shared._ngspice_shared
 
+    @_holding_signals
     def command(self, text: str, *, allow: tuple = ()) -> list:
         """Run one ngspice command; raise :class:`SpiceError` on its error lines.
 
@@ -77,6 +144,7 @@ class Session:
             raise SpiceError(f"ngspice command `{text[:80]}` failed:\n" + _report(out))
         return out
 
+    @_holding_signals
     def commands(self, texts) -> None:
         """Run many commands that print nothing when they work (``alter``); check ngspice's lines once.
 
@@ -92,12 +160,14 @@ class Session:
             raise SpiceError(f"ngspice rejected one of {len(texts)} commands such as `{texts[0][:80]}`:\n"
                              + _report(self.lines))
 
+    @_holding_signals
     def breakpoint(self, t: float) -> None:
         """Plant a breakpoint at ``t`` seconds in the running transient (``ngSpice_SetBkpt``)."""
         del self.lines[:]
         if not self.lib.ngSpice_SetBkpt(t):
             raise SpiceError(f"ngspice cannot set a breakpoint at t = {t!r} s:\n" + _report(self.lines))
 
+    @_holding_signals
     def load(self, text: str) -> None:
         """Load a netlist (``ngSpice_Circ``); raise :class:`SpiceError` with ngspice's lines if it does not parse."""
         ffi = self.ffi
@@ -143,6 +213,7 @@ class Session:
         """Samples in a vector (a cffi ``char[]`` name, checked with :meth:`check_vectors`)."""
         return int(self.lib.ngGet_Vec_Info(name).v_length)
 
+    @_holding_signals
     def reset(self) -> None:
         """Forget old circuits, plots and the command history (quietly: there may be none)."""
         for text in (b"destroy all", b"remcirc"):
