@@ -138,7 +138,9 @@ def compare(network, task, out_dir: str, *, R_values=(0.1, 0.3, 1.0, 3.0, 10.0, 
     save_figure(fig, png, "--out-dir")
     plt.close(fig)
 
-    out = data.assign(tau_median=tau, final_median=final)
+    out = data.drop_vars(["mse", "mse_eq"]).assign(  # per-seed traces stay in the sweep folders
+        mse_median=rel.median("seed"), tau_median=tau, final_median=final)
+    out["mse_median"].attrs["long_name"] = "median over seeds of MSE / MSE(0)"
     out.attrs.update(capacitance=capacitance, capacitance_global_same_rate=C_match, slowest_rate_per_edge=rate_pe,
                      slowest_rate_global_same_c=rate_gl, engine=engine,
                      **{f"R_c_{m}": R_c[m] for m in VARIANTS})
