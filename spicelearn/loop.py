@@ -10,12 +10,11 @@ drives several engines through one record.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from .blas import limit_for
 from .checks import check_record_memory, check_seed, check_steps
 from .engines import get_engine
 from .engines.base import Engine
@@ -29,10 +28,6 @@ from .progress import Progress
 from .runfile import make_dataset
 
 __all__ = ["train", "run_loop", "replay", "ReplayResult", "initial_positions", "make_board", "Decide"]
-
-#: Networks up to this many nodes run their linear algebra on one BLAS thread.
-SMALL_NETWORK = 256
-
 
 def initial_positions(network: CompiledNetwork, hardware: Hardware, positions=None) -> np.ndarray:
     """Start positions: given, else the graph's ``position`` attributes, else the pots' start."""
@@ -133,11 +128,6 @@ def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=No
                 v_clamped=v_clamped, mse0=float(d0 @ d0))
 
 
-def _blas(network: CompiledNetwork):
-    """Small dense linear algebra runs fastest on one BLAS thread (threads only contend at this size)."""
-    return threadpool_limits(1, user_api="blas") if network.n_nodes <= SMALL_NETWORK else nullcontext()
-
-
 def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000, backend="exact",
           seed: int | None = 0, positions=None, progress: bool = False, network_seed: int = 0,
           rule=None, board: Board | None = None):
@@ -189,7 +179,7 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
     name = backend if isinstance(backend, str) else getattr(engine, "name", type(engine).__name__)
     bar = Progress(steps, label=f"train {net.name} ({name})", enabled=progress)
     try:
-        with _blas(net):
+        with limit_for(net):
             record = run_loop(engine, steps, p, Decide.rule(b, rule_fn, np.random.default_rng(seed)), progress=bar)
     finally:
         bar.close()
@@ -275,7 +265,7 @@ def replay(task: BoundTask, board: Board, positions, clamps, *, engines=("exact"
         raise ConfigError(f"`engines` must name at least one engine, got {engines!r}")
     start = initial_positions(net, board.hardware, start)
     records = []
-    with _blas(net):
+    with limit_for(net):
         for name in engines:
             with get_engine(name)(net, task, board) as engine:
                 records.append(run_loop(engine, steps, start, Decide.record(positions), clamps=clamps))

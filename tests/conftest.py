@@ -1,7 +1,15 @@
 import networkx as nx
 import pytest
+from threadpoolctl import threadpool_limits
 
 from spicelearn.model.network import load_network
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_blas_thread():
+    """The tests' networks are small: BLAS on one thread (see spicelearn.blas; two threads only contend)."""
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 @pytest.fixture(scope="session")

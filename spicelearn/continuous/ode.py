@@ -37,6 +37,7 @@ import numpy as np
 import xarray as xr
 from scipy.integrate import solve_ivp
 
+from ..blas import limit_for
 from ..checks import check_eta, check_R, check_record_memory, check_steps, finite
 from ..errors import ConfigError, NetworkError, SpicelearnError, TaskError
 from ..model.hardware import CAPACITANCE_MODELS
@@ -410,15 +411,16 @@ def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 
     bound = bind(network, task, network_seed=network_seed)
     check_record_memory(steps, bound.network.n_nodes, bound.network.n_edges)
     model = OdeModel(bound.network, bound, eta=eta, capacitance_model=capacitance_model, g_floor=g_floor)
-    s0 = model.init(g0)
     t = np.arange(1, steps + 1, dtype=float)
-    try:
-        states = model.integrate(s0, t, gamma_l=1.0, gamma_p=1.0 / R, rtol=rtol, atol=atol, method=method)
-    except SpicelearnError as exc:
-        hint = (f"; at `R`={R:g} the voltages relax {1 / R:.3g} times faster than the conductances learn: "
-                "that is the quasistatic limit, spicelearn.train_quasistatic" if R < 1e-4 else "")
-        raise SpicelearnError(f"{exc}{hint}") from None
-    record = dict(run_record(model, states), mse0=float(bound.mse(s0.v_free)))
+    with limit_for(bound.network):
+        s0 = model.init(g0)
+        try:
+            states = model.integrate(s0, t, gamma_l=1.0, gamma_p=1.0 / R, rtol=rtol, atol=atol, method=method)
+        except SpicelearnError as exc:
+            hint = (f"; at `R`={R:g} the voltages relax {1 / R:.3g} times faster than the conductances learn: "
+                    "that is the quasistatic limit, spicelearn.train_quasistatic" if R < 1e-4 else "")
+            raise SpicelearnError(f"{exc}{hint}") from None
+        record = dict(run_record(model, states), mse0=float(bound.mse(s0.v_free)))
     attrs = dict(backend="ode", seed=-1, capacitance_model=capacitance_model, R=R, gamma_l=1.0, gamma_p=1.0 / R,
                  eta=eta, rule="continuous", g0=float(np.mean(g0)), g_floor=g_floor, rtol=rtol, atol=atol,
                  method=method)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ..blas import limit_for
 from ..checks import check_eta, check_record_memory, check_steps
 from ..model.rules import continuous_rule
 from ..model.task import bind
@@ -76,9 +77,10 @@ def train_quasistatic(network, task, *, eta: float = 1e-3, steps: int = 3000, g0
     bound = bind(network, task, network_seed=network_seed)
     check_record_memory(steps, bound.network.n_nodes, bound.network.n_edges)
     model = QuasistaticModel(bound.network, bound, eta=eta, g_floor=g_floor)
-    mse0 = float(bound.mse(model.equilibrium_free(model.ode.init(g0).g)))
     t = np.arange(1, steps + 1, dtype=float)
-    record = dict(run_record(model, model.integrate(g0, t, rtol=rtol, atol=atol, method=method)), mse0=mse0)
+    with limit_for(bound.network):
+        mse0 = float(bound.mse(model.equilibrium_free(model.ode.init(g0).g)))
+        record = dict(run_record(model, model.integrate(g0, t, rtol=rtol, atol=atol, method=method)), mse0=mse0)
     attrs = dict(backend="quasistatic", seed=-1, capacitance_model="none (equilibrium)", R=0.0, gamma_l=1.0,
                  eta=eta, rule="continuous", g0=float(np.mean(g0)), g_floor=g_floor, rtol=rtol, atol=atol,
                  method=method)

@@ -144,6 +144,7 @@ def _figure_sweep(cfg: FigureConfig, out_dir: str, name: str, grid: dict, base: 
     import xarray as xr
 
     from ..analysis.metrics import hessian_top_eigenvalues, oscillation_frequency, tau
+    from ..blas import limit_for
     from ..model.task import bind
     from .spec import SweepSpec
     from .sweep import run_sweep
@@ -162,13 +163,14 @@ def _figure_sweep(cfg: FigureConfig, out_dir: str, name: str, grid: dict, base: 
     eq = (raw.mse_eq / raw.mse0).values
     shape = eq.shape[:2]
     taus, freq, eig = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape + (k_eig,), np.nan)
-    for i, j in np.ndindex(shape):
-        if raw.error.values[i, j]:
-            continue
-        taus[i, j] = tau(eq[i, j], 1.0, threshold=1e-6, window=1)
-        freq[i, j] = oscillation_frequency(np.maximum(eq[i, j], 1e-300))
-        eig[i, j] = hessian_top_eigenvalues(bound[j].network, bound[j], raw.conductance_final.values[i, j],
-                                            eta=1e-3, k=k_eig)
+    with limit_for(bound[0].network):
+        for i, j in np.ndindex(shape):
+            if raw.error.values[i, j]:
+                continue
+            taus[i, j] = tau(eq[i, j], 1.0, threshold=1e-6, window=1)
+            freq[i, j] = oscillation_frequency(np.maximum(eq[i, j], 1e-300))
+            eig[i, j] = hessian_top_eigenvalues(bound[j].network, bound[j], raw.conductance_final.values[i, j],
+                                                eta=1e-3, k=k_eig)
     task_ids = [int(t.rsplit(",", 1)[1]) for t in raw.task.values]
     out = xr.Dataset(
         {"mse_eq": (("R", "task", "step"), eq), "mse": (("R", "task", "step"), (raw.mse / raw.mse0).values),
