@@ -27,7 +27,8 @@ from .model.task import BoundTask, bind
 from .progress import Progress
 from .runfile import make_dataset
 
-__all__ = ["train", "run_loop", "replay", "ReplayResult", "initial_positions", "make_board", "Decide"]
+__all__ = ["train", "run_loop", "replay", "replay_run", "ReplayResult", "initial_positions", "make_board", "Decide"]
+
 
 def initial_positions(network: CompiledNetwork, hardware: Hardware, positions=None) -> np.ndarray:
     """Start positions: given, else the graph's ``position`` attributes, else the pots' start."""
