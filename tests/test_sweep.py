@@ -91,7 +91,7 @@ run_sweep(load_spec(sys.argv[1]), sys.argv[2], workers=0, progress=False)
 
 
 def test_a_sweep_killed_partway_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
-    spec_path = _write(tmp_path, SPEC.replace("steps = 40", "steps = 400").replace("seed = [0, 1]",
+    spec_path = _write(tmp_path, SPEC.replace("steps = 40", "steps = 250").replace("seed = [0, 1]",
                                                                                   "seed = [0, 1, 2, 3]"))
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, str(spec_path), str(out)],
