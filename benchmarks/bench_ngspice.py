@@ -8,7 +8,7 @@ simulator re-registers ngspice's callbacks). Prints medians of milliseconds per 
 * the ngspice engine's ``relax`` (circuits loaded once per segment, per tick ``alter`` +
   ``resume``; the twins on two ngspice instances in two threads), wall clock and CPU time of
   the process, over the whole run and over the sampled ticks; the whole learning-loop tick
-  (comparators and ``mse_eq`` too);
+  (comparators and ``mse_eq`` too); ngspice's time points per tick of each twin's circuit;
 * the same with both twins on one instance (``parallel=False``), a second run;
 * the obvious approach on the sampled ticks, and the speed-ups tick by tick;
 * the exact engine;
@@ -115,7 +115,9 @@ def learning_loop(backend: str, hw: Hardware, ticks: int, memory_after: int | No
     t = timed[0]
     growth = None if t.rss0 is None else rss_mb() - t.rss0
     tick = np.append(np.diff(t.starts), t.wall[-1])
-    return dict(relax=np.array(t.wall), relax_cpu=np.array(t.cpu), tick=tick, growth=growth, samples=t.samples)
+    points = {k: n / len(t.starts) for k, n in getattr(t.engine, "time_points", {}).items()}
+    return dict(relax=np.array(t.wall), relax_cpu=np.array(t.cpu), tick=tick, growth=growth, samples=t.samples,
+                points=points)
 
 
 def obvious(hw: Hardware, samples: list) -> dict:
@@ -125,7 +127,7 @@ def obvious(hw: Hardware, samples: list) -> dict:
 
     from PySpice.Spice.Netlist import Circuit
 
-    from spicelearn.spice.netlist import simulator_options, spice_node_names
+    from spicelearn.spice.netlist import simulator_options, spice_node_names, voltage_scale
 
     logging.getLogger("PySpice").setLevel(logging.CRITICAL)
     net = load_network(NETWORK)
@@ -154,7 +156,9 @@ def obvious(hw: Hardware, samples: list) -> dict:
         for i, v in zip(tgt, clamp):
             c.V(f"t{i}", f"c_{names[i]}", c.gnd, float(v))
         sim = c.simulator(simulator="ngspice-shared")
-        sim.options(**simulator_options(board, board.period))
+        volts = voltage_scale(hw.capacitance_model, task.source_voltage, task.target_voltage, clamp, v_free,
+                              v_clamped)
+        sim.options(**simulator_options(board, board.period, volts))
         ic = {f"f_{names[i]}": float(v_free[i]) for i in range(net.n_nodes)}
         ic.update({f"c_{names[i]}": float(v_clamped[i]) for i in range(net.n_nodes)})
         sim.initial_condition(**ic)
@@ -206,6 +210,9 @@ def main() -> None:
     print(f"  ngspice engine, twins in parallel    {ms(par['relax']):8.2f} ms/tick   "
           f"(CPU {ms(par['relax_cpu']):.2f} ms; sampled ticks {ms(par['relax'][sampled]):.2f}; target <= 6)")
     print(f"    whole learning-loop tick           {ms(par['tick']):8.2f} ms/tick   (comparators and mse_eq too)")
+    print("    ngspice time points per tick       "
+          + ", ".join(f"{n:.0f} ({'free' if k == 'f' else 'clamped' if k == 'c' else k} twin)"
+                      for k, n in par["points"].items()))
     print(f"  ngspice engine, one instance         {ms(one['relax']):8.2f} ms/tick   "
           f"(CPU {ms(one['relax_cpu']):.2f} ms; parallel=False, a second run)")
     print(f"  PySpice circuit rebuilt, same ticks  {ms(t_obv):8.2f} ms/tick   "

@@ -158,6 +158,114 @@ def test_segments_restart_without_changing_the_voltages():
     assert len(set(tokens)) == 40
 
 
+# -- clock periods of any length ----------------------------------------------------------
+def test_simulator_options_are_the_same_in_units_of_the_clock_period():
+    """chgtol scales with the capacitance, minbreak with the period, abstol is 0: ngspice takes the same
+    steps, in periods, for any c (and so any period T = R0 c / R); reltol and chgtol follow the voltages."""
+    from spicelearn.spice.netlist import STEP_VOLTS, simulator_options, voltage_scale
+
+    net = load_network("lab16")
+    for model in ("per_edge", "global"):
+        opts = []
+        for c in (1e-12, 2.2e-6, 1e6):
+            board = Board.nominal(net, Hardware.from_R(1.0, capacitance=c, capacitance_model=model))
+            o = simulator_options(board, board.period, volts=2.0)
+            assert float(o["abstol"]) == 0
+            assert float(o["reltol"]) == pytest.approx(STEP_VOLTS[model] / 2.0, rel=1e-15)
+            assert o["method"] == ("gear" if model == "per_edge" else "trap")
+            opts.append((float(o["chgtol"]) / c, float(o["minbreak"]) / board.period))
+        assert opts[0] == pytest.approx(opts[1], rel=1e-12) and opts[2] == pytest.approx(opts[1], rel=1e-12)
+    # the largest voltage a capacitor can carry: across an edge (per_edge) or to ground (global)
+    assert voltage_scale("per_edge", [2.5, 3.0], [2.75]) == pytest.approx(0.5)
+    assert voltage_scale("global", [2.5, 3.0], [2.75]) == pytest.approx(3.0)
+    assert voltage_scale("per_edge", [1.0, 1.0]) > 0  # nothing to integrate, finite tolerances
+
+
+@pytest.mark.parametrize("c", [1e-12, 1e6])
+def test_huge_and_tiny_capacitances_take_the_time_points_of_microfarads(c):
+    """c = 1e6 F (a clock period of 1e10 s at R = 1) and 1e-12 F (1e-8 s): the same ngspice time points per
+    tick as 2.2 uF, 20 steps in a few seconds, and the exact engine's voltages along the run."""
+    import time
+
+    def run(cap):
+        made = []
+
+        def factory(*args):
+            made.append(NgspiceEngine(*args))
+            return made[-1]
+
+        t0 = time.perf_counter()
+        ds = train("lab16", "default", Hardware.from_R(1.0, capacitance=cap), steps=20, backend=factory)
+        return ds, time.perf_counter() - t0, {k: v / made[0].relaxations for k, v in made[0].time_points.items()}
+
+    _, _, ref_points = run(2.2e-6)
+    ds, wall, points = run(c)
+    assert ds.attrs["backend"] == "ngspice"
+    for twin, n in ref_points.items():
+        assert 5 < n < 200 and points[twin] == pytest.approx(n, rel=0.05), (points, ref_points)
+    assert wall < 10, f"20 steps took {wall:.1f} s"
+    res = replay_run(ds, engines=("exact",))  # the exact engine along the run's own positions and clamps
+    assert np.abs(ds["v_free"].values - res.v_free[0]).max() < TOL
+    assert np.abs(ds["v_clamped"].values - res.v_clamped[0]).max() < TOL
+
+
+def test_ctrl_c_stops_a_long_ngspice_training_within_a_second(tmp_path):
+    """SIGINT reaches Python between two ngspice calls, each a tick of milliseconds, even with a clock period
+    of 1e10 s: the command stops with status 130, says so, and writes no run file."""
+    import select
+    import signal
+    import time
+
+    out = tmp_path / "X.nc"
+    cmd = [sys.executable, "-m", "spicelearn.cli", "train", "lab16", "--backend", "ngspice", "--capacitance", "1e6",
+           "--steps", "100000", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # the progress line (after a second of training) says the ngspice loop is running
+        deadline, line = time.monotonic() + 120, ""
+        while "train" not in line:
+            assert proc.poll() is None, f"the run ended before it was interrupted: {proc.stderr.read()}"
+            ready, _, _ = select.select([proc.stderr], [], [], max(deadline - time.monotonic(), 0))
+            assert ready, "no progress line from the training run"
+            line = proc.stderr.readline()
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=30)
+        waited = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert rc == 130 and "interrupted" in err, (rc, err)
+    assert waited < 2, f"the run took {waited:.1f} s to stop"
+    assert not out.exists()
+
+
+def test_a_ctrl_c_while_ngspice_prints_is_raised_after_the_call(monkeypatch):
+    """A SIGINT that reaches Python in ngspice's print callback (PySpice's send_char) would be dropped by cffi,
+    and the line with it: the session holds it and raises KeyboardInterrupt once ngspice has returned."""
+    import signal
+
+    s = ngspice()
+    shared = type(s.shared)
+    send_char, sent = shared.send_char, []
+
+    def interrupting_send_char(self, message, ngspice_id):
+        if not sent:
+            sent.append(message)
+            os.kill(os.getpid(), signal.SIGINT)  # Python's handler runs at its next bytecode: inside the callback
+        return send_char(self, message, ngspice_id)
+
+    monkeypatch.setattr(shared, "send_char", interrupting_send_char)
+    with pytest.raises(KeyboardInterrupt):
+        s.command("echo spicelearn-held-signal")
+    assert sent and any("spicelearn-held-signal" in ln for ln in s.lines)  # the line that was printing is kept
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+    assert any("again" in ln for ln in s.command("echo again"))
+
+
 # -- faults ----------------------------------------------------------------------------
 def test_missing_library_names_the_debian_packages():
     code = "from spicelearn.engines.ngspice.binding import ngspice; ngspice()"

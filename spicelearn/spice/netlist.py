@@ -51,10 +51,11 @@ TOLERANCES = {
 #: capacitor. ngspice accepts a step when each capacitor's estimated charge error is below ``trtol``
 #: times ``max((abstol + reltol * |i|) * h, reltol * max(|q|, chgtol))``; :func:`simulator_options`
 #: sets ``chgtol`` to the charge of the circuit's voltage scale on the smallest capacitor, ``reltol``
-#: to the budget over that scale and ``abstol`` to 0, so every capacitor has the same budget (its own
-#: charge never exceeds ``chgtol``) whatever the voltage across it, and the options are the same in
-#: units of the clock period for any capacitance and clock. The trapezoidal rule (``global``) makes
-#: about a third of Gear's error on the same budget. Derivation and measurements: docs/ngspice.md.
+#: to the budget over that scale and ``abstol`` to 0: each capacitor may err by the budget times the
+#: smallest capacitance per step (a larger one whose charge exceeds ``chgtol``: by at most the budget
+#: in volts on it), whatever the voltage across it, and the options are the same in units of the
+#: clock period for any capacitance and clock. The trapezoidal rule (``global``) makes about a
+#: third of Gear's error on the same budget. Derivation and measurements: docs/ngspice.md.
 STEP_VOLTS = {"per_edge": 3e-9, "global": 1e-8}
 
 #: Smallest voltage scale (volts) :func:`simulator_options` uses: a circuit whose voltages span less
@@ -145,7 +146,8 @@ def voltage_scale(model: str, *voltages) -> float:
     (``global``: capacitors to ground), at least :data:`MIN_VOLTS`.
 
     Node voltages stay within the span of the driven and initial voltages (a relaxation averages, a
-    charge-conserving jump moves floating nodes by a weighted mean of the driven jumps).
+    charge-conserving jump moves floating nodes by a weighted mean of the driven nodes' jumps, or
+    not at all).
     """
     v = np.concatenate([np.ravel(np.asarray(x, dtype=float)) for x in voltages] or [np.zeros(1)])
     span = float(np.ptp(v)) if model == "per_edge" else float(np.abs(v).max())
@@ -168,8 +170,8 @@ def simulator_options(board: Board, period: float, volts: float = 1.0) -> dict:
         raise ConfigError(f"`volts` must be finite and > 0, got {volts!r}")
     model = board.hardware.capacitance_model
     c = float(np.min(board.capacitance))
-    return {**TOLERANCES[model], "reltol": _fmt(STEP_VOLTS[model] / volts),
-            "abstol": _fmt(0.0), "chgtol": _fmt(volts * c), "minbreak": _fmt(MINBREAK * period)}
+    return {"reltol": _fmt(STEP_VOLTS[model] / volts), **TOLERANCES[model], "abstol": _fmt(0.0),
+            "chgtol": _fmt(volts * c), "minbreak": _fmt(MINBREAK * period)}
 
 
 def clamp_pulse(old: float, new: float, start: float, ramp: float, period: float) -> str:

@@ -39,6 +39,8 @@ class Circuit:
         s, e = self.session, self.engine
         s.reset()
         eps = RAMP * T
+        # .tran's step is the ramp, not T: ngspice does not test the truncation error of the first step,
+        # min(tstop/100, tstep)/100 long, and T/100 of backward Euler made up to 1e-5 V after learning
         self.netlist = compile_netlist(
             e.network, e.task, e.board,
             NetlistState(state.positions, state.v_free, state.v_clamped, clamp, T),

@@ -9,8 +9,12 @@ thread; the two are independent circuits between ticks, and ngspice releases
 the GIL. ``parallel=False`` (or a platform where the copy cannot be loaded)
 runs both twins in one circuit on one instance.
 
-Each circuit of :mod:`spicelearn.netlist` is loaded once per *segment* of
-``segment`` ticks, with one ``.tran`` that runs through the whole segment.
+Each circuit of :mod:`spicelearn.spice.netlist` is loaded once per *segment* of
+``segment`` ticks, with one ``.tran`` that runs through the whole segment (its
+step argument is the clamp ramp: ngspice does not check the first step, a
+hundredth of it). The simulator options are the netlist's, the same in units
+of the clock period for any capacitance and clock (``simulator_options``), so a
+tick is a few hundred time points at most and no ngspice call lasts long.
 Per tick the engine
 
 1. ``alter``s the resistors whose pot moved (joined with ``;`` into command
@@ -33,7 +37,9 @@ for the breakpoint and would step past the tick. Only floating node voltages
 are saved, and a new segment starts (the circuits are reloaded with ``.ic`` at
 the current voltages) every ``segment`` ticks, which bounds the memory of the
 saved vectors and ngspice's command history. Equilibria (``init``,
-``equilibrium_free``) are linear solves in numpy.
+``equilibrium_free``) are linear solves in numpy. SIGINT and SIGTERM are held
+during a tick and delivered after it (:func:`~.binding.held_signals`): a
+KeyboardInterrupt raised in ngspice's print callback would be lost.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from ...model.board import Board
 from ...model.network import CompiledNetwork, equilibrium
 from ...model.task import BoundTask
 from ..base import Engine, EngineState
-from .binding import ngspice, worker
+from .binding import held_signals, ngspice, worker
 from .circuit import Circuit
 
 __all__ = ["NgspiceEngine", "NgspiceState"]
@@ -83,6 +89,13 @@ class NgspiceEngine(Engine):
         Run the free twin on a second ngspice instance in a worker thread (default); with
         False, or where the second instance cannot be loaded (a warning says why), both
         twins are one circuit on one instance.
+
+    Attributes
+    ----------
+    relaxations : int
+        ``relax`` calls so far (clock periods simulated).
+    time_points : dict
+        Time points ngspice accepted per circuit (see the property).
     """
 
     name = "ngspice"
@@ -152,7 +165,8 @@ class NgspiceEngine(Engine):
         self._tick += 1
         self.relaxations += 1
         try:
-            values = _run_jobs(jobs)
+            with held_signals():  # a Ctrl-C during the tick is raised after it (see held_signals)
+                values = _run_jobs(jobs)
         except BaseException:
             for c in self._circuits:
                 c.session.live = 0  # the circuits are at no state now
