@@ -1,8 +1,13 @@
-"""Reference runs of the code before the structure change (commit 385523c), kept as regression data.
+"""Reference runs, kept as regression data for refactors.
 
-Run once with that commit's API (``spicelearn.cosim.train``); ``tests/test_reference.py``
-checks that today's code reproduces every file: the exact engine bit for bit on the same
-numpy/scipy (to 1e-12 V on another), the ngspice engine within 1e-9 V.
+The exact-engine files were made by the code before the structure change (commit 385523c,
+``spicelearn.cosim.train``); ``tests/test_reference.py`` checks that today's code reproduces
+them bit for bit on the same numpy/scipy (to 1e-12 V on another). The ngspice files of that
+commit are in ``before_issue11/``: the structure change (issue 10) reproduced them within 1e-9 V
+(this test passed on them until the next change); the ngspice tolerances derived from the circuit (issue 11) then changed
+ngspice's results by up to 4e-6 V, so the ngspice files here were made again after that change
+(``python make_reference.py COMMIT ngspice``) and the test checks them within 1e-9 V, and the old
+ones within the engine's promise of 1e-5 V.
 """
 
 import os
@@ -32,12 +37,15 @@ def name(case) -> str:
 
 
 if __name__ == "__main__":
+    only = sys.argv[2] if len(sys.argv) > 2 else None  # a backend: make only its files
     for case in CASES:
         net, task, model, c, R, noise, backend, steps = case
+        if only is not None and backend != only:
+            continue
         hw = sl.Hardware.from_R(R, capacitance=c, capacitance_model=model, eta=0.5,
                                 comparator=sl.Comparator(noise=noise))
         ds = sl.train(net, task, hw, steps=steps, backend=backend, seed=3)
-        ds.attrs.update(reference_numpy=np.__version__, reference_scipy=scipy.__version__,
-                        reference_commit=sys.argv[1] if len(sys.argv) > 1 else "")
+        ds.attrs.update(reference_numpy=np.__version__, reference_scipy=scipy.__version__)
+        ds.attrs["reference_commit"] = sys.argv[1] if len(sys.argv) > 1 else ""
         sl.save_run(ds, os.path.join(HERE, name(case)))
         print("wrote", name(case), float(ds.mse[-1] / ds.mse0))
