@@ -135,9 +135,13 @@ class _Dask(_Runner):
             except (OSError, TimeoutError, ValueError) as exc:
                 raise ConfigError(f"`--scheduler`={address!r}: cannot reach a Dask scheduler there ({exc})") from None
         else:
+            import dask
+
             n = workers or os.cpu_count() or 1
-            self._cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                                     dashboard_address=":0", silence_logs=40)
+            # points are long and CPU-bound: no statistical profiler sampling them every 10 ms
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                self._cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                         dashboard_address=":0", silence_logs=40)
             self.client = distributed.Client(self._cluster)
         self.dashboard_link = getattr(self.client, "dashboard_link", None)
 
