@@ -458,6 +458,7 @@ def test_kicad_loads_the_netlist_into_a_board(tmp_path):
     assert names == {n.name for n in nl.nets}
 
 
+@pytest.mark.slow  # kinparse takes ~5 s to read even this small board
 def test_odd_node_ids_give_safe_distinct_net_names():
     g = nx.Graph(name="odd")
     g.add_edges_from([("n 1", "n_1"), ("n_1", 'q"x'), ('q"x', "n 1")])
