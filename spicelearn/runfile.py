@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import xarray as xr
@@ -155,17 +156,10 @@ def run_inputs(ds: xr.Dataset, network=None, network_seed: int | None = None) ->
                       capacitance=ds["capacitance"].values, offset=ds["offset"].values)
     else:  # files of spicelearn before boards: nominal parts, the clock as recorded
         cap = None if a.get("capacitance_per_edge") else float(a["capacitance"])
-        board = Board.nominal(net, Hardware(**{**_fields(hw), "capacitance": cap, "R": None,
-                                                "gamma_l": float(a["gamma_l"])}))
+        board = Board.nominal(net, replace(hw, capacitance=cap, R=None, gamma_l=float(a["gamma_l"])))
     start = ds["position_start"].values if "position_start" in ds else \
         (net.position if net.position is not None else np.full(net.n_edges, hw.pot.start))
     return task, board, hw.pot.check_positions(start, net.n_edges)
-
-
-def _fields(hw: Hardware) -> dict:
-    from dataclasses import fields
-
-    return {f.name: getattr(hw, f.name) for f in fields(hw)}
 
 
 def write_netcdf(ds: xr.Dataset, path) -> None:

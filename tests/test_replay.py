@@ -86,3 +86,16 @@ def test_replay_refuses_an_ode_run():
     ds = train_ode("lab16", "default", steps=3)
     with pytest.raises(ConfigError, match="no `position` variable"):
         replay_run(ds)
+
+
+def test_run_files_of_the_previous_version_replay():
+    """A run file written before boards (no r_ab, capacitance, offset, position_start, hash): nominal parts, its clock."""
+    import os
+
+    import xarray as xr
+
+    path = os.path.join(os.path.dirname(__file__), "data", "reference", "before_issue11", "lab16_global_R3_ngspice.nc")
+    ds = xr.load_dataset(path)
+    assert "r_ab" not in ds and "network_hash" not in ds.attrs
+    res = replay_run(ds, engines=("exact",))
+    assert res.error_vs_record(0).max() < 1e-5  # the exact engine along that ngspice run's record
