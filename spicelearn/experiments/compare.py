@@ -37,16 +37,12 @@ _LABELS = {"per_edge": "per-edge (the board)", "global_same_c": "global, same c 
 def _matched_capacitance(network: str, task: str, c: float, network_seed: int) -> tuple[float, float, float]:
     """``(C_global, rate_per_edge, rate_global_same_c)``: the node capacitance whose slowest rate at the
     start equals the per-edge board's (rates scale as 1/C in the global model)."""
-    from ..loop import initial_positions, make_board
     from ..model.hardware import Hardware
     from ..model.task import bind
-    from .hardware_figures import slowest_relaxation_rate
+    from .hardware_figures import start_rate
 
     bound = bind(network, task, network_seed=network_seed)
-    rates = []
-    for model in ("per_edge", "global"):
-        board = make_board(bound.network, Hardware.from_R(1.0, capacitance=c, capacitance_model=model))
-        rates.append(slowest_relaxation_rate(bound, board, initial_positions(bound.network, board.hardware)))
+    rates = [start_rate(bound, Hardware.from_R(1.0, capacitance=c, capacitance_model=m)) for m in ("per_edge", "global")]
     return c * rates[1] / rates[0], rates[0], rates[1]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from ..analysis.plotting import save_figure
 from ..files import check_target
 
-__all__ = ["Fig1Config", "fig1", "slowest_relaxation_rate", "R_C"]
+__all__ = ["Fig1Config", "fig1", "slowest_relaxation_rate", "start_rate", "R_C"]
 
 #: The crossover of the two regimes in the paper (R_c ~ 1).
 R_C = 1.0
@@ -57,18 +57,21 @@ def slowest_relaxation_rate(task, board, positions) -> float:
         return float(engine.init(positions).ops.lam.min())
 
 
+def start_rate(task, hardware) -> float:
+    """The slowest relaxation rate (1/s) of ``hardware``'s nominal board on ``task``'s network, pots at the start."""
+    from ..loop import initial_positions, make_board
+
+    board = make_board(task.network, hardware)
+    return slowest_relaxation_rate(task, board, initial_positions(task.network, hardware))
+
+
 def _rates(cfg: Fig1Config, network: str, task: str) -> np.ndarray:
     """The slowest relaxation rate at the start, per capacitance, shape (C,)."""
-    from ..loop import initial_positions, make_board
     from ..model.hardware import Hardware
     from ..model.task import bind
 
     bound = bind(network, task)
-    out = []
-    for c in cfg.capacitances:
-        board = make_board(bound.network, Hardware.from_R(1.0, capacitance=c))
-        out.append(slowest_relaxation_rate(bound, board, initial_positions(bound.network, board.hardware)))
-    return np.array(out)
+    return np.array([start_rate(bound, Hardware.from_R(1.0, capacitance=c)) for c in cfg.capacitances])
 
 
 def fig1(cfg: Fig1Config, out_dir: str, engine: str = "exact") -> list[str]:
