@@ -219,7 +219,9 @@ def test_ctrl_c_stops_a_long_ngspice_training_within_a_second(tmp_path):
     out = tmp_path / "X.nc"
     cmd = [sys.executable, "-m", "spicelearn.cli", "train", "lab16", "--backend", "ngspice", "--capacitance", "1e6",
            "--steps", "100000", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell that starts the tests in the background ignores SIGINT in them: the run gets Ctrl-C as a terminal would
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # the progress line (after a second of training) says the ngspice loop is running
         deadline, line = time.monotonic() + 120, ""
@@ -258,12 +260,17 @@ def test_a_ctrl_c_while_ngspice_prints_is_raised_after_the_call(monkeypatch):
         return send_char(self, message, ngspice_id)
 
     monkeypatch.setattr(shared, "send_char", interrupting_send_char)
-    with pytest.raises(KeyboardInterrupt):
-        s.command("echo spicelearn-held-signal")
-    assert sent and any("spicelearn-held-signal" in ln for ln in s.lines)  # the line that was printing is kept
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    monkeypatch.undo()
-    assert any("again" in ln for ln in s.command("echo again"))
+    # Python's Ctrl-C handler, even where the tests run in the background (where SIGINT is ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            s.command("echo spicelearn-held-signal")
+        assert sent and any("spicelearn-held-signal" in ln for ln in s.lines)  # the line that was printing is kept
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        monkeypatch.undo()
+        assert any("again" in ln for ln in s.command("echo again"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # -- faults ----------------------------------------------------------------------------
