@@ -76,7 +76,8 @@ def _margin(net, vf, vc):
 
 
 @pytest.mark.parametrize("name,model,c,R", [("lab16", "per_edge", 2.2e-6, 1.0), ("lab16", "global", 22e-6, 0.1),
-                                            ("delaunay64", "per_edge", 2.2e-6, 10.0)])
+                                            pytest.param("delaunay64", "per_edge", 2.2e-6, 10.0,
+                                                         marks=pytest.mark.slow)])
 def test_free_running_training_takes_the_same_steps(name, model, c, R):
     _same_steps(name, model, c, R)
 
