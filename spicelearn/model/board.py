@@ -137,12 +137,6 @@ class Board:
         """Conductance in siemens, shape (2, E) or (E,) of one ``twin`` (see :meth:`resistance`)."""
         return 1.0 / self.resistance(positions, twin)
 
-    def edge_capacitance(self) -> np.ndarray:
-        """Per-edge capacitances, shape (E,) (``per_edge`` boards only)."""
-        if self.hardware.capacitance_model != "per_edge":
-            raise ConfigError("a `global` board has capacitors from the nodes to ground, not per edge")
-        return self.capacitance
-
     def capacitance_matrix(self, network: CompiledNetwork) -> np.ndarray:
         """The capacitance matrix L_C, shape (N, N): edge-weighted Laplacian, or the diagonal of node capacitors."""
         if self.hardware.capacitance_model == "global":
