@@ -24,14 +24,13 @@ __all__ = ["OPTIONS", "BACKENDS", "check_options", "hardware", "run", "SweepSpec
 
 BACKENDS = ("exact", "ngspice", "ode", "quasistatic")
 _HW = ("exact", "ngspice")
-_ALL = BACKENDS
 
 
 @dataclass(frozen=True)
 class _Option:
     kind: type  # float, int, str or bool
     default: object  # None: not set (a backend-specific default applies)
-    backends: tuple = _ALL
+    backends: tuple = BACKENDS
     help: str = ""
 
 
