@@ -27,7 +27,8 @@ from .model.task import BoundTask, bind
 from .progress import Progress
 from .runfile import make_dataset
 
-__all__ = ["train", "run_loop", "replay", "replay_run", "ReplayResult", "initial_positions", "make_board", "Decide"]
+__all__ = ["train", "run_loop", "replay", "replay_run", "ReplayResult", "initial_positions", "make_board", "Decide",
+           "streams", "jittered_durations", "STREAMS"]
 
 
 def initial_positions(network: CompiledNetwork, hardware: Hardware, positions=None) -> np.ndarray:
@@ -38,13 +39,48 @@ def initial_positions(network: CompiledNetwork, hardware: Hardware, positions=No
     return hardware.pot.check_positions(positions, network.n_edges)
 
 
-def make_board(network: CompiledNetwork, hardware: Hardware | None = None, board: Board | None = None) -> Board:
-    """The board a run simulates: ``board`` (checked against the network) or the nominal board of ``hardware``."""
+#: The random streams of a run, each its own generator so that switching one imperfection on leaves the others'
+#: draws as they were: comparator noise, missed clock pulses, clock jitter, the board's part values.
+STREAMS = ("noise", "miss", "jitter", "parts")
+
+
+def streams(seed: int | None, board_seed: int | None = None) -> dict:
+    """The run's generators, by name (:data:`STREAMS`), from ``seed`` and ``board_seed``.
+
+    Without ``board_seed`` the noise stream is ``default_rng(seed)`` (as before boards had
+    imperfections) and the others come from ``(seed, k)``; with it, every stream comes from
+    ``(seed, board_seed, k)``: board ``b`` of a Monte Carlo has its own parts and its own noise.
+    """
+    if seed is None:
+        return {name: np.random.default_rng() for name in STREAMS}
+    key = [seed] if board_seed is None else [seed, board_seed]
+    out = {name: np.random.default_rng(key + [k]) for k, name in enumerate(STREAMS)}
+    if board_seed is None:
+        out["noise"] = np.random.default_rng(seed)
+    return out
+
+
+def make_board(network: CompiledNetwork, hardware: Hardware | None = None, board: Board | None = None,
+               rng=None) -> Board:
+    """The board a run simulates: ``board`` (checked against the network), else a board of ``hardware``:
+    drawn from its tolerances with ``rng`` (:meth:`Board.draw`), or nominal when it has none."""
     if board is not None:
         if hardware is not None and hardware is not board.hardware:
             raise ConfigError("give `hardware` or `board` (which carries its hardware), not both")
         return board.check(network)
-    return Board.nominal(network, hardware if hardware is not None else Hardware())
+    hardware = hardware if hardware is not None else Hardware()
+    if hardware.has_spread:
+        return Board.draw(network, hardware, rng if rng is not None else np.random.default_rng(0))
+    return Board.nominal(network, hardware)
+
+
+def jittered_durations(board: Board, steps: int, rng) -> np.ndarray | None:
+    """The relaxation time before every tick, shape (steps,): the period with the clock's jitter
+    (``max(0, T (1 + jitter z))``), or None for a clock without jitter."""
+    jitter = board.hardware.jitter
+    if jitter == 0:
+        return None
+    return np.maximum(board.period * (1.0 + jitter * rng.standard_normal(steps)), 0.0)
 
 
 class Decide:
@@ -55,13 +91,20 @@ class Decide:
     """
 
     @staticmethod
-    def rule(board: Board, rule_fn, rng):
-        """The comparator rule ``rule_fn(dv_free, dv_clamped, offset, noise, rng) -> up`` on ``board``'s parts."""
+    def rule(board: Board, rule_fn, rng, miss_rng=None):
+        """The comparator rule ``rule_fn(dv_free, dv_clamped, offset, noise, rng) -> up`` on ``board``'s parts;
+        each edge misses its clock pulse with the pots' ``miss_probability`` (drawn from ``miss_rng``)."""
         pot, offset, noise = board.hardware.pot, board.offset, board.hardware.comparator.noise
+        miss = pot.miss_probability
+        if miss and miss_rng is None:
+            raise ConfigError("pots that miss clock pulses need `miss_rng`")
 
         def decide(k, p, vf, vc, edge_nodes):
             eu, ev = edge_nodes
-            return pot.step(p, rule_fn(vf[eu] - vf[ev], vc[eu] - vc[ev], offset, noise, rng))
+            new = pot.step(p, rule_fn(vf[eu] - vf[ev], vc[eu] - vc[ev], offset, noise, rng))
+            if miss:
+                new = np.where(miss_rng.random(new.shape) < miss, p, new)
+            return new
 
         return decide
 
@@ -74,7 +117,8 @@ class Decide:
         return decide
 
 
-def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=None, progress=None) -> dict:
+def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=None, durations=None,
+             progress=None) -> dict:
     """Steps 1-5 of DESIGN.md section 2, ``steps`` times.
 
     Parameters
@@ -87,14 +131,17 @@ def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=No
         ``decide(k, positions, v_free, v_clamped, edge_nodes) -> positions`` after tick ``k``
         (:class:`Decide`).
     clamps : ndarray, shape (steps, M_T), optional
-        The clamps of every step; default the supervisor's nudge of what it reads.
+        The clamps of every step; default what the board's supervisor sets from what it reads.
+    durations : ndarray, shape (steps,), optional
+        The relaxation time before every tick (seconds); default the board's clock period.
     progress : Progress, optional
 
     Returns
     -------
     dict
         The record: ``position`` (steps, E) int16, ``position_start`` (E,), ``v_free``,
-        ``v_clamped`` (steps, N), ``mse``, ``mse_eq`` (steps,), ``mse0``.
+        ``v_clamped`` (steps, N), ``mse``, ``mse_eq`` (steps,), ``mse0``; ``duration``
+        (steps,) where ``durations`` were given.
     """
     net, task, board = engine.network, engine.task, engine.board
     tgt, V_T, eta = task.target_index, task.target_voltage, board.hardware.eta
@@ -107,11 +154,16 @@ def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=No
     p = np.asarray(start)
     state = engine.init(p)
     d0 = V_T - state.v_free[tgt]
+    if durations is not None:
+        durations = np.asarray(durations, dtype=float)
+        if durations.shape != (steps,):
+            raise ConfigError(f"`durations` must have shape ({steps},), got {durations.shape}")
     period = board.period
+    supervisor = board.hardware.supervisor
     bar = progress if progress is not None else Progress(steps, enabled=False)
     for k in range(steps):
-        clamp = task.nudge(state.v_free, eta) if clamps is None else clamps[k]
-        state = engine.relax(state, clamp, period)  # 1-2: clamps, relaxation
+        clamp = supervisor.clamp(task, state.v_free, eta) if clamps is None else clamps[k]
+        state = engine.relax(state, clamp, period if durations is None else durations[k])  # 1-2: clamps, relaxation
         vf, vc = state.v_free, state.v_clamped
         v_free[k], v_clamped[k] = vf, vc  # 3: record
         p = decide(k, p, vf, vc, edge_nodes)  # 4: clock tick
@@ -125,13 +177,16 @@ def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=No
         raise SpicelearnError(f"the run on {net.name!r} gave non-finite voltages or errors (first at step "
                               f"{int(np.argmin(np.isfinite(mse) & np.isfinite(mse_eq)))}); check the task's voltages "
                               "and the board's part values")
-    return dict(position=position, position_start=np.asarray(start), mse=mse, mse_eq=mse_eq, v_free=v_free,
-                v_clamped=v_clamped, mse0=float(d0 @ d0))
+    record = dict(position=position, position_start=np.asarray(start), mse=mse, mse_eq=mse_eq, v_free=v_free,
+                  v_clamped=v_clamped, mse0=float(d0 @ d0))
+    if durations is not None:
+        record["duration"] = durations
+    return record
 
 
 def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000, backend="exact",
           seed: int | None = 0, positions=None, progress: bool = False, network_seed: int = 0,
-          rule=None, board: Board | None = None):
+          rule=None, board: Board | None = None, board_seed: int | None = None):
     """Train the twin networks with the comparator-XOR rule of the hardware.
 
     Parameters
@@ -148,7 +203,8 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
         ``(network, task, board) -> engine`` (for instance
         ``functools.partial(NgspiceEngine, parallel=False)``).
     seed : int or None
-        Seed of the comparator noise.
+        Seed of the run's random streams (:func:`streams`): comparator noise, missed
+        pulses, clock jitter, and the parts of a board drawn from the design's tolerances.
     positions : array of int, shape (E,), optional
         Start positions (default: graph attributes, else the pots' start).
     progress : bool
@@ -157,8 +213,12 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
         Override the design's rule: a rule name, or a function
         ``rule(dv_free, dv_clamped, offset, noise, rng) -> up`` (bool array, shape (E,)).
     board : Board, optional
-        The part values to simulate instead of the nominal board (it carries its
-        hardware; give ``hardware`` or ``board``).
+        The part values to simulate (it carries its hardware; give ``hardware`` or
+        ``board``). Default: the nominal board of ``hardware``, or, where the design
+        has tolerances, a board drawn from them (:meth:`Board.draw`).
+    board_seed : int, optional
+        Which board of the design: board ``b`` draws its parts and its noise from
+        ``(seed, b)`` (a Monte Carlo over boards, :mod:`spicelearn.experiments.validate`).
 
     Returns
     -------
@@ -167,9 +227,11 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
     """
     steps = check_steps(steps)
     seed = check_seed("seed", seed, allow_none=True)
+    board_seed = check_seed("board_seed", board_seed, allow_none=True)
+    rngs = streams(seed, board_seed)
     bound = bind(network, task, network_seed=network_seed)
     net = bound.network
-    b = make_board(net, hardware, board)
+    b = make_board(net, hardware, board, rngs["parts"])
     if isinstance(rule, str):
         b = b.replace(hardware=replace(b.hardware, rule=rule))
     rule_fn = comparator_rule(b.hardware.rule) if rule is None or isinstance(rule, str) else rule
@@ -181,15 +243,18 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
     bar = Progress(steps, label=f"train {net.name} ({name})", enabled=progress)
     try:
         with limit_for(net):
-            record = run_loop(engine, steps, p, Decide.rule(b, rule_fn, np.random.default_rng(seed)), progress=bar)
+            record = run_loop(engine, steps, p, Decide.rule(b, rule_fn, rngs["noise"], rngs["miss"]),
+                              durations=jittered_durations(b, steps, rngs["jitter"]), progress=bar)
     finally:
         bar.close()
         engine.close()
     attrs = {"backend": name, "seed": -1 if seed is None else int(seed)}
+    if board_seed is not None:
+        attrs["board_seed"] = int(board_seed)
     if rule_fn is rule:
         attrs["rule"] = getattr(rule_fn, "__name__", "custom")
-    return make_dataset(bound, b, record=record, time=(np.arange(steps) + 1) * b.period, time_units="s",
-                        attrs=attrs)
+    time = np.cumsum(record["duration"]) if "duration" in record else (np.arange(steps) + 1) * b.period
+    return make_dataset(bound, b, record=record, time=time, time_units="s", attrs=attrs)
 
 
 @dataclass(frozen=True)
@@ -233,7 +298,7 @@ class ReplayResult:
 
 
 def replay(task: BoundTask, board: Board, positions, clamps, *, engines=("exact", "ngspice"), start=None,
-           recorded=None) -> ReplayResult:
+           recorded=None, durations=None) -> ReplayResult:
     """Drive engines through the same positions and clamp values: the loop with a record deciding.
 
     Step k: each engine steps its clamps to ``clamps[k]`` and relaxes one clock
@@ -252,6 +317,8 @@ def replay(task: BoundTask, board: Board, positions, clamps, *, engines=("exact"
         Positions before the first step (default: the pots' start position).
     recorded : (v_free, v_clamped), each (steps, N), optional
         Voltages a run recorded, to compare with.
+    durations : array, shape (steps,), optional
+        Relaxation time of each step (a run with clock jitter); default the board's period.
     """
     net = task.network
     board = board.check(net)
@@ -269,7 +336,8 @@ def replay(task: BoundTask, board: Board, positions, clamps, *, engines=("exact"
     with limit_for(net):
         for name in engines:
             with get_engine(name)(net, task, board) as engine:
-                records.append(run_loop(engine, steps, start, Decide.record(positions), clamps=clamps))
+                records.append(run_loop(engine, steps, start, Decide.record(positions), clamps=clamps,
+                                        durations=durations))
     names = tuple(e if isinstance(e, str) else getattr(e, "name", type(e).__name__) for e in engines)
     rec = (None, None) if recorded is None else tuple(np.asarray(r, dtype=float) for r in recorded)
     return ReplayResult(names, np.array([r["v_free"] for r in records]),
@@ -292,4 +360,5 @@ def replay_run(ds, *, engines=("exact", "ngspice"), steps: int | None = None, ne
     vc = np.asarray(ds["v_clamped"][:n])
     clamps = vc[:, task.target_index]  # the clamped targets sit at the clamps the supervisor set
     return replay(task, board, np.asarray(ds["position"][:n]), clamps, engines=engines, start=start,
-                  recorded=(np.asarray(ds["v_free"][:n]), vc))
+                  recorded=(np.asarray(ds["v_free"][:n]), vc),
+                  durations=np.asarray(ds["duration"][:n]) if "duration" in ds else None)

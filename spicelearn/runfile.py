@@ -4,7 +4,9 @@ A run file says everything needed to repeat its run: the network (for a built-in
 its name and seed with a content hash, otherwise the graph itself as GraphML in
 the attribute ``network_graphml``), the task (JSON), every parameter of the
 design and the board's part values (``r_ab (twin, edge)``, ``capacitance (edge)``
-or ``(node)``, ``offset (comparator, edge)``), the start positions, and the
+or ``(node)`` (``(twin, ...)`` where the twins' capacitors differ), ``offset (comparator, edge)``,
+and where the board has them ``wiper`` and ``leakage (twin, edge)``), the relaxation time of
+every step where the clock jitters (``duration (step)``), the start positions, and the
 package version. :func:`run_inputs` rebuilds network, task and board from it.
 """
 
@@ -82,8 +84,14 @@ def make_dataset(task: BoundTask, board: Board | None, *, record: dict, time, ti
     if board is not None:
         data["r_ab"] = (("twin", "edge"), board.r_ab)
         cap_dim = "edge" if board.hardware.capacitance_model == "per_edge" else "node"
-        data["capacitance"] = (cap_dim, board.capacitance)
+        data["capacitance"] = ((cap_dim,) if board.capacitance.ndim == 1 else ("twin", cap_dim), board.capacitance)
         data["offset"] = (("comparator", "edge"), board.offset)
+        if np.any(board.wiper):
+            data["wiper"] = (("twin", "edge"), board.wiper)
+        if board.has_leakage:
+            data["leakage"] = (("twin", "edge"), board.leakage)
+    if "duration" in record:
+        data["duration"] = ("step", np.asarray(record["duration"], dtype=float))
         coords.update(twin=list(TWINS), comparator=list(COMPARATORS))
     ds = xr.Dataset(data, coords=coords)
     ds["time"].attrs["units"] = time_units
@@ -93,6 +101,12 @@ def make_dataset(task: BoundTask, board: Board | None, *, record: dict, time, ti
         ds["r_ab"].attrs.update(units="ohm", long_name="end-to-end resistance of every pot of the board")
         ds["capacitance"].attrs.update(units="F", long_name=f"capacitance of every {cap_dim} of the board")
         ds["offset"].attrs.update(units="V", long_name="input offset of the two comparators of every edge")
+        for v, text in (("wiper", "wiper resistance in series with every pot"),
+                        ("leakage", "leakage resistance in parallel with every edge capacitor")):
+            if v in ds:
+                ds[v].attrs.update(units="ohm", long_name=text)
+    if "duration" in ds:
+        ds["duration"].attrs.update(units="s", long_name="relaxation time before each tick (clock jitter)")
     out = {"spicelearn_version": __version__, **network_attrs(net), "steps": steps,
            "task": json.dumps(task.task.to_dict())}
     if board is not None:
@@ -153,7 +167,9 @@ def run_inputs(ds: xr.Dataset, network=None, network_seed: int | None = None) ->
     hw = Hardware.from_attrs(a)
     if "r_ab" in ds:
         board = Board(hardware=hw, gamma_l=float(a["gamma_l"]), r_ab=ds["r_ab"].values,
-                      capacitance=ds["capacitance"].values, offset=ds["offset"].values)
+                      capacitance=ds["capacitance"].values, offset=ds["offset"].values,
+                      wiper=ds["wiper"].values if "wiper" in ds else None,
+                      leakage=ds["leakage"].values if "leakage" in ds else None)
     else:  # files of spicelearn before boards: nominal parts, the clock as recorded
         cap = None if a.get("capacitance_per_edge") else float(a["capacitance"])
         board = Board.nominal(net, replace(hw, capacitance=cap, R=None, gamma_l=float(a["gamma_l"])))

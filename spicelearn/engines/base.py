@@ -109,7 +109,7 @@ class Engine(abc.ABC):
         C, T = self.task.clamped_floating, self.task.target_index
         v = np.array(state.v_clamped, dtype=float)
         if C.size:
-            LC = self.board.capacitance_matrix(self.network)
+            LC = self.board.capacitance_matrix(self.network, twin=1)
             v[C] += np.linalg.solve(LC[np.ix_(C, C)], LC[np.ix_(C, T)] @ (v[T] - clamp))
         v[T] = clamp
         return replace(state, v_clamped=v, clamp=clamp)
@@ -148,8 +148,9 @@ class Engine(abc.ABC):
 
     # -- shared helpers ------------------------------------------------------------------
     def default_clamp(self, v_free: np.ndarray) -> np.ndarray:
-        """The supervisor's nudge of the free node voltages ``v_free`` (N,), shape (M_T,)."""
-        return self.task.nudge(v_free, self.hardware.eta)
+        """The clamps the board's supervisor sets from the free node voltages ``v_free`` (N,): the nudge,
+        through its converters; shape (M_T,)."""
+        return self.hardware.supervisor.clamp(self.task, v_free, self.hardware.eta)
 
     def _check_positions(self, positions) -> np.ndarray:
         return self.hardware.pot.check_positions(positions, self.network.n_edges)

@@ -23,10 +23,11 @@ conservation on the floating nodes). So each tick needs one symmetric eigensolve
 
 Both capacitance models share this code: ``global`` is ``L_C = diag(C)``.
 
-A board whose twins differ (pots of different R_AB) gives the clamped twin its
-own matrix ``A_C`` at its own conductances and a second eigensolve; with equal
-twins (every nominal board) the clamped twin reuses the free twin's
-decomposition, as above.
+A board whose twins differ (pots of different R_AB, wiper or leakage) gives the
+clamped twin its own matrix ``A_C`` at its own conductances and a second
+eigensolve; twins with different capacitors also have their own Cholesky frame
+(``K``, ``W``). With equal twins (every nominal board) the clamped twin reuses
+the free twin's decomposition, as above.
 """
 
 from __future__ import annotations
@@ -97,6 +98,16 @@ class ExactState(EngineState):
     ops_c: _Operators = None
 
 
+@dataclass(frozen=True, eq=False)
+class _Frame:
+    """The coordinates ``y = K^T v_F`` of one twin's capacitors: ``L_C[FF] = K K^T``, ``W = K^-1 B_F^T``."""
+
+    K: np.ndarray  # (n_F, n_F) lower triangular
+    Kinv: np.ndarray  # (n_F, n_F)
+    W: np.ndarray  # (n_F, E)
+    K22T: np.ndarray  # (M_T, M_T): y2 = K22^T v_T
+
+
 class ExactEngine(Engine):
     """Exact RC transient of the free and clamped twins (see module docstring).
 
@@ -116,30 +127,34 @@ class ExactEngine(Engine):
         self.floating = np.concatenate([task.clamped_floating, tgt])  # free twin's floating nodes, C then T
         self.n_c = task.clamped_floating.size
         self._twins_identical = board.twins_identical
-        LC = board.capacitance_matrix(network)
+        free = self._frame(0)
+        self.frames = (free, free if board.capacitors_identical else self._frame(1))
+        self.b_src = network.incidence[:, src] @ task.source_voltage  # (E,) edge drops from the sources alone
+        self._v_template = np.zeros(n)
+        self._v_template[src] = task.source_voltage
+
+    # -- helpers ---------------------------------------------------------------
+    def _frame(self, twin: int) -> _Frame:
+        LC = self.board.capacitance_matrix(self.network, twin)
         try:
             K = np.linalg.cholesky(LC[np.ix_(self.floating, self.floating)])
         except np.linalg.LinAlgError:
             raise NetworkError("the capacitance matrix of the floating nodes is singular: "
                                "some floating node has no capacitive path to a driven node") from None
-        self.K = K
-        self.Kinv = sla.solve_triangular(K, np.eye(K.shape[0]), lower=True)
-        B = network.incidence
-        self.W = self.Kinv @ B[:, self.floating].T  # (n_F, E)
-        self.b_src = B[:, src] @ task.source_voltage  # (E,) edge drops from the sources alone
-        self.K22T = K[self.n_c:, self.n_c:].T  # y2 = K22^T v_T
-        self._v_template = np.zeros(n)
-        self._v_template[src] = task.source_voltage
+        Kinv = sla.solve_triangular(K, np.eye(K.shape[0]), lower=True)
+        return _Frame(K=K, Kinv=Kinv, W=Kinv @ self.network.incidence[:, self.floating].T,
+                      K22T=K[self.n_c:, self.n_c:].T)
 
-    # -- helpers ---------------------------------------------------------------
     def _decompositions(self, positions) -> tuple:
         """``(ops, ops_c)`` of the free and the clamped twin at ``positions``."""
-        ops = self._decompose(self.board.conductance(positions, 0))
-        return ops, (ops if self._twins_identical else self._decompose(self.board.conductance(positions, 1)))
+        ops = self._decompose(self.frames[0], self.board.conductance(positions, 0))
+        if self._twins_identical:
+            return ops, ops
+        return ops, self._decompose(self.frames[1], self.board.conductance(positions, 1))
 
-    def _decompose(self, g) -> _Operators:
-        Wg = self.W * g
-        lam, U = np.linalg.eigh(Wg @ self.W.T)
+    def _decompose(self, frame: _Frame, g) -> _Operators:
+        Wg = frame.W * g
+        lam, U = np.linalg.eigh(Wg @ frame.W.T)
         if lam[0] <= 0:
             raise NetworkError("the conductance matrix of the floating nodes is singular: "
                                "a floating part of the network has no path to a driven node")
@@ -149,13 +164,13 @@ class ExactEngine(Engine):
         ystar = -(U @ ((U.T @ (Wg @ self.b_src)) / lam))
         return _Operators(lam=lam, U=U, U1=U1, U2=U2, U2U2=U2U2, ystar=ystar)
 
-    def _to_v(self, y: np.ndarray) -> np.ndarray:
+    def _to_v(self, y: np.ndarray, twin: int = 0) -> np.ndarray:
         v = self._v_template.copy()
-        v[self.floating] = self.Kinv.T @ y
+        v[self.floating] = self.frames[twin].Kinv.T @ y
         return v
 
-    def _to_y(self, v: np.ndarray) -> np.ndarray:
-        return self.K.T @ v[self.floating]
+    def _to_y(self, v: np.ndarray, twin: int = 0) -> np.ndarray:
+        return self.frames[twin].K.T @ v[self.floating]
 
     @staticmethod
     def _sub_resolvent(ops: _Operators, b: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -200,8 +215,8 @@ class ExactEngine(Engine):
         v_free = self._to_v(ops.ystar)
         if clamp is None:
             clamp = self.default_clamp(v_free)
-        y2 = self.K22T @ clamp
-        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(ops_c, y2), y2]))
+        y2 = self.frames[1].K22T @ clamp
+        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(ops_c, y2), y2]), 1)
         v_clamped[self.task.target_index] = clamp
         return ExactState(positions, v_free, v_clamped, clamp, ops, ops_c)
 
@@ -221,11 +236,11 @@ class ExactEngine(Engine):
         y = ystar + ops.U @ (np.exp(-ops.lam * duration) * a)
         v_free = self._to_v(y)
         # clamped twin: y1 conserved across the clamp step; y2 follows the clamps
-        y1 = self._to_y(state.v_clamped)[:nc]
-        y2 = self.K22T @ clamp
+        y1 = self._to_y(state.v_clamped, 1)[:nc]
+        y2 = self.frames[1].K22T @ clamp
         if nc:
             y1star = self._clamped_equilibrium_y1(state.ops_c, y2)
             y1 = y1star + self._sub_resolvent(state.ops_c, y1 - y1star, _QUAD_S / duration, _QUAD_W / duration)
-        v_clamped = self._to_v(np.concatenate([y1, y2]))
+        v_clamped = self._to_v(np.concatenate([y1, y2]), 1)
         v_clamped[self.task.target_index] = clamp
         return replace(state, v_free=v_free, v_clamped=v_clamped, clamp=clamp)

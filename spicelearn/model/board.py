@@ -1,11 +1,14 @@
 """A board: one realisation of a :class:`~spicelearn.model.hardware.Hardware` design, a value per part.
 
 The design gives nominal values; a board holds the value of every part actually
-fitted: the end-to-end resistance R_AB of each potentiometer of each twin, the
-capacitance of every edge (``per_edge``) or node (``global``), and the input
-offset of each of the two comparators of every edge. Engines simulate boards,
-so an edge's free and clamped twins may differ and every edge may have its own
-capacitor. :meth:`Board.nominal` is the ideal board of a design on a network.
+fitted: the end-to-end resistance R_AB and the wiper resistance of each
+potentiometer of each twin, the capacitance of every edge (``per_edge``) or node
+(``global``), shared by the twins or one per twin, the leakage resistance of
+every edge capacitor, and the input offset of each of the two comparators of
+every edge. Engines simulate boards, so an edge's free and clamped twins may
+differ and every part may have its own value. :meth:`Board.nominal` is the
+ideal board of a design on a network; :meth:`Board.draw` draws one board from
+the design's tolerances.
 """
 
 from __future__ import annotations
@@ -39,10 +42,16 @@ class Board:
         board's typical capacitance.
     r_ab : ndarray, shape (2, E)
         End-to-end resistance (ohm) of every pot, rows free and clamped twin.
-    capacitance : ndarray, shape (E,) for ``per_edge``, (N,) for ``global``
-        Capacitance in farad of every edge capacitor, or of every node to ground.
+    capacitance : ndarray, shape (E,) or (2, E) for ``per_edge``, (N,) or (2, N) for ``global``
+        Capacitance in farad of every edge capacitor, or of every node to ground:
+        one value shared by both twins, or a row per twin.
     offset : ndarray, shape (2, E)
         Input offset (volt) of the two comparators of every edge.
+    wiper : ndarray, shape (2, E), optional
+        Wiper resistance (ohm) in series with every pot (default 0).
+    leakage : ndarray, shape (2, E), optional
+        Leakage resistance (ohm) in parallel with every edge capacitor of each twin
+        (default inf: none; ``per_edge`` only).
     """
 
     hardware: Hardware
@@ -50,25 +59,38 @@ class Board:
     r_ab: np.ndarray
     capacitance: np.ndarray
     offset: np.ndarray
+    wiper: np.ndarray | None = None
+    leakage: np.ndarray | None = None
 
     def __post_init__(self):
         r_ab = np.asarray(self.r_ab, dtype=float)
         offset = np.asarray(self.offset, dtype=float)
         cap = np.asarray(self.capacitance, dtype=float)
         E = r_ab.shape[-1] if r_ab.ndim == 2 else -1
+        wiper = np.zeros((2, max(E, 0))) if self.wiper is None else np.asarray(self.wiper, dtype=float)
+        leakage = np.full((2, max(E, 0)), np.inf) if self.leakage is None else np.asarray(self.leakage, dtype=float)
         if r_ab.ndim != 2 or r_ab.shape[0] != 2 or not np.all(np.isfinite(r_ab) & (r_ab > 0)):
             raise ConfigError(f"board `r_ab` must be finite and > 0 ohm with shape (2, E), got shape {r_ab.shape}")
         if offset.shape != (2, E) or not np.all(np.isfinite(offset)):
             raise ConfigError(f"board `offset` must be finite volts with shape (2, {E}), got shape {offset.shape}")
-        if cap.ndim != 1 or not np.all(np.isfinite(cap) & (cap > 0)):
+        if wiper.shape != (2, E) or not np.all(np.isfinite(wiper) & (wiper >= 0)):
+            raise ConfigError(f"board `wiper` must be finite and >= 0 ohm with shape (2, {E}), got shape {wiper.shape}")
+        if leakage.shape != (2, E) or not np.all(leakage > 0):
+            raise ConfigError(f"board `leakage` must be > 0 ohm (inf: none) with shape (2, {E}), "
+                              f"got shape {leakage.shape}")
+        per_edge = self.hardware.capacitance_model == "per_edge"
+        if not per_edge and np.any(np.isfinite(leakage)):
+            raise ConfigError("board `leakage` is modelled for per-edge capacitors only (global model: give none)")
+        if cap.ndim not in (1, 2) or (cap.ndim == 2 and cap.shape[0] != 2) or not np.all(np.isfinite(cap) & (cap > 0)):
             raise ConfigError(f"board `capacitance` must be finite and > 0 farad, one per "
-                              f"{'edge' if self.hardware.capacitance_model == 'per_edge' else 'node'}, "
-                              f"got shape {cap.shape}")
-        if self.hardware.capacitance_model == "per_edge" and cap.shape != (E,):
-            raise ConfigError(f"board `capacitance` must have one value per edge, shape ({E},), got {cap.shape}")
+                              f"{'edge' if per_edge else 'node'} (or a row per twin), got shape {cap.shape}")
+        if per_edge and cap.shape[-1] != E:
+            raise ConfigError(f"board `capacitance` must have one value per edge, shape ({E},) or (2, {E}), "
+                              f"got {cap.shape}")
         if not (np.isfinite(self.gamma_l) and self.gamma_l > 0):
             raise ConfigError(f"board `gamma_l` must be finite and > 0 Hz, got {self.gamma_l!r}")
-        for name, value in (("r_ab", r_ab), ("offset", offset), ("capacitance", cap)):
+        for name, value in (("r_ab", r_ab), ("offset", offset), ("capacitance", cap), ("wiper", wiper),
+                            ("leakage", leakage)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)
         object.__setattr__(self, "gamma_l", float(self.gamma_l))
@@ -92,7 +114,39 @@ class Board:
             cap = np.full(network.n_nodes, hardware.nominal_capacitance)
         gamma_l, _ = hardware.clock(_typical(cap))
         return cls(hardware=hardware, gamma_l=gamma_l, r_ab=np.full((2, E), float(hardware.pot.r_ab)),
-                   capacitance=cap, offset=np.full((2, E), float(hardware.comparator.offset)))
+                   capacitance=cap, offset=np.full((2, E), float(hardware.comparator.offset)),
+                   wiper=np.full((2, E), hardware.pot.wiper), leakage=np.full((2, E), hardware.capacitor.leakage))
+
+    @classmethod
+    def draw(cls, network: CompiledNetwork, hardware: Hardware, rng) -> "Board":
+        """One board of ``hardware`` on ``network`` with its part values drawn from the design's tolerances.
+
+        Each pot pair's R_AB is drawn once (``Potentiometer.tolerance``), then split between the
+        twins by ``twin_mismatch``; every capacitor of each twin (``Capacitor.tolerance``) and every
+        comparator's offset (``Comparator.offset_sigma``) is drawn on its own. Wiper and leakage
+        resistances are the design's. The clock is the nominal board's: a crystal does not know the
+        capacitors. With no spread in the design, the nominal board, whatever ``rng``.
+
+        Parameters
+        ----------
+        network : CompiledNetwork
+        hardware : Hardware
+        rng : numpy.random.Generator
+            The board's own stream (draws in a fixed order: pots, mismatch, capacitors, offsets).
+        """
+        board = cls.nominal(network, hardware)
+        pot, capacitor, comp = hardware.pot, hardware.capacitor, hardware.comparator
+        E = network.n_edges
+        changes = {}
+        if hardware.has_spread:
+            r_ab = board.r_ab[0] * _spread(rng, pot.tolerance, pot.distribution, E)
+            split = 0.5 * pot.twin_mismatch * rng.standard_normal(E)
+            changes["r_ab"] = np.stack([r_ab * (1 + split), r_ab * (1 - split)])
+            cap = board.capacitance
+            spread = _spread(rng, capacitor.tolerance, capacitor.distribution, (2, cap.size))
+            changes["capacitance"] = cap * spread if capacitor.tolerance else cap
+            changes["offset"] = board.offset + comp.offset_sigma * rng.standard_normal((2, E))
+        return board.replace(**changes) if changes else board
 
     def replace(self, **changes) -> "Board":
         """A copy with some part values changed (``dataclasses.replace``); the clock stays as it is."""
@@ -124,37 +178,64 @@ class Board:
 
     @property
     def twins_identical(self) -> bool:
-        """Whether both twins of every edge have the same resistance at every position."""
-        return bool(np.array_equal(self.r_ab[0], self.r_ab[1]))
+        """Whether both twins of every edge have the same parts (resistance at every position, capacitors)."""
+        return bool(all(np.array_equal(a[0], a[1]) for a in (self.r_ab, self.wiper, self.leakage))
+                    and (self.capacitance.ndim == 1 or np.array_equal(self.capacitance[0], self.capacitance[1])))
+
+    @property
+    def capacitors_identical(self) -> bool:
+        """Whether both twins have the same capacitors."""
+        return self.capacitance.ndim == 1 or bool(np.array_equal(self.capacitance[0], self.capacitance[1]))
+
+    @property
+    def has_leakage(self) -> bool:
+        return bool(np.any(np.isfinite(self.leakage)))
+
+    def twin_capacitance(self, twin: int) -> np.ndarray:
+        """Capacitances of one twin (0 free, 1 clamped), shape (E,) or (N,)."""
+        return self.capacitance if self.capacitance.ndim == 1 else self.capacitance[twin]
 
     def resistance(self, positions, twin: int | None = None) -> np.ndarray:
-        """Resistance in ohm of every pot at integer ``positions`` (E,): shape (2, E) (free, clamped), or
-        (E,) of one ``twin`` (0 free, 1 clamped)."""
-        r_ab = self.r_ab if twin is None else self.r_ab[twin]
-        return (np.asarray(positions) + 1.0) * (r_ab / self.hardware.pot.n_positions)
+        """Resistance in ohm of every pot (wiper included) at integer ``positions`` (E,): shape (2, E)
+        (free, clamped), or (E,) of one ``twin`` (0 free, 1 clamped). Leakage not included."""
+        r_ab, wiper = (self.r_ab, self.wiper) if twin is None else (self.r_ab[twin], self.wiper[twin])
+        return (np.asarray(positions) + 1.0) * (r_ab / self.hardware.pot.n_positions) + wiper
 
     def conductance(self, positions, twin: int | None = None) -> np.ndarray:
-        """Conductance in siemens, shape (2, E) or (E,) of one ``twin`` (see :meth:`resistance`)."""
-        return 1.0 / self.resistance(positions, twin)
+        """Conductance in siemens of every edge, pot and capacitor leakage in parallel: shape (2, E), or (E,)
+        of one ``twin`` (see :meth:`resistance`)."""
+        leakage = self.leakage if twin is None else self.leakage[twin]
+        return 1.0 / self.resistance(positions, twin) + 1.0 / leakage
 
-    def capacitance_matrix(self, network: CompiledNetwork) -> np.ndarray:
-        """The capacitance matrix L_C, shape (N, N): edge-weighted Laplacian, or the diagonal of node capacitors."""
+    def capacitance_matrix(self, network: CompiledNetwork, twin: int = 0) -> np.ndarray:
+        """The capacitance matrix L_C of one twin, shape (N, N): edge-weighted Laplacian, or the diagonal of
+        node capacitors."""
+        c = self.twin_capacitance(twin)
         if self.hardware.capacitance_model == "global":
-            return np.diag(self.capacitance)
-        return network.laplacian(self.capacitance)
+            return np.diag(c)
+        return network.laplacian(c)
 
     def is_nominal(self, network: CompiledNetwork) -> bool:
         """Whether every part is at the value :meth:`nominal` gives."""
         ref = Board.nominal(network, self.hardware)
-        return all(np.array_equal(getattr(self, k), getattr(ref, k)) for k in ("r_ab", "capacitance", "offset"))
+        return all(np.array_equal(getattr(self, k), getattr(ref, k))
+                   for k in ("r_ab", "capacitance", "offset", "wiper", "leakage"))
 
     def check(self, network: CompiledNetwork) -> "Board":
         """``self``, after checking that its arrays fit ``network``."""
         n = network.n_edges if self.hardware.capacitance_model == "per_edge" else network.n_nodes
-        if self.n_edges != network.n_edges or self.capacitance.shape != (n,):
+        if self.n_edges != network.n_edges or self.capacitance.shape[-1] != n:
             raise ConfigError(f"the board has {self.n_edges} pots per twin and {self.capacitance.size} capacitors; "
                               f"network {network.name!r} has {network.n_edges} edges and {network.n_nodes} nodes")
         return self
+
+
+def _spread(rng, tolerance: float, distribution: str, shape) -> np.ndarray:
+    """Relative factors ``1 + delta`` of parts' values: uniform in +/- tolerance, or normal with sigma tolerance
+    (draws always made, so that the stream's order does not depend on which tolerances are zero)."""
+    if distribution == "uniform":
+        return 1.0 + tolerance * rng.uniform(-1.0, 1.0, size=shape)
+    return 1.0 + tolerance * rng.standard_normal(shape)
 
 
 def _typical(capacitance: np.ndarray) -> float:

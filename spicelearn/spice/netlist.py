@@ -6,7 +6,8 @@ of the graph is ``f_<n>`` in the free twin and ``c_<n>`` in the clamped one
 (``f_n<index>`` / ``c_n<index>`` when the id is not a safe lower-case SPICE
 name); edge ``j`` is the resistor
 ``rf<j>`` / ``rc<j>`` with, in the ``per_edge`` model, the capacitor
-``cf<j>`` / ``cc<j>`` in parallel; in the ``global`` model every node has a
+``cf<j>`` / ``cc<j>`` in parallel (and its leakage ``rlf<j>`` / ``rlc<j>`` where the
+board has one; a pot's wiper resistance is part of its resistor); in the ``global`` model every node has a
 capacitor ``cfn<i>`` / ``ccn<i>`` to ground. Sources are DC voltage sources
 ``vfs<i>`` / ``vcs<i>``, the clamps ``vct<i>`` (a ``pulse`` whose rise is the clamp step).
 
@@ -235,14 +236,19 @@ def compile_netlist(network: CompiledNetwork, task: BoundTask, board: Board, sta
              + ", ".join(f"{_comment(n)}->{a},{b}" for n, a, b in zip(network.nodes[:64], fn, cn))
              + (" ..." if N > 64 else "")]
     eu, ev = network.edge_nodes.T
-    for twin, names in [(t, n) for t, n in (("f", fn), ("c", cn)) if t in twins]:
+    for t, (twin, names) in enumerate((("f", fn), ("c", cn))):
+        if twin not in twins:
+            continue
         lines += [f"r{twin}{j} {names[a]} {names[b]} {_fmt(r)}"
                   for j, (a, b, r) in enumerate(zip(eu, ev, res[twin]))]
+        caps = board.twin_capacitance(t)
         if hardware.capacitance_model == "per_edge":
             lines += [f"c{twin}{j} {names[a]} {names[b]} {_fmt(c)}"
-                      for j, (a, b, c) in enumerate(zip(eu, ev, board.capacitance))]
+                      for j, (a, b, c) in enumerate(zip(eu, ev, caps))]
+            lines += [f"rl{twin}{j} {names[a]} {names[b]} {_fmt(r)}"  # capacitor leakage
+                      for j, (a, b, r) in enumerate(zip(eu, ev, board.leakage[t])) if np.isfinite(r)]
         else:
-            lines += [f"c{twin}n{i} {names[i]} 0 {_fmt(c)}" for i, c in enumerate(board.capacitance)]
+            lines += [f"c{twin}n{i} {names[i]} 0 {_fmt(c)}" for i, c in enumerate(caps)]
         lines += [f"v{twin}s{k} {names[i]} 0 dc {_fmt(v)}"
                   for k, (i, v) in enumerate(zip(task.source_index, task.source_voltage))]
     t_ramp = ramp * state.duration

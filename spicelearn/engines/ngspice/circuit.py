@@ -34,8 +34,9 @@ class Circuit:
         self._length = 1  # samples in the time vector of this segment
         self._names = None
 
-    def start(self, state: EngineState, clamp: np.ndarray, T: float, segment: int) -> dict:
-        """Load a new segment at the state's voltages, one ``.tran`` through ``segment`` ticks; run to tick 1."""
+    def start(self, state: EngineState, clamp: np.ndarray, T: float, tstop: float) -> dict:
+        """Load a new segment at the state's voltages, one ``.tran`` to ``tstop`` seconds; run to its first tick
+        at ``T``."""
         s, e = self.session, self.engine
         s.reset()
         eps = RAMP * T
@@ -44,8 +45,8 @@ class Circuit:
         self.netlist = compile_netlist(
             e.network, e.task, e.board,
             NetlistState(state.positions, state.v_free, state.v_clamped, clamp, T),
-            title=f"spicelearn ngspice engine segment of {segment} ticks ({self.twins})",
-            tran=f".tran {eps!r} {(T + eps) * (segment + 1)!r} 0 {T!r} uic",
+            title=f"spicelearn ngspice engine segment of {e.segment} ticks ({self.twins})",
+            tran=f".tran {eps!r} {tstop!r} 0 {T!r} uic",
             extra=(".save " + " ".join(f"v({x})" for names in self.saved.values() for x in names),),
             twins=self.twins)
         s.load(self.netlist.text)
@@ -56,13 +57,13 @@ class Circuit:
         self._go("run")
         return self._read(T)
 
-    def advance(self, k: int, T: float, changed: np.ndarray, r: list, old_clamp, clamp) -> dict:
-        """Tick ``k`` of the segment: alter the moved resistors (``r``: resistances of the free and the
-        clamped twin, two lists of E) and the clamp ramps, resume to tick ``k + 1``."""
+    def advance(self, t_tick: float, T: float, t_next: float, changed: np.ndarray, r: list, old_clamp, clamp) -> dict:
+        """From the tick at ``t_tick`` (s) to the next one, ``T`` later at ``t_next``: alter the moved resistors (``r``:
+        resistances of the free and the clamped twin, two lists of E) and the clamp ramps, and resume."""
         s, nl = self.session, self.netlist
         texts = [f"alter {names[j]} = {rt[j]!r}" for j in changed.tolist()
                  for names, rt in ((nl.free_resistors, r[0]), (nl.clamped_resistors, r[1])) if names]
-        t0, t1, t2 = self.time, k * T + RAMP * T, (k + 1) * T
+        t0, t1, t2 = self.time, t_tick + RAMP * T, t_next
         texts += [f"alter @{name}[pulse] = [ {clamp_pulse(old, new, t0, t1 - t0, T)} ]"
                   for name, old, new in zip(nl.clamp_sources, old_clamp, clamp)]
         if texts:

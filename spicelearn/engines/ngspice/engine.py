@@ -57,6 +57,7 @@ from ...model.network import CompiledNetwork, equilibrium
 from ...model.task import BoundTask
 from ..base import Engine, EngineState
 from .binding import held_signals, ngspice, worker
+from ...spice.netlist import RAMP
 from .circuit import Circuit
 
 __all__ = ["NgspiceEngine", "NgspiceState"]
@@ -122,7 +123,10 @@ class NgspiceEngine(Engine):
         self.relaxations = 0  # relax calls (clock periods simulated)
         self._positions = None  # positions in the live circuits
         self._tick = 0  # ticks run in this segment
-        self._duration = None
+        self._duration = None  # relaxation time of the segment's first tick
+        self._uniform = True  # every tick of the segment as long as the first
+        self._t = 0.0  # the time of the segment's last tick
+        self._tstop = 0.0  # end of the segment's transient
 
     # -- engine interface ----------------------------------------------------------
     def state(self, positions, v_free, v_clamped, clamp) -> NgspiceState:
@@ -152,15 +156,20 @@ class NgspiceEngine(Engine):
 
     def _relax(self, state: NgspiceState, clamp, T: float) -> NgspiceState:
         live = (state.token != 0 and all(c.session.live == state.token for c in self._circuits)
-                and T == self._duration and self._tick < self.segment)
+                and self._tick < self.segment and self._t + T * (1 + RAMP) < self._tstop)
         if live:
-            k = self._tick
+            # the tick's time: k T while every tick of the segment has had the first one's duration
+            self._uniform = self._uniform and T == self._duration
+            t_next = (self._tick + 1) * T if self._uniform else self._t + T
             changed = np.flatnonzero(state.positions != self._positions)
             r = self.board.resistance(state.positions).tolist()
-            jobs = [partial(c.advance, k, T, changed, r, state.clamp, clamp) for c in self._circuits]
+            jobs = [partial(c.advance, self._t, T, t_next, changed, r, state.clamp, clamp) for c in self._circuits]
         else:
-            self._duration, self._tick = T, 0
-            jobs = [partial(c.start, state, clamp, T, self.segment) for c in self._circuits]
+            self._duration, self._tick, self._uniform, t_next = T, 0, True, T
+            # the segment's transient runs long enough for its ticks, jittered ones too (else a new segment)
+            self._tstop = (T * (1 + 6 * self.hardware.jitter) + RAMP * T) * (self.segment + 1)
+            jobs = [partial(c.start, state, clamp, T, self._tstop) for c in self._circuits]
+        self._t = t_next
         self._positions = np.array(state.positions)
         self._tick += 1
         self.relaxations += 1
