@@ -30,7 +30,26 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", type=int, default=None, metavar="POSITION",
                    help="start position of every pot, 0..127 (default 63: 50 kOhm, or the graph's "
                         "`position` attributes)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the comparator noise (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run's noise and drawn parts (default 0)")
+    _add_imperfections(p)
+
+
+#: Options of real parts on the command line (each an option of ``train``, OPTIONS), off by default.
+_PART_OPTIONS = ("board", "pot_part", "r_ab", "r_ab_tolerance", "r_ab_distribution", "twin_mismatch", "wiper",
+                 "miss_probability", "capacitance_tolerance", "capacitance_distribution", "leakage", "offset_sigma",
+                 "dac_bits", "dac_range", "adc_bits", "adc_range", "jitter")
+
+
+def _add_imperfections(p: argparse.ArgumentParser) -> None:
+    from ..experiments.spec import OPTIONS
+
+    g = p.add_argument_group("imperfections of real parts (README: Validating a board)")
+    for name in _PART_OPTIONS:
+        opt = OPTIONS[name]
+        default = "" if opt.default in (None, 0.0, "uniform") else f" (default {opt.default:g})" \
+            if isinstance(opt.default, float) else f" (default {opt.default})"
+        kw = {"nargs": 2, "type": float, "metavar": ("LOW", "HIGH")} if opt.kind is tuple else {"type": opt.kind}
+        g.add_argument(f"--{name.replace('_', '-')}", default=None, help=opt.help + default, **kw)
 
 
 def options_from_args(args, backend: str = "exact") -> dict:

@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 from ..errors import ConfigError
 
-__all__ = ["OPTIONS", "BACKENDS", "check_options", "hardware", "run", "SweepSpec", "load_spec", "point_id"]
+__all__ = ["OPTIONS", "IMPERFECTIONS", "BACKENDS", "check_options", "hardware", "run", "SweepSpec", "load_spec", "point_id"]
 
 BACKENDS = ("exact", "ngspice", "ode", "quasistatic")
 _HW = ("exact", "ngspice")
@@ -28,10 +28,11 @@ _HW = ("exact", "ngspice")
 
 @dataclass(frozen=True)
 class _Option:
-    kind: type  # float, int, str or bool
+    kind: type  # float, int, str, bool, or tuple (two floats: a range)
     default: object  # None: not set (a backend-specific default applies)
     backends: tuple = BACKENDS
     help: str = ""
+    infinite: bool = False  # a float that may be inf
 
 
 #: Why an option of the hardware backends means nothing to the paper's model.
@@ -56,9 +57,32 @@ OPTIONS = MappingProxyType({
     "offset": _Option(float, 0.0, _HW, "comparator offset, volt"),
     "start": _Option(int, None, _HW, "start position of every pot"),
     "steps": _Option(int, 3000, help="clock ticks / training steps"),
-    "seed": _Option(int, 0, _HW, "seed of the comparator noise"),
+    "seed": _Option(int, 0, _HW, "seed of the run's noise (and of the parts of a board drawn from tolerances)"),
     "network_seed": _Option(int, 0, help="seed of random built-in networks"),
+    # the imperfections of real parts (spicelearn.model.hardware), all off by default
+    "board": _Option(int, None, _HW, "which board of the design: its parts and noise drawn from (seed, board)"),
+    "pot_part": _Option(str, None, _HW, "digital potentiometer: AD5220-10k, AD5220-50k, AD5220-100k"),
+    "r_ab": _Option(float, None, _HW, "nominal end-to-end resistance of the pots, ohm (default 100e3)"),
+    "r_ab_tolerance": _Option(float, 0.0, _HW, "relative tolerance of each pot's R_AB"),
+    "r_ab_distribution": _Option(str, "uniform", _HW, "uniform (+/- tolerance) or normal (sigma)"),
+    "twin_mismatch": _Option(float, 0.0, _HW, "relative sigma between an edge's twin pots"),
+    "wiper": _Option(float, 0.0, _HW, "wiper resistance in series with every pot, ohm"),
+    "miss_probability": _Option(float, 0.0, _HW, "probability that an edge misses a clock pulse"),
+    "capacitance_tolerance": _Option(float, 0.0, _HW, "relative tolerance of each capacitor"),
+    "capacitance_distribution": _Option(str, "uniform", _HW, "uniform (+/- tolerance) or normal (sigma)"),
+    "leakage": _Option(float, math.inf, _HW, "leakage resistance in parallel with every edge capacitor, ohm "
+                       "(inf: none)", infinite=True),
+    "offset_sigma": _Option(float, 0.0, _HW, "sigma of each comparator's input offset, volt"),
+    "dac_bits": _Option(int, None, _HW, "resolution of the clamp DAC (default: ideal)"),
+    "dac_range": _Option(tuple, None, _HW, "clamp DAC range, two volts (default -2.5 2.5)"),
+    "adc_bits": _Option(int, None, _HW, "resolution of the target ADC (default: ideal)"),
+    "adc_range": _Option(tuple, None, _HW, "target ADC range, two volts (default -2.5 2.5)"),
+    "jitter": _Option(float, 0.0, _HW, "relative sigma of each tick's relaxation time"),
 })
+
+#: The options that are imperfections of real parts, in the order reports list them.
+IMPERFECTIONS = ("r_ab_tolerance", "twin_mismatch", "wiper", "miss_probability", "capacitance_tolerance", "leakage",
+                 "offset_sigma", "noise", "dac_bits", "adc_bits", "jitter")
 
 
 def _show(name: str, flags: bool) -> str:
@@ -71,13 +95,18 @@ def _typed(name: str, value, where: str, flags: bool = False):
     if opt.kind is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
-        ok = ok and math.isfinite(value)
+        ok = ok and (math.isfinite(value) or (opt.infinite and value == math.inf))
+    elif opt.kind is tuple:
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in value)
+        value = tuple(float(x) for x in value) if ok else value
     elif opt.kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:
         ok = isinstance(value, opt.kind)
     if not ok:
-        raise ConfigError(f"{where}: {_show(name, flags)}={value!r} must be a finite {opt.kind.__name__} ({opt.help})")
+        kind = "pair of finite floats" if opt.kind is tuple else f"finite {opt.kind.__name__}"
+        raise ConfigError(f"{where}: {_show(name, flags)}={value!r} must be a {kind} ({opt.help})")
     return value
 
 
@@ -121,13 +150,31 @@ def check_options(options: dict, where: str = "options", flags: bool = False) ->
 
 def hardware(options: dict):
     """The :class:`~spicelearn.model.hardware.Hardware` design that checked options describe."""
-    from ..model.hardware import Comparator, Hardware, Potentiometer
+    from ..model.hardware import POT_PARTS, Capacitor, Comparator, Hardware, Potentiometer, Supervisor
 
     o = options
-    pot = Potentiometer() if o["start"] is None else Potentiometer(start=o["start"])
+    pot = {"tolerance": o["r_ab_tolerance"], "distribution": o["r_ab_distribution"],
+           "twin_mismatch": o["twin_mismatch"], "wiper": o["wiper"], "miss_probability": o["miss_probability"]}
+    if o["start"] is not None:
+        pot["start"] = o["start"]
+    if o["pot_part"] is not None:
+        if o["pot_part"] not in POT_PARTS:
+            raise ConfigError(f"`pot_part`={o['pot_part']!r} is not in the part library; known pots: "
+                              f"{sorted(POT_PARTS)}")
+        n, r_ab = POT_PARTS[o["pot_part"]]
+        if o["r_ab"] is not None and o["r_ab"] != r_ab:
+            raise ConfigError(f"`r_ab`={o['r_ab']!r} contradicts `pot_part`={o['pot_part']!r} (R_AB {r_ab:g} ohm); "
+                              "give one of them, or the part's value")
+        pot.update(n_positions=n, r_ab=r_ab, part=o["pot_part"])
+    elif o["r_ab"] is not None:
+        pot["r_ab"] = o["r_ab"]
+    converters = {k: o[k] for k in ("dac_bits", "dac_range", "adc_bits", "adc_range") if o[k] is not None}
     return Hardware(capacitance=o["capacitance"], capacitance_model=o["capacitance_model"] or "per_edge",
                     R=o["R"], gamma_l=o["gamma_l"], eta=0.5 if o["eta"] is None else o["eta"],
-                    rule=o["rule"] or "xor", comparator=Comparator(noise=o["noise"], offset=o["offset"]), pot=pot)
+                    rule=o["rule"] or "xor", pot=Potentiometer(**pot),
+                    comparator=Comparator(noise=o["noise"], offset=o["offset"], offset_sigma=o["offset_sigma"]),
+                    capacitor=Capacitor(o["capacitance_tolerance"], o["capacitance_distribution"], o["leakage"]),
+                    supervisor=Supervisor(**converters), jitter=o["jitter"])
 
 
 def run(options: dict, progress: bool = False):
@@ -148,7 +195,7 @@ def run(options: dict, progress: bool = False):
     from ..loop import train
 
     return train(o["network"], o["task"], hardware(o), steps=o["steps"], backend=o["backend"], seed=o["seed"],
-                 progress=progress, network_seed=o["network_seed"])
+                 progress=progress, network_seed=o["network_seed"], board_seed=o["board"])
 
 
 def point_id(options: dict) -> str:

@@ -34,9 +34,10 @@ from collections import Counter
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ..errors import ConfigError
 from .checks import MAX_PARTS, capacitance_values, check_options, check_part_count
-from .parts import (AVERAGE_OHMS, DIFF_OHMS, GND, PULLUP_OHMS, SUPPLY_VOLTS, VDD, VREF_RATIO, PartType, connector,
-                    part, si_value)
+from .parts import (AVERAGE_OHMS, DIFF_OHMS, GND, POT_MPN, PULLUP_OHMS, SUPPLY_VOLTS, VDD, VREF_RATIO, PartType,
+                    connector, part, si_value)
 
 __all__ = ["Component", "Pcb", "build_board", "part_count", "natural_key", "VREF"]
 
@@ -125,11 +126,11 @@ class _Builder:
         self._links = {}             # (ref, pin) -> net
         self._floating = set()       # (ref, pin) outputs allowed to stay unconnected
 
-    def add(self, key: str, role: str, value: str, props=()) -> str:
+    def add(self, key: str, role: str, value: str, props=(), mpn: str | None = None) -> str:
         pt = part(key)
         self._count[pt.prefix] += 1
         ref = f"{pt.prefix}{self._count[pt.prefix]}"
-        self._records[ref] = {"part": key, "value": value, "role": role, "props": list(props)}
+        self._records[ref] = {"part": key, "value": value, "role": role, "props": list(props), "mpn": mpn}
         self._types[ref] = pt
         for rail, pin in pt.power.items():
             self.connect(rail, ref, pin)
@@ -174,8 +175,9 @@ class _Builder:
         for ref, rec in self._records.items():
             pt = self._types[ref]
             props = [("Sheetname", ""), ("spicelearn:role", rec["role"])] + rec["props"]
-            if pt.mpn.get(self.package):
-                props += [("Manufacturer", pt.manufacturer), ("MPN", pt.mpn[self.package])]
+            mpn = rec["mpn"] or pt.mpn.get(self.package)
+            if mpn:
+                props += [("Manufacturer", pt.manufacturer), ("MPN", mpn)]
             tstamp = str(uuid.uuid5(_NAMESPACE, f"{self.name}\n{rec['role']}"))
             comps.append(Component(ref=ref, part=rec["part"], value=rec["value"],
                                    footprint=pt.footprint(self.package), role=rec["role"], tstamp=tstamp,
@@ -285,15 +287,17 @@ def _add_buffers(b: _Builder, pool: _UnitPool, names: _NetNames) -> None:
         follower(f"clamped node {n}", names.node("C", n), names.sense("C", n))
 
 
-def _add_edge(b: _Builder, j: int, u: str, v: str, capacitance: float, names: _NetNames, pools: dict) -> None:
-    """Twin pots and capacitors, the two drops, the comparator pair and the XOR gate of edge ``j``."""
+def _add_edge(b: _Builder, j: int, u: str, v: str, capacitance: float, names: _NetNames, pools: dict,
+              pot_part: str) -> None:
+    """Twin pots (``pot_part``, a key of POT_MPN) and capacitors, the two drops, the comparator pair and the XOR
+    gate of edge ``j``."""
     label, e = f"{u}|{v}", f"/E{j}"
     eprops = [("spicelearn:edge", label)]
     pot_pins = part("AD5220").units[0]
     for side, name in (("F", "free"), ("C", "clamped")):
         nu, nv = names.node(side, u), names.node(side, v)
         props = eprops + [("spicelearn:network", name)]
-        pot = b.add("AD5220", f"edge {label} pot {name}", "AD5220-100k", props)
+        pot = b.add("AD5220", f"edge {label} pot {name}", pot_part, props, mpn=POT_MPN[pot_part][b.package])
         for role, net in (("clk", "/CLK"), ("ud", f"{e}_UP"), ("a", nu), ("w", nu), ("cs", "/CS_N"), ("b", nv)):
             b.connect(net, pot, pot_pins[role])
         b.two("C_edge", f"edge {label} capacitor {name}", si_value(capacitance), nu, nv, props)
@@ -370,7 +374,8 @@ def part_count(n_nodes: int, n_edges: int, n_sources: int, n_targets: int) -> in
 
 
 def build_board(network, task, *, capacitance: float | None = None, package: str = "dip",
-                connector_pins: int | None = None, max_parts: int = MAX_PARTS, network_seed: int = 0) -> Pcb:
+                connector_pins: int | None = None, max_parts: int = MAX_PARTS, network_seed: int = 0,
+                pot: str = "AD5220-100k") -> Pcb:
     """The printed circuit board of ``network`` trained on ``task``.
 
     Parameters
@@ -392,6 +397,8 @@ def build_board(network, task, *, capacitance: float | None = None, package: str
         by default); about 20 parts per edge.
     network_seed : int
         Seed of random built-in networks.
+    pot : str
+        The digital potentiometer: ``AD5220-10k``, ``AD5220-50k`` or ``AD5220-100k`` (default, the lab's).
 
     Returns
     -------
@@ -407,6 +414,8 @@ def build_board(network, task, *, capacitance: float | None = None, package: str
     from ..model.network import load_network
     from ..model.task import load_task
 
+    if pot not in POT_MPN:
+        raise ConfigError(f"`pot`={pot!r} is not in the part library; known pots: {sorted(POT_MPN)}")
     net = load_network(network, network_seed=network_seed)
     task = load_task(task, net)
     task.bind(net)
@@ -424,7 +433,7 @@ def build_board(network, task, *, capacitance: float | None = None, package: str
     pools.update(diff=_UnitPool(b, "MCP6004", "op-amp difference amplifiers"),
                  comparator=_UnitPool(b, "LM339", "comparators"), xor=_UnitPool(b, "74HC86", "xor gates"))
     for j, (u, v) in enumerate(net.edges):
-        _add_edge(b, j, u, v, caps[j], names, pools)
+        _add_edge(b, j, u, v, caps[j], names, pools, pot)
     _tie_spares(b, pools)
     for ref, role in b.ics():
         b.two("C", f"decoupling {role}", "100n", VDD, GND, [("spicelearn:decouples", ref)])

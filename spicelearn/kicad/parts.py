@@ -20,7 +20,7 @@ from types import MappingProxyType
 from ..errors import ConfigError
 
 __all__ = ["Pin", "PartType", "PARTS", "PACKAGES", "MAX_CONNECTOR_PINS", "CAPACITANCE_RANGE", "VDD", "GND",
-           "SUPPLY_VOLTS", "VREF_RATIO", "COMPARATOR_HEADROOM", "DIFF_OHMS", "AVERAGE_OHMS", "PULLUP_OHMS",
+           "SUPPLY_VOLTS", "VREF_RATIO", "POT_MPN", "COMPARATOR_HEADROOM", "DIFF_OHMS", "AVERAGE_OHMS", "PULLUP_OHMS",
            "connector", "part", "si_value", "parse_si"]
 
 #: Package styles: through-hole DIP with axial/radial passives, or SOIC with 0805/1206 passives.
@@ -113,10 +113,15 @@ _SO8, _SO14 = "Package_SO:SOIC-8_3.9x4.9mm_P1.27mm", "Package_SO:SOIC-14_3.9x8.7
 _QUAD_OPAMP_UNITS = tuple(_ro({"out": o, "in-": n, "in+": p})
                           for o, n, p in (("1", "2", "3"), ("7", "6", "5"), ("8", "9", "10"), ("14", "13", "12")))
 
+#: Order codes of the AD5220's resistance grades (the pot parts of :data:`spicelearn.model.hardware.POT_PARTS`).
+POT_MPN = _ro({"AD5220-10k": _ro({"dip": "AD5220BN10", "smd": "AD5220BR10"}),
+               "AD5220-50k": _ro({"dip": "AD5220BN50", "smd": "AD5220BR50"}),
+               "AD5220-100k": _ro({"dip": "AD5220BN100", "smd": "AD5220BR100"})})
+
 PARTS = _ro({p.key: p for p in (
     PartType(
         key="AD5220", lib="spicelearn", symbol="AD5220",
-        description="128-position up/down digital potentiometer, 100 kOhm (CLK falling edge, U/D high = towards A)",
+        description="128-position up/down digital potentiometer, R_AB grade in its value (CLK falling edge, U/D high = towards A)",
         prefix="U",
         pins=_pins(("CLK", "input"), ("U/~{D}", "input"), ("A", "passive"), ("GND", "power_in"),
                    ("W", "passive"), ("~{CS}", "input"), ("VDD", "power_in"), ("B", "passive")),
