@@ -15,12 +15,12 @@ import signal
 import sys
 
 from ..errors import SpicelearnError
-from . import compare, figure, kicad, run, spice, sweep
+from . import compare, figure, kicad, run, spice, sweep, validate
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: The command groups, in the order of ``spicelearn --help``.
-COMMAND_MODULES = (run, sweep, compare, spice, kicad, figure)
+COMMAND_MODULES = (run, sweep, compare, validate, spice, kicad, figure)
 
 
 def build_parser() -> argparse.ArgumentParser:

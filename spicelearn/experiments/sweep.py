@@ -177,7 +177,7 @@ def open_cluster(workers: int | None = None, scheduler: str | None = None) -> _R
 
 
 def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler: str | None = None,
-              progress: bool = True, log=None, cluster: _Runner | None = None):
+              progress: bool = True, log=None, cluster: _Runner | None = None, label: str = "sweep"):
     """Run every point of ``spec`` not yet done in ``out_dir``; write and return ``out_dir/sweep.nc``.
 
     Parameters
@@ -196,6 +196,8 @@ def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler
         Where the sweep's notes go (points already done, failures, the dashboard); default stderr.
     cluster : optional
         An :func:`open_cluster` to run on (left open), instead of ``workers`` and ``scheduler``.
+    label : str
+        What the progress bar and the notes call the sweep.
 
     Returns
     -------
@@ -217,13 +219,14 @@ def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler
             todo.append((point_id(options), (options, spec.keep, grid_attrs)))
     total = done + len(todo)
     if done:
-        print(f"sweep: {done} of {total} points already done in {out_dir}; running the other {len(todo)}", file=log)
+        print(f"{label}: {done} of {total} points already done in {out_dir}"
+              + (f"; running the other {len(todo)}" if todo else ""), file=log)
     failed = 0
     if todo:
         engine = cluster if cluster is not None else open_cluster(workers, scheduler)
-        if engine.dashboard_link:
-            print(f"sweep: Dask dashboard at {engine.dashboard_link}", file=log)
-        bar = Progress(len(todo), label=f"sweep of {total} points", enabled=progress, unit="points")
+        if engine.dashboard_link and engine is not cluster:  # who opened the cluster says where it is
+            print(f"{label}: Dask dashboard at {engine.dashboard_link}", file=log)
+        bar = Progress(len(todo), label=f"{label}: {total} points", enabled=progress, unit="points")
         by_key = dict(todo)
         try:
             for n, (key, (status, payload, seconds)) in enumerate(engine.run(todo), start=1):
@@ -237,8 +240,8 @@ def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler
                 else:
                     failed += 1
                     atomic_write(error, payload + "\n", what="point error file")
-                    print(f"sweep: point {by_key[key][0]} failed and is left out (NaN): {payload}", file=log)
-                bar.label = f"sweep ({done + n - failed} done, {failed} failed, {len(todo) - n} left)"
+                    print(f"{label}: point {by_key[key][0]} failed and is left out (NaN): {payload}", file=log)
+                bar.label = f"{label} ({done + n - failed} done, {failed} failed, {len(todo) - n} left)"
                 bar.update(n)
         finally:
             bar.close()
