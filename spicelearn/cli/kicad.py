@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
+from ..errors import ConfigError
 from ..kicad.checks import MAX_PARTS, NOTE_PARTS
 from ..kicad.parts import CAPACITANCE_RANGE, MAX_CONNECTOR_PINS, PACKAGES
 
@@ -19,10 +20,16 @@ def _cmd_export(args) -> int:
     from ..model.task import load_task
 
     check_target(args.out, "--out")  # before the board is built
-    net = load_network(args.network, network_seed=args.network_seed)
-    task = load_task(args.task, net)
-    pcb, npath, bpath = export_kicad(net, task, args.out, capacitance=args.capacitance, package=args.package,
-                                     connector_pins=args.connector_pins, max_parts=args.max_parts)
+    network, task, capacitance, network_seed, pot = args.network, args.task or "default", args.capacitance, \
+        args.network_seed or 0, "AD5220-100k"
+    if args.design is not None:
+        network, task, capacitance, network_seed, pot = _from_design(args)
+    elif network is None:
+        raise ConfigError("give NETWORK, or `--design DESIGN.toml`")
+    net = load_network(network, network_seed=network_seed)
+    task = load_task(task, net)
+    pcb, npath, bpath = export_kicad(net, task, args.out, capacitance=capacitance, package=args.package,
+                                     connector_pins=args.connector_pins, max_parts=args.max_parts, pot=pot)
     counts = Counter(c.part for c in pcb.components)
     summary = ", ".join(f"{n} x {k}" for k, n in sorted(counts.items()))
     print(f"wrote {npath} ({len(pcb.components)} components, {len(pcb.nets)} nets: {summary})")
@@ -34,6 +41,28 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _from_design(args) -> tuple:
+    """Network, task, capacitance, network seed and pot of the design file; the options may not contradict it."""
+    from ..experiments.design import load_design
+
+    d = load_design(args.design)
+    o = d.options
+    if o["capacitance_model"] not in (None, "per_edge"):
+        raise ConfigError(f"design file {args.design!r} is of the global model; a board has per-edge capacitors")
+    chosen = {"NETWORK": (args.network, o["network"]), "--task": (args.task, o["task"]),
+              "--capacitance": (args.capacitance, o["capacitance"]), "--network-seed": (args.network_seed,
+                                                                                         o["network_seed"])}
+    for name, (given, designed) in chosen.items():
+        if given is not None and given != designed:
+            raise ConfigError(f"`{name}`={given!r} contradicts the design file's {designed!r}; omit it (the "
+                              "design says what is fabricated)")
+    pot = o["pot_part"] or "AD5220-100k"
+    if o["r_ab"] is not None and o["pot_part"] is None and o["r_ab"] != 100e3:
+        raise ConfigError(f"design file {args.design!r} gives r_ab = {o['r_ab']:g} ohm but no [pot] `part`; name the "
+                          "part to fabricate (AD5220-10k, AD5220-50k, AD5220-100k)")
+    return o["network"], o["task"], o["capacitance"], o["network_seed"], pot
+
+
 def register(subparsers) -> None:
     """Add ``spicelearn export-kicad``."""
     p = subparsers.add_parser(
@@ -41,10 +70,14 @@ def register(subparsers) -> None:
         description="Write the learning board of NETWORK and TASK as a KiCad netlist (s-expression export "
                     "format, KiCad 6+: PCB editor > File > Import > Netlist) and its bill of materials as "
                     "<stem>_bom.csv in the same folder as the netlist.")
-    p.add_argument("network", metavar="NETWORK", help="GraphML file or built-in: lab16, delaunay64")
-    p.add_argument("--task", default="default", metavar="TASK",
-                   help="JSON file, random:MS,MT,SEED, or 'default' (lab16's own task)")
-    p.add_argument("--network-seed", type=int, default=0, help="seed of random built-in networks")
+    p.add_argument("network", metavar="NETWORK", nargs="?", default=None,
+                   help="GraphML file or built-in: lab16, delaunay64 (or give --design)")
+    p.add_argument("--design", default=None, metavar="DESIGN.toml",
+                   help="take network, task, capacitor value and pot part from a design file (the one `spicelearn "
+                        "validate` checked), so that what was validated is what is fabricated")
+    p.add_argument("--task", default=None, metavar="TASK",
+                   help="JSON file, random:MS,MT,SEED, or 'default' (lab16's own task; the default)")
+    p.add_argument("--network-seed", type=int, default=None, help="seed of random built-in networks (default 0)")
     p.add_argument("--capacitance", type=float, default=None, metavar="FARAD",
                    help=f"edge capacitance, {CAPACITANCE_RANGE[0]:g}..{CAPACITANCE_RANGE[1]:g} "
                         "(default: the network's per-edge values, else 2.2e-6)")
