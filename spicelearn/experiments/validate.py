@@ -185,7 +185,8 @@ def validate(design: Design, out_dir, *, boards: int | None = None, engine: str 
     parts = _parts(folders["all"], specs["all"])
     boards_ds = xr.Dataset(
         {"reached": ("board", main["reached"]), "tau": ("board", main["tau"]),
-         "final_error": ("board", main["final_error"]), "error": (("board", "step"), main["error"]),
+         "final_error": ("board", main["final_error"]),
+         "error": (("board", "step"), main["error"].astype(np.float32)),
          "failed": ("board", ~main["ok"]), **parts,
          **{f"sensitivity_{k}": ("row", [stats[r.name][k] for r in table])
             for k in ("boards", "reached", "yield", "yield_low", "yield_high", "median_tau")}},
