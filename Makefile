@@ -66,6 +66,7 @@ bench: setup
 	$(PY) benchmarks/bench_exact.py
 	$(PY) benchmarks/bench_ngspice.py
 	$(PY) benchmarks/bench_sweep.py
+	$(PY) benchmarks/bench_validate.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
