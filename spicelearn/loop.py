@@ -52,6 +52,8 @@ def streams(seed: int | None, board_seed: int | None = None) -> dict:
     ``(seed, board_seed, k)``: board ``b`` of a Monte Carlo has its own parts and its own noise.
     """
     if seed is None:
+        if board_seed is not None:
+            raise ConfigError(f"`board_seed`={board_seed!r} needs a `seed`: board b is drawn from (seed, b)")
         return {name: np.random.default_rng() for name in STREAMS}
     key = [seed] if board_seed is None else [seed, board_seed]
     out = {name: np.random.default_rng(key + [k]) for k, name in enumerate(STREAMS)}

@@ -90,9 +90,9 @@ def make_dataset(task: BoundTask, board: Board | None, *, record: dict, time, ti
             data["wiper"] = (("twin", "edge"), board.wiper)
         if board.has_leakage:
             data["leakage"] = (("twin", "edge"), board.leakage)
+        coords.update(twin=list(TWINS), comparator=list(COMPARATORS))
     if "duration" in record:
         data["duration"] = ("step", np.asarray(record["duration"], dtype=float))
-        coords.update(twin=list(TWINS), comparator=list(COMPARATORS))
     ds = xr.Dataset(data, coords=coords)
     ds["time"].attrs["units"] = time_units
     ds["mse"].attrs["long_name"] = "nonequilibrium error sum_T (V_T - v_T^F)^2 after relaxation"

@@ -63,6 +63,12 @@ def _check_spread(name: str, tolerance: float, distribution: str) -> float:
     return float(tolerance)
 
 
+def _integral(value) -> bool:
+    """Whether ``value`` is a whole number (an int, or a float without a fraction; not bool, NaN or inf)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and math.isfinite(value) and int(value) == value)
+
+
 def _nonnegative(name: str, value, unit: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"`{name}` must be finite and >= 0 {unit}, got {value!r}")
@@ -107,10 +113,10 @@ class Potentiometer:
     part: str | None = None
 
     def __post_init__(self):
-        if int(self.n_positions) != self.n_positions or self.n_positions < 2:
+        if not _integral(self.n_positions) or self.n_positions < 2:
             raise ConfigError(f"`n_positions` must be an integer >= 2, got {self.n_positions!r}")
         positive("r_ab", self.r_ab)
-        if int(self.start) != self.start or not 0 <= self.start < self.n_positions:
+        if not _integral(self.start) or not 0 <= self.start < self.n_positions:
             raise ConfigError(f"`start` must be an integer in 0..{self.n_positions - 1}, got {self.start!r}")
         object.__setattr__(self, "tolerance", _check_spread("r_ab_tolerance", self.tolerance, self.distribution))
         object.__setattr__(self, "twin_mismatch", _check_spread("twin_mismatch", self.twin_mismatch, "normal"))
@@ -240,7 +246,7 @@ class Supervisor:
     def __post_init__(self):
         for kind in ("dac", "adc"):
             bits, rng = getattr(self, f"{kind}_bits"), getattr(self, f"{kind}_range")
-            if bits is not None and (isinstance(bits, bool) or int(bits) != bits or not 1 <= bits <= 32):
+            if bits is not None and (not _integral(bits) or not 1 <= bits <= 32):
                 raise ConfigError(f"`{kind}_bits` must be an integer in 1..32 (or none: ideal), got {bits!r}")
             try:
                 lo, hi = (float(x) for x in rng)
