@@ -75,12 +75,11 @@ def test_rows_one_per_imperfection_and_deterministic_rows_have_one_board(tmp_pat
 
 LEAN = """
 network = "lab16"
-steps = 60
+steps = 40
 target = 3e-2
+window = 5
 boards = 3
 seed = 5
-[pot]
-r_ab_tolerance = 0.3
 [comparator]
 noise = 0.01
 """
@@ -92,9 +91,10 @@ def test_monte_carlo_reproducible_from_its_seed_and_resumed(tmp_path, capsys):
     b = validate(d, tmp_path / "b", workers=0, progress=False)
     assert a[3] == b[3]
     with xr.open_dataset(tmp_path / "a" / "boards.nc") as x, xr.open_dataset(tmp_path / "b" / "boards.nc") as y:
-        for v in ("r_ab", "tau", "final_error", "reached"):
+        for v in ("r_ab", "tau", "final_error", "reached", "error"):
             np.testing.assert_array_equal(x[v].values, y[v].values)
-        assert list(x.row.values) == ["all", "ideal", "r_ab_tolerance", "noise"]
+        assert list(x.row.values) == ["all", "ideal", "noise"]
+        assert not np.array_equal(x.error.values[0], x.error.values[1])  # each board its own noise
     capsys.readouterr()
     validate(d, tmp_path / "a", workers=0, progress=False)  # a rerun runs nothing
     err = capsys.readouterr().err

@@ -121,6 +121,8 @@ def _stats(out: dict, random: bool = True) -> dict:
     ok = out["ok"]
     n, k = int(ok.sum()), int(out["reached"][ok].sum())
     lo, hi = wilson(k, n) if random or not n else (k / n, k / n)
+    if n:  # the interval holds its estimate (rounding at 0 and 1 aside)
+        lo, hi = min(lo, k / n), max(hi, k / n)
     med, mlo, mhi = median_interval(out["tau"][ok])
     fin = out["final_error"][ok]
     return {"boards": n, "failed": int((~ok).sum()), "reached": k, "yield": k / n if n else float("nan"),
@@ -259,7 +261,7 @@ def _figure(path: str, design: Design, table, stats, results) -> str:
     p = np.array([stats[r.name]["yield"] for r in table])
     lo = np.array([stats[r.name]["yield_low"] for r in table])
     hi = np.array([stats[r.name]["yield_high"] for r in table])
-    ax.errorbar(100 * p, y, xerr=[100 * (p - lo), 100 * (hi - p)], fmt="o", capsize=3)
+    ax.errorbar(100 * p, y, xerr=np.maximum(0.0, [100 * (p - lo), 100 * (hi - p)]), fmt="o", capsize=3)
     ax.set_yticks(y, [f"{r.label} ({stats[r.name]['boards']})" for r in table], fontsize=7)
     ax.set(xlim=(-3, 103), xlabel="yield, % of boards (95 % Wilson interval)", title="(a) yield by imperfection")
     ax.grid(True, alpha=0.3)
