@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..errors import ConfigError
-from .spec import check_options, hardware
+from .spec import check_options, hardware, read_toml
 
 __all__ = ["Design", "load_design", "design_from_dict", "TABLES", "TOP_KEYS"]
 
@@ -159,21 +159,8 @@ def _check_reachable(options: dict, hw, where: str) -> None:
 
 def load_design(path) -> Design:
     """Read and check a design file (TOML; module docstring)."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
-
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ConfigError(f"design file {path!r} does not exist (or is not a file)")
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-        text = raw.decode("utf-8")
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"design file {path!r} is not valid TOML: {exc}") from None
+    data, text = read_toml(path, "design file")
     folder = os.path.dirname(os.path.abspath(path))
     for key in ("network", "task"):  # files named in a design are found beside it
         value = data.get(key)

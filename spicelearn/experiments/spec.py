@@ -259,8 +259,8 @@ class SweepSpec:
         return [{**self.base, **dict(zip(self.grid, values))} for values in itertools.product(*self.grid.values())]
 
 
-def load_spec(path) -> SweepSpec:
-    """Read a sweep spec (TOML: ``[base]``, ``[grid]``, optional top-level ``keep``)."""
+def read_toml(path, what: str) -> tuple[dict, str]:
+    """The parsed TOML file ``path`` and its text; ``what`` names it in the one-line errors."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -268,12 +268,19 @@ def load_spec(path) -> SweepSpec:
 
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise ConfigError(f"sweep spec {path!r} does not exist (or is not a file)")
+        raise ConfigError(f"{what} {path!r} does not exist (or is not a file)")
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            text = fh.read().decode("utf-8")
+        return tomllib.loads(text), text
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"sweep spec {path!r} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{what} {path!r} is not valid TOML: {exc}") from None
+
+
+def load_spec(path) -> SweepSpec:
+    """Read a sweep spec (TOML: ``[base]``, ``[grid]``, optional top-level ``keep``)."""
+    path = os.fspath(path)
+    data, _ = read_toml(path, "sweep spec")
     extra = sorted(set(data) - {"base", "grid", "keep"})
     if extra:
         raise ConfigError(f"sweep spec {path!r}: unknown table(s) or key(s) {extra}; a spec has [base], [grid] "
