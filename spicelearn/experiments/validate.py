@@ -183,21 +183,18 @@ def validate(design: Design, out_dir, *, boards: int | None = None, engine: str 
             results[r.name] = (ds, _outcome(ds, design.target, design.window))
     stats = {r.name: _stats(results[r.name][1], r.random) for r in table}
 
-    main_ds, main = results["all"]
+    _, main = results["all"]
     parts = _parts(folders["all"], specs["all"])
     boards_ds = xr.Dataset(
         {"reached": ("board", main["reached"]), "tau": ("board", main["tau"]),
-         "final_error": ("board", main["final_error"]),
-         "error": (("board", "step"), main["error"].astype(np.float32)),
-         "failed": ("board", ~main["ok"]), **parts,
+         "final_error": ("board", main["final_error"]), "failed": ("board", ~main["ok"]), **parts,
          **{f"sensitivity_{k}": ("row", [stats[r.name][k] for r in table])
             for k in ("boards", "reached", "yield", "yield_low", "yield_high", "median_tau")}},
-        coords={"board": np.arange(table[0].boards), "step": main_ds.step.values,
-                "row": [r.name for r in table], "row_label": ("row", [r.label for r in table])})
+        coords={"board": np.arange(table[0].boards), "row": [r.name for r in table],
+                "row_label": ("row", [r.label for r in table])})
     boards_ds["tau"].attrs.update(units="steps", long_name=f"first step with the error below {design.target:g} of its "
                                   f"start for {design.window} steps (NaN: not reached)")
     boards_ds["final_error"].attrs["long_name"] = "nonequilibrium error after the last step, relative to its start"
-    boards_ds["error"].attrs["long_name"] = "nonequilibrium error per step, relative to its start"
     s = stats["all"]
     boards_ds.attrs.update(design=design.text, design_path=design.path, target=design.target, window=design.window,
                            steps=int(design.options["steps"]), engine=str(design.options["backend"]),
@@ -348,5 +345,6 @@ def _report(design: Design, table, stats, results) -> str:
               "(d) the error's median and 10-90 % band over boards, all imperfections and ideal parts.", "",
               "## Design", "", "```toml", design.text.rstrip(), "```", "",
               "Per-board part values and outcomes: `boards.nc` (dimension `board`: `r_ab`, `capacitance`, `offset`, "
-              "`reached`, `tau`, `final_error`).", ""]
+              "`reached`, `tau`, `final_error`); each board's run, its error at every step included: "
+              "`runs/<row>/points/`.", ""]
     return "\n".join(lines)
