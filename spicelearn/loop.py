@@ -10,6 +10,7 @@ drives several engines through one record.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,12 +23,12 @@ from .errors import ConfigError, SpicelearnError
 from .model.board import Board
 from .model.hardware import Hardware
 from .model.network import CompiledNetwork
-from .model.rules import comparator_rule
+from .model.rules import comparator_inputs, comparator_rule
 from .model.task import BoundTask, bind
 from .progress import Progress
 from .runfile import make_dataset
 
-__all__ = ["train", "run_loop", "replay", "replay_run", "ReplayResult", "initial_positions", "make_board", "Decide",
+__all__ = ["train", "train_batch", "run_loop", "run_batch", "supervisors", "replay", "replay_run", "ReplayResult", "initial_positions", "make_board", "Decide",
            "streams", "jittered_durations", "STREAMS"]
 
 
@@ -86,42 +87,147 @@ def jittered_durations(board: Board, steps: int, rng) -> np.ndarray | None:
 
 
 class Decide:
-    """What sets the positions after each tick, ``decide(k, positions, v_free, v_clamped) -> positions``.
+    """What sets the positions after each tick, ``decide(k, positions, v_free, v_clamped, edge_nodes) ->
+    positions``, every array with a leading batch axis: positions (B, E), voltages (B, N).
 
-    :meth:`rule` is training (comparators and XOR on every edge, pots step);
+    :meth:`rule` and :meth:`rules` are training (comparators and XOR on every edge, pots step);
     :meth:`record` is a replay (the positions a run recorded).
     """
 
+    #: Ticks of comparator noise and missed-pulse draws made at once (the same numbers, in the same order, as
+    #: one draw per tick).
+    BLOCK = 64
+
     @staticmethod
     def rule(board: Board, rule_fn, rng, miss_rng=None):
-        """The comparator rule ``rule_fn(dv_free, dv_clamped, offset, noise, rng) -> up`` on ``board``'s parts;
-        each edge misses its clock pulse with the pots' ``miss_probability`` (drawn from ``miss_rng``)."""
-        pot, offset, noise = board.hardware.pot, board.offset, board.hardware.comparator.noise
-        miss = pot.miss_probability
-        if miss and miss_rng is None:
-            raise ConfigError("pots that miss clock pulses need `miss_rng`")
+        """The comparator rule ``rule_fn(dv_free, dv_clamped, offset, noise, rng) -> up`` on ``board``'s parts
+        (a batch of one); each edge misses its clock pulse with the pots' ``miss_probability`` (drawn from
+        ``miss_rng``)."""
+        return Decide.rules([board], [rule_fn], [rng], [miss_rng])
+
+    @staticmethod
+    def rules(boards, rule_fns, rngs, miss_rngs):
+        """:meth:`rule` for B boards, each with its rule, noise stream and missed-pulse stream (sequences of
+        length B). The built-in rules run on the whole batch at once (:func:`~spicelearn.model.rules.
+        comparator_inputs`); a custom rule function is called board by board."""
+        B, E = len(boards), boards[0].n_edges
+        offset = np.stack([b.offset for b in boards])  # (B, 2, E)
+        sigma = np.array([b.hardware.comparator.noise for b in boards])
+        miss = np.array([b.hardware.pot.miss_probability for b in boards])
+        top = np.array([[b.hardware.pot.n_positions - 1] for b in boards])
+        top = int(top[0, 0]) if np.all(top == top[0, 0]) else top
+        for b in np.flatnonzero(miss):
+            if miss_rngs[b] is None:
+                raise ConfigError("pots that miss clock pulses need `miss_rng`")
+        groups, custom = {}, []
+        for b, fn in enumerate(rule_fns):
+            inputs = comparator_inputs(fn)
+            if inputs is None:
+                custom.append(b)
+            else:
+                groups.setdefault(inputs, []).append(b)
+        groups = [(fn, slice(None) if len(idx) == B else np.array(idx)) for fn, idx in groups.items()]
+        noisy = [b for b in range(B) if sigma[b] > 0 and b not in custom]
+        missing = np.flatnonzero(miss)
+        n = Decide.BLOCK
+        noise = np.zeros((B, n, 2, E)) if noisy else None
+        draws = np.ones((B, n, E)) if missing.size else None
 
         def decide(k, p, vf, vc, edge_nodes):
+            j = k % n
+            if j == 0:  # the next block of every stream's draws
+                for b in noisy:
+                    noise[b] = rngs[b].normal(0.0, sigma[b], size=(n, 2, E))
+                for b in missing:
+                    draws[b] = miss_rngs[b].random((n, E))
             eu, ev = edge_nodes
-            new = pot.step(p, rule_fn(vf[eu] - vf[ev], vc[eu] - vc[ev], offset, noise, rng))
-            if miss:
-                new = np.where(miss_rng.random(new.shape) < miss, p, new)
+            dvf, dvc = vf[:, eu] - vf[:, ev], vc[:, eu] - vc[:, ev]
+            up = np.empty(p.shape, dtype=bool)
+            for inputs, idx in groups:
+                x1, x2 = inputs(dvf[idx], dvc[idx])
+                x1, x2 = x1 + offset[idx, 0], x2 + offset[idx, 1]
+                if noise is not None:
+                    x1, x2 = x1 + noise[idx, j, 0], x2 + noise[idx, j, 1]
+                up[idx] = (x1 > 0) ^ (x2 > 0)
+            for b in custom:
+                up[b] = rule_fns[b](dvf[b], dvc[b], boards[b].offset, sigma[b], rngs[b])
+            new = np.clip(p + np.where(up, 1, -1), 0, top)
+            if draws is not None:
+                new = np.where(draws[:, j] < miss[:, None], p, new)
             return new
 
         return decide
 
     @staticmethod
     def record(positions: np.ndarray):
-        """Positions dictated by a record, shape (steps, E)."""
+        """Positions dictated by a record, shape (steps, E) (a batch of one) or (steps, B, E)."""
+        positions = np.asarray(positions)
+        if positions.ndim == 2:
+            positions = positions[:, None, :]
+
         def decide(k, p, vf, vc, edge_nodes):
             return positions[k]
 
         return decide
 
 
+class _One:
+    """A single engine (:class:`~spicelearn.engines.base.Engine`) as a batch of one: the loop's protocol."""
+
+    def __init__(self, engine: Engine):
+        self.engine, self.network = engine, engine.network
+        self.tasks, self.boards = (engine.task,), (engine.board,)
+
+    def init(self, positions, default_clamp=None):
+        return self.engine.init(positions[0])  # the engine's default clamp: the same supervisor
+
+    def relax(self, state, clamp, duration):
+        return self.engine.relax(state, clamp[0], duration[0])
+
+    def set_positions(self, state, positions):
+        return self.engine.set_positions(state, positions[0])
+
+    def equilibrium_free(self, state):
+        return self.engine.equilibrium_free(state)[None]
+
+    @staticmethod
+    def voltages(state) -> tuple:
+        return state.v_free[None], state.v_clamped[None]
+
+
+def _rowdot(a: np.ndarray) -> np.ndarray:
+    """``a[b] @ a[b]`` for every row of ``a`` (B, M): the dot product of each, shape (B,)."""
+    return np.matmul(a[:, None, :], a[:, :, None])[:, 0, 0]
+
+
+def supervisors(tasks, boards):
+    """``clamp(v_free (B, N)) -> (B, M_T)``: what each board's supervisor sets from its free twin's voltages
+    (:meth:`~spicelearn.model.hardware.Supervisor.nudge` with the board's eta and task)."""
+    tgt = tasks[0].target_index
+    V_T = np.stack([t.target_voltage for t in tasks])
+    eta = np.array([[b.hardware.eta] for b in boards])
+    groups = {}
+    for b, board in enumerate(boards):
+        groups.setdefault(board.hardware.supervisor, []).append(b)
+    if len(groups) == 1:
+        (sup,) = groups
+        if len(boards) == 1:
+            eta = boards[0].hardware.eta
+        return lambda v_free: sup.nudge(v_free[:, tgt], V_T, eta)
+    groups = [(sup, np.array(idx)) for sup, idx in groups.items()]
+
+    def clamp(v_free):
+        out = np.empty(V_T.shape)
+        for sup, idx in groups:
+            out[idx] = sup.nudge(v_free[idx][:, tgt], V_T[idx], eta[idx])
+        return out
+
+    return clamp
+
+
 def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=None, durations=None,
              progress=None) -> dict:
-    """Steps 1-5 of DESIGN.md section 2, ``steps`` times.
+    """Steps 1-5 of DESIGN.md section 2, ``steps`` times, on one engine: :func:`run_batch` with a batch of one.
 
     Parameters
     ----------
@@ -131,7 +237,7 @@ def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=No
         Positions before the first step.
     decide : callable
         ``decide(k, positions, v_free, v_clamped, edge_nodes) -> positions`` after tick ``k``
-        (:class:`Decide`).
+        (:class:`Decide`; arrays with a batch axis of one).
     clamps : ndarray, shape (steps, M_T), optional
         The clamps of every step; default what the board's supervisor sets from what it reads.
     durations : ndarray, shape (steps,), optional
@@ -145,45 +251,90 @@ def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=No
         ``v_clamped`` (steps, N), ``mse``, ``mse_eq`` (steps,), ``mse0``; ``duration``
         (steps,) where ``durations`` were given.
     """
-    net, task, board = engine.network, engine.task, engine.board
-    tgt, V_T, eta = task.target_index, task.target_voltage, board.hardware.eta
-    edge_nodes = tuple(net.edge_nodes.T)
-    check_record_memory(steps, net.n_nodes, net.n_edges, f"a run on {net.name!r}")
-    position = np.empty((steps, net.n_edges), dtype=np.int16)
-    v_free = np.empty((steps, net.n_nodes))
-    v_clamped = np.empty((steps, net.n_nodes))
-    mse_eq = np.empty(steps)
-    p = np.asarray(start)
-    state = engine.init(p)
-    d0 = V_T - state.v_free[tgt]
+    m = engine.task.target_index.size
+    if clamps is not None:
+        clamps = np.asarray(clamps, dtype=float)
+        if clamps.shape != (steps, m):
+            raise ConfigError(f"`clamps` must have shape ({steps}, {m}), got {clamps.shape}")
+        clamps = clamps[:, None, :]
     if durations is not None:
         durations = np.asarray(durations, dtype=float)
         if durations.shape != (steps,):
             raise ConfigError(f"`durations` must have shape ({steps},), got {durations.shape}")
-    period = board.period
-    supervisor = board.hardware.supervisor
+        durations = durations[:, None]
+    (record,) = run_batch(_One(engine), steps, np.asarray(start)[None], decide, clamps=clamps, durations=durations,
+                          progress=progress)
+    return record
+
+
+def run_batch(engine, steps: int, start: np.ndarray, decide, *, clamps=None, durations=None,
+              progress=None) -> list:
+    """Steps 1-5 of DESIGN.md section 2, ``steps`` times, on B boards in lockstep.
+
+    Parameters
+    ----------
+    engine
+        A batched engine (:class:`~spicelearn.engines.batched.BatchedExactEngine`), or one engine
+        as a batch of one (:func:`run_loop`).
+    steps : int
+    start : ndarray of int, shape (B, E)
+    decide : callable
+        ``decide(k, positions (B, E), v_free (B, N), v_clamped (B, N), edge_nodes) -> positions``.
+    clamps : ndarray, shape (steps, B, M_T), optional
+    durations : ndarray, shape (steps, B), optional
+        Default every board's clock period.
+    progress : Progress, optional
+
+    Returns
+    -------
+    list of dict
+        Each board's record (:func:`run_loop`).
+    """
+    net, tasks, boards = engine.network, engine.tasks, engine.boards
+    B = len(boards)
+    tgt = tasks[0].target_index
+    V_T = np.stack([t.target_voltage for t in tasks])
+    edge_nodes = tuple(net.edge_nodes.T)
+    check_record_memory(steps * B, net.n_nodes, net.n_edges, f"{B} run(s) on {net.name!r}")
+    position = np.empty((steps, B, net.n_edges), dtype=np.int16)
+    v_free = np.empty((steps, B, net.n_nodes))
+    v_clamped = np.empty((steps, B, net.n_nodes))
+    mse_eq = np.empty((steps, B))
+    p = np.asarray(start)
+    supervise = supervisors(tasks, boards)
+    state = engine.init(p, default_clamp=supervise)
+    d0 = V_T - engine.voltages(state)[0][:, tgt]
+    period = np.array([b.period for b in boards])
     bar = progress if progress is not None else Progress(steps, enabled=False)
     for k in range(steps):
-        clamp = supervisor.clamp(task, state.v_free, eta) if clamps is None else clamps[k]
+        vf = engine.voltages(state)[0]
+        clamp = supervise(vf) if clamps is None else clamps[k]
         state = engine.relax(state, clamp, period if durations is None else durations[k])  # 1-2: clamps, relaxation
-        vf, vc = state.v_free, state.v_clamped
+        vf, vc = engine.voltages(state)
         v_free[k], v_clamped[k] = vf, vc  # 3: record
         p = decide(k, p, vf, vc, edge_nodes)  # 4: clock tick
         position[k] = p
         state = engine.set_positions(state, p)
-        d = V_T - engine.equilibrium_free(state)[tgt]  # 5: equilibrium error
-        mse_eq[k] = d @ d
+        mse_eq[k] = _rowdot(V_T - engine.equilibrium_free(state)[:, tgt])  # 5: equilibrium error
         bar.update(k + 1)
-    mse = np.sum((V_T - v_free[:, tgt]) ** 2, axis=1)
-    if not (np.all(np.isfinite(mse)) and np.all(np.isfinite(mse_eq)) and np.all(np.isfinite(v_clamped))):
-        raise SpicelearnError(f"the run on {net.name!r} gave non-finite voltages or errors (first at step "
-                              f"{int(np.argmin(np.isfinite(mse) & np.isfinite(mse_eq)))}); check the task's voltages "
-                              "and the board's part values")
-    record = dict(position=position, position_start=np.asarray(start), mse=mse, mse_eq=mse_eq, v_free=v_free,
-                  v_clamped=v_clamped, mse0=float(d0 @ d0))
-    if durations is not None:
-        record["duration"] = durations
-    return record
+    mse = np.sum((V_T - v_free[:, :, tgt]) ** 2, axis=-1)
+    ok = np.isfinite(mse) & np.isfinite(mse_eq)
+    bad = ~(ok.all(axis=0) & np.isfinite(v_clamped).all(axis=(0, 2)))
+    if np.any(bad):
+        b = int(np.argmax(bad))
+        which = f" (board {b} of the batch)" if B > 1 else ""
+        raise SpicelearnError(f"the run on {net.name!r}{which} gave non-finite voltages or errors (first at step "
+                              f"{int(np.argmin(ok[:, b]))}); check the task's voltages and the board's part values")
+    mse0 = _rowdot(d0)
+    records = []
+    for b in range(B):
+        record = dict(position=np.ascontiguousarray(position[:, b]), position_start=np.asarray(start[b]),
+                      mse=mse[:, b].copy(), mse_eq=mse_eq[:, b].copy(), v_free=np.ascontiguousarray(v_free[:, b]),
+                      v_clamped=np.ascontiguousarray(v_clamped[:, b]), mse0=float(mse0[b]))
+        if durations is not None:
+            record["duration"] = np.ascontiguousarray(durations[:, b])
+        records.append(record)
+    return records
 
 
 def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000, backend="exact",
@@ -228,10 +379,41 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
         The run file of DESIGN.md section 4 (:func:`spicelearn.runfile.make_dataset`).
     """
     steps = check_steps(steps)
+    bound = bind(network, task, network_seed=network_seed)
+    run = _prepare(bound, hardware, board, rule, seed, board_seed, positions, steps)
+    net, b = bound.network, run.board
+    engine = get_engine(backend)(net, bound, b)
+    name = backend if isinstance(backend, str) else getattr(engine, "name", type(engine).__name__)
+    bar = Progress(steps, label=f"train {net.name} ({name})", enabled=progress)
+    try:
+        with limit_for(net):
+            record = run_loop(engine, steps, run.start, Decide.rule(b, run.rule_fn, run.rngs["noise"],
+                                                                     run.rngs["miss"]),
+                              durations=run.durations, progress=bar)
+    finally:
+        bar.close()
+        engine.close()
+    return _dataset(run, record, name)
+
+
+@dataclass(frozen=True, eq=False)
+class _Run:
+    """One run made ready (what :func:`train` and :func:`train_batch` share): its board, rule, streams, start
+    positions, relaxation times and the attributes its run file records."""
+
+    task: BoundTask
+    board: Board
+    rule_fn: object
+    rngs: dict
+    start: np.ndarray
+    durations: np.ndarray | None
+    attrs: dict
+
+
+def _prepare(bound: BoundTask, hardware, board, rule, seed, board_seed, positions, steps: int) -> _Run:
     seed = check_seed("seed", seed, allow_none=True)
     board_seed = check_seed("board_seed", board_seed, allow_none=True)
     rngs = streams(seed, board_seed)
-    bound = bind(network, task, network_seed=network_seed)
     net = bound.network
     b = make_board(net, hardware, board, rngs["parts"])
     if isinstance(rule, str):
@@ -239,24 +421,107 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
     rule_fn = comparator_rule(b.hardware.rule) if rule is None or isinstance(rule, str) else rule
     if not callable(rule_fn):
         raise ConfigError(f"`rule` must be a rule name or a callable, got {rule!r}")
-    p = initial_positions(net, b.hardware, positions)
-    engine = get_engine(backend)(net, bound, b)
-    name = backend if isinstance(backend, str) else getattr(engine, "name", type(engine).__name__)
-    bar = Progress(steps, label=f"train {net.name} ({name})", enabled=progress)
-    try:
-        with limit_for(net):
-            record = run_loop(engine, steps, p, Decide.rule(b, rule_fn, rngs["noise"], rngs["miss"]),
-                              durations=jittered_durations(b, steps, rngs["jitter"]), progress=bar)
-    finally:
-        bar.close()
-        engine.close()
-    attrs = {"backend": name, "seed": -1 if seed is None else int(seed)}
+    attrs = {"seed": -1 if seed is None else int(seed)}
     if board_seed is not None:
         attrs["board_seed"] = int(board_seed)
     if rule_fn is rule:
         attrs["rule"] = getattr(rule_fn, "__name__", "custom")
+    return _Run(task=bound, board=b, rule_fn=rule_fn, rngs=rngs, start=initial_positions(net, b.hardware, positions),
+                durations=jittered_durations(b, steps, rngs["jitter"]), attrs=attrs)
+
+
+def _dataset(run: _Run, record: dict, backend: str):
+    """The run file of a finished run (:func:`spicelearn.runfile.make_dataset`)."""
+    b, steps = run.board, len(record["mse"])
     time = np.cumsum(record["duration"]) if "duration" in record else (np.arange(steps) + 1) * b.period
-    return make_dataset(bound, b, record=record, time=time, time_units="s", attrs=attrs)
+    return make_dataset(run.task, b, record=record, time=time, time_units="s",
+                        attrs={"backend": backend, **run.attrs})
+
+
+#: Bytes of per-step records one batch of :func:`train_batch` holds at most; larger batches run in chunks.
+BATCH_RECORD_MEMORY = 256 * 2**20
+
+#: The arguments of :func:`train` that each run of a batch may set (:func:`train_batch`).
+BATCH_RUN_KEYS = ("task", "hardware", "seed", "positions", "rule", "board", "board_seed")
+
+
+def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, progress: bool = False,
+                chunk: int | None = None) -> list:
+    """Train B boards on one network in lockstep on the batched exact engine: the runs of :func:`train`.
+
+    Parameters
+    ----------
+    network : str, path, networkx.Graph or CompiledNetwork
+    runs : sequence of mapping
+        One per run: the arguments of :func:`train` it sets (:data:`BATCH_RUN_KEYS`: ``task``,
+        ``hardware``, ``seed``, ``positions``, ``rule``, ``board``, ``board_seed``), the others at
+        train's defaults. Every task must drive the same source and target nodes (the voltages may
+        differ); boards, capacitance models, rates, eta, rules and seeds may all differ.
+    steps : int
+    network_seed : int
+    progress : bool
+    chunk : int, optional
+        Boards simulated at once (default: as many as fit :data:`BATCH_RECORD_MEMORY`).
+
+    Returns
+    -------
+    list of xarray.Dataset
+        The run file of every run, in order: the same as :func:`train` gives for it (positions equal,
+        voltages to rounding).
+    """
+    from .engines.batched import BatchedExactEngine
+    from .model.network import load_network
+
+    steps = check_steps(steps)
+    runs = list(runs)
+    if not runs:
+        raise ConfigError("`runs` is empty; give at least one run (a mapping of train's arguments)")
+    for i, r in enumerate(runs):
+        extra = sorted(set(r) - set(BATCH_RUN_KEYS)) if isinstance(r, Mapping) else None
+        if extra is None or extra:
+            raise ConfigError(f"`runs[{i}]` must be a mapping of {BATCH_RUN_KEYS}, got "
+                              f"{extra if extra else type(r).__name__}")
+    net = network if isinstance(network, CompiledNetwork) else load_network(network, network_seed=network_seed)
+    prepared = [_prepare(bind(net, r.get("task", "default")), r.get("hardware"), r.get("board"), r.get("rule"),
+                         r.get("seed", 0), r.get("board_seed"), r.get("positions"), steps) for r in runs]
+    if chunk is None:
+        chunk = max(1, BATCH_RECORD_MEMORY // (steps * (2 * 8 * net.n_nodes + 8 * net.n_edges + 32)))
+    elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ConfigError(f"`chunk` must be an integer >= 1 (boards at once), got {chunk!r}")
+    bar = Progress(steps * len(runs), label=f"train {len(runs)} boards on {net.name} (batched)", enabled=progress,
+                   unit="board-steps")
+    out = []
+    try:
+        with limit_for(net):
+            for lo in range(0, len(prepared), chunk):
+                part = prepared[lo:lo + chunk]
+                engine = BatchedExactEngine(net, [r.task for r in part], [r.board for r in part])
+                decide = Decide.rules([r.board for r in part], [r.rule_fn for r in part],
+                                      [r.rngs["noise"] for r in part], [r.rngs["miss"] for r in part])
+                jitter = any(r.durations is not None for r in part)
+                durations = np.stack([r.durations if r.durations is not None else np.full(steps, r.board.period)
+                                      for r in part], axis=1) if jitter else None
+                done = lo * steps
+                sub = _Offset(bar, done, len(part))
+                records = run_batch(engine, steps, np.stack([r.start for r in part]), decide, durations=durations,
+                                    progress=sub)
+                for r, record in zip(part, records):
+                    if r.durations is None:
+                        record.pop("duration", None)
+                    out.append(_dataset(r, record, "exact"))
+    finally:
+        bar.close()
+    return out
+
+
+class _Offset:
+    """A progress bar's view for one chunk of a batch: step k of the chunk is board-step ``done + k B``."""
+
+    def __init__(self, bar: Progress, done: int, boards: int):
+        self.bar, self.done, self.boards = bar, done, boards
+
+    def update(self, k: int) -> None:
+        self.bar.update(self.done + k * self.boards)
 
 
 @dataclass(frozen=True)

@@ -281,10 +281,14 @@ class Supervisor:
         """The clamps the supervisor sets from the free node voltages ``v_free`` (N,): read the targets,
         nudge them towards their wanted values (:func:`spicelearn.model.task.nudge`), write them out;
         shape (M_T,)."""
+        return self.nudge(np.asarray(v_free)[..., task.target_index], task.target_voltage, eta)
+
+    def nudge(self, v_target, target_voltage, eta) -> np.ndarray:
+        """The clamps from the free targets' voltages ``v_target`` (..., M_T): read, nudge
+        (:func:`spicelearn.model.task.nudge`; ``target_voltage`` and ``eta`` broadcast), write."""
         if self.is_ideal:
-            return task.nudge(v_free, eta)  # exactly the ideal supervisor's arithmetic
-        read = self.read(np.asarray(v_free)[..., task.target_index])
-        return self.write(nudge(read, task.target_voltage, eta))
+            return nudge(v_target, target_voltage, eta)  # exactly the ideal supervisor's arithmetic
+        return self.write(nudge(self.read(v_target), target_voltage, eta))
 
 
 #: Capacitance of every edge (farad) where neither the hardware nor the graph gives one.

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["comparator_rule", "xor_rule", "xor_legacy_rule", "continuous_rule", "HARDWARE_RULES"]
+__all__ = ["comparator_rule", "comparator_inputs", "xor_rule", "xor_legacy_rule", "continuous_rule", "HARDWARE_RULES"]
 
 
 def _fires(x: np.ndarray, offset, noise: float, rng) -> np.ndarray:
@@ -20,6 +20,16 @@ def _fires(x: np.ndarray, offset, noise: float, rng) -> np.ndarray:
     if noise > 0:
         out = out + rng.normal(0.0, noise, size=np.shape(x))
     return out > 0
+
+
+def _xor_inputs(dv_free, dv_clamped) -> tuple:
+    """The inputs of the two comparators of the ``xor`` rule: ``dv_F - dv_C`` and ``dv_F + dv_C``."""
+    return dv_free - dv_clamped, dv_free + dv_clamped
+
+
+def _xor_legacy_inputs(dv_free, dv_clamped) -> tuple:
+    """The inputs of the two comparators of the ``xor-legacy`` rule: ``dv_F - dv_C`` and ``dv_C``."""
+    return dv_free - dv_clamped, np.asarray(dv_clamped, dtype=float)
 
 
 def xor_rule(dv_free, dv_clamped, offset=(0.0, 0.0), noise: float = 0.0, rng=None) -> np.ndarray:
@@ -35,19 +45,29 @@ def xor_rule(dv_free, dv_clamped, offset=(0.0, 0.0), noise: float = 0.0, rng=Non
         Input noise (volt rms) of every decision; needs ``rng``.
     rng : numpy.random.Generator
     """
-    c1 = _fires(dv_free - dv_clamped, offset[0], noise, rng)
-    c2 = _fires(dv_free + dv_clamped, offset[1], noise, rng)
-    return c1 ^ c2
+    x1, x2 = _xor_inputs(dv_free, dv_clamped)
+    c1 = _fires(x1, offset[0], noise, rng)
+    return c1 ^ _fires(x2, offset[1], noise, rng)
 
 
 def xor_legacy_rule(dv_free, dv_clamped, offset=(0.0, 0.0), noise: float = 0.0, rng=None) -> np.ndarray:
     """The earlier circuit: ``up = XOR(dv_F > dv_C, dv_C > 0)``; arguments as :func:`xor_rule`."""
-    c1 = _fires(dv_free - dv_clamped, offset[0], noise, rng)
-    c2 = _fires(np.asarray(dv_clamped, dtype=float), offset[1], noise, rng)
-    return c1 ^ c2
+    x1, x2 = _xor_legacy_inputs(dv_free, dv_clamped)
+    c1 = _fires(x1, offset[0], noise, rng)
+    return c1 ^ _fires(x2, offset[1], noise, rng)
 
 
 HARDWARE_RULES = {"xor": xor_rule, "xor-legacy": xor_legacy_rule}
+
+
+_INPUTS = {xor_rule: _xor_inputs, xor_legacy_rule: _xor_legacy_inputs}
+
+
+def comparator_inputs(rule_fn):
+    """``inputs(dv_free, dv_clamped) -> (x1, x2)`` of a built-in hardware rule: the rule is
+    ``(x1 + offset_1 + noise_1 > 0) XOR (x2 + offset_2 + noise_2 > 0)``, the first comparator's noise drawn
+    first; None for any other function (a custom rule)."""
+    return _INPUTS.get(rule_fn)
 
 
 def comparator_rule(name: str):

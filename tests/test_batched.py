@@ -1,0 +1,199 @@
+"""The batched exact engine against B single runs, and against the physics directly.
+
+A batch must give each of its runs what :func:`spicelearn.train` gives it alone: the same positions at
+every tick and the same voltages to rounding (1e-10 V is the promise; we see ~1e-15). The runs of one
+batch differ in every way a batch allows: capacitance model, rate, eta, rule, noise, task voltages, and
+the drawn parts of imperfect boards.
+"""
+
+import numpy as np
+import pytest
+
+import spicelearn as sl
+from spicelearn.engines.batched import BatchedExactEngine, _solve_small
+from spicelearn.errors import ConfigError
+from spicelearn.loop import Decide, supervisors, train, train_batch
+from spicelearn.model.board import Board
+from spicelearn.model.hardware import Capacitor, Comparator, Hardware, Potentiometer, Supervisor
+from spicelearn.model.rules import xor_rule
+from spicelearn.model.task import Task, bind
+
+VOLT_TOL = 1e-10
+
+
+def assert_same_runs(batch, singles):
+    assert len(batch) == len(singles)
+    for i, (b, s) in enumerate(zip(batch, singles)):
+        np.testing.assert_array_equal(b.position.values, s.position.values, err_msg=f"run {i}: positions")
+        for v in ("v_free", "v_clamped"):
+            np.testing.assert_allclose(b[v].values, s[v].values, rtol=0, atol=VOLT_TOL, err_msg=f"run {i}: {v}")
+        for v in ("mse", "mse_eq", "mse0", "time"):
+            np.testing.assert_allclose(b[v].values, s[v].values, rtol=1e-9, atol=1e-18, err_msg=f"run {i}: {v}")
+        assert set(b.data_vars) == set(s.data_vars), i
+        for k in ("backend", "seed", "R", "gamma_l", "eta", "rule", "capacitance_model"):
+            assert b.attrs.get(k) == s.attrs.get(k), (i, k)
+
+
+def _singles(network, runs, steps):
+    return [train(network, r.get("task", "default"), r.get("hardware"), steps=steps, seed=r.get("seed", 0),
+                  rule=r.get("rule"), board_seed=r.get("board_seed"), positions=r.get("positions"))
+            for r in runs]
+
+
+def test_a_mixed_batch_is_its_single_runs():
+    """Both capacitance models, both rules, three rates, two etas, noise on and off, in one batch."""
+    runs = []
+    for model in ("per_edge", "global"):
+        for R, eta, rule, noise in ((0.3, 0.5, "xor", 0.0), (1.0, 0.2, "xor-legacy", 0.01), (5.0, 0.5, "xor", 0.02)):
+            runs.append(dict(hardware=Hardware.from_R(R, capacitance_model=model, eta=eta, rule=rule,
+                                                      comparator=Comparator(noise=noise)), seed=len(runs)))
+    assert_same_runs(train_batch("lab16", runs, steps=150), _singles("lab16", runs, 150))
+
+
+def test_a_batch_of_one_is_the_single_run():
+    runs = [dict(hardware=Hardware.from_R(1.0, comparator=Comparator(noise=0.01)), seed=4)]
+    assert_same_runs(train_batch("lab16", runs, steps=200), _singles("lab16", runs, 200))
+
+
+def test_imperfect_boards_in_a_batch_are_their_single_runs():
+    """Drawn parts (pots, twin mismatch, per-twin capacitors, offsets), wiper, leakage, misses, jitter and
+    converters: every board its own draw, the same as the single run of its (seed, board)."""
+    hw = Hardware.from_R(1.0, capacitance=22e-6, pot=Potentiometer(tolerance=0.2, twin_mismatch=0.02, wiper=60.0,
+                                                                  miss_probability=0.01),
+                         capacitor=Capacitor(tolerance=0.1, leakage=5e6),
+                         comparator=Comparator(noise=0.01, offset_sigma=2e-3),
+                         supervisor=Supervisor(dac_bits=10, adc_bits=10), jitter=0.05)
+    ideal = Hardware.from_R(1.0, capacitance=22e-6, comparator=Comparator(noise=0.01))
+    runs = [dict(hardware=hw, seed=7, board_seed=b) for b in range(4)] + [dict(hardware=ideal, seed=7)]
+    batch = train_batch("lab16", runs, steps=150)
+    assert_same_runs(batch, _singles("lab16", runs, 150))
+    assert "duration" in batch[0] and "duration" not in batch[-1]
+    assert not np.array_equal(batch[0].r_ab.values, batch[1].r_ab.values)  # each board its own parts
+
+
+def test_task_voltages_may_differ_within_a_batch_on_delaunay64():
+    net = sl.load_network("delaunay64")
+    base = sl.random_task(net, 4, 2, seed=1)
+    tasks = [base, Task(base.sources, {k: v + 0.05 for k, v in base.targets.items()})]
+    runs = [dict(task=t, hardware=Hardware.from_R(R, comparator=Comparator(noise=0.01)), seed=1)
+            for t in tasks for R in (0.5, 2.0)]
+    assert_same_runs(train_batch(net, runs, steps=40), _singles(net, runs, 40))
+
+
+def test_custom_rules_run_board_by_board_with_the_same_draws():
+    def inverted(dv_free, dv_clamped, offset, noise, rng):
+        return ~xor_rule(dv_free, dv_clamped, offset, noise, rng)
+
+    runs = [dict(hardware=Hardware.from_R(1.0, comparator=Comparator(noise=0.01)), seed=s, rule=r)
+            for s, r in ((0, inverted), (1, None))]
+    batch = train_batch("lab16", runs, steps=60)
+    assert_same_runs(batch, _singles("lab16", runs, 60))
+    assert batch[0].attrs["rule"] == "inverted"
+
+
+def test_chunks_give_the_same_runs_as_one_batch():
+    runs = [dict(hardware=Hardware.from_R(R, comparator=Comparator(noise=0.01)), seed=s)
+            for R in (0.5, 2.0) for s in range(3)]
+    whole, chunked = train_batch("lab16", runs, steps=50), train_batch("lab16", runs, steps=50, chunk=4)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a.position.values, b.position.values)
+        np.testing.assert_array_equal(a.v_free.values, b.v_free.values)
+
+
+def _engine(n=3, model="per_edge"):
+    bound = bind("lab16", "default")
+    hw = Hardware(capacitance_model=model, pot=Potentiometer(tolerance=0.3), capacitor=Capacitor(tolerance=0.2))
+    rng = np.random.default_rng(5)
+    boards = [Board.draw(bound.network, hw, rng) for _ in range(n)]
+    return BatchedExactEngine(bound.network, [bound] * n, boards), bound, boards
+
+
+@pytest.mark.parametrize("model", ["per_edge", "global"])
+def test_equilibria_satisfy_kirchhoffs_current_law(model):
+    """At equilibrium the current into every floating node is zero: ``(L_G v)_F = 0`` in each free twin, and in
+    each clamped twin at its clamped-floating nodes, every board with its own resistances."""
+    engine, bound, boards = _engine(model=model)
+    rng = np.random.default_rng(0)
+    p = rng.integers(0, 128, size=(3, bound.network.n_edges))
+    state = engine.init(p, default_clamp=supervisors(engine.tasks, boards))
+    for b, board in enumerate(boards):
+        for twin, v, floating in ((0, state.v_free[b], bound.free_floating),
+                                  (1, state.v_clamped[b], bound.clamped_floating)):
+            L = bound.network.laplacian(board.conductance(p[b], twin))
+            current = (L @ v)[floating]
+            assert np.max(np.abs(current)) < 1e-12 * np.max(np.abs(L)), (b, twin)
+
+
+def test_a_clamp_step_conserves_every_floating_nodes_charge():
+    """A zero-duration relaxation is the jump alone: ``L_C[C, :] v_C`` (the charge on each clamped-floating node)
+    is the same before and after, on every board with its own capacitors; the free twins do not move."""
+    engine, bound, boards = _engine()
+    p = np.full((3, bound.network.n_edges), 63)
+    state = engine.init(p, default_clamp=supervisors(engine.tasks, boards))
+    new = state.clamp + np.array([[0.1, -0.2]] * 3)
+    after = engine.relax(state, new, np.zeros(3))
+    C = bound.clamped_floating
+    for b, board in enumerate(boards):
+        LC = board.capacitance_matrix(bound.network, 1)
+        np.testing.assert_allclose((LC @ after.v_clamped[b])[C], (LC @ state.v_clamped[b])[C], rtol=0,
+                                   atol=1e-12 * np.abs(LC).max())
+        np.testing.assert_allclose(after.v_free[b], state.v_free[b], rtol=0, atol=1e-14)
+        np.testing.assert_array_equal(after.v_clamped[b, bound.target_index], new[b])
+
+
+def test_a_long_relaxation_reaches_the_clamped_equilibrium_and_a_short_one_barely_moves():
+    """Exact exponential decay: after 1e3 slowest time constants each clamped twin sits at the equilibrium of its
+    new clamps; after 1e-9 of the fastest, it has moved by less than 1e-6 of the way."""
+    engine, bound, boards = _engine()
+    p = np.full((3, bound.network.n_edges), 63)
+    sup = supervisors(engine.tasks, boards)
+    state = engine.init(p, default_clamp=sup)
+    new = state.clamp + 0.1
+    target = engine.init(p, clamp=new)
+    slow = 1.0 / state.ops_c.lam.min(axis=1)
+    fast = 1.0 / state.ops_c.lam.max(axis=1)
+    jumped = engine.relax(state, new, np.zeros(3))
+    long = engine.relax(state, new, 1e3 * slow)
+    np.testing.assert_allclose(long.v_clamped, target.v_clamped, rtol=0, atol=1e-12)
+    short = engine.relax(state, new, 1e-9 * fast)
+    moved = np.abs(short.v_clamped - jumped.v_clamped).max()
+    assert moved < 1e-6 * np.abs(target.v_clamped - jumped.v_clamped).max()
+
+
+def test_block_draws_are_the_per_tick_draws():
+    """The decider draws 64 ticks of noise at once; numpy's generators give the same numbers either way."""
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    block = a.normal(0.0, 0.01, size=(Decide.BLOCK, 2, 16))
+    ticks = np.array([[b.normal(0.0, 0.01, size=16) for _ in range(2)] for _ in range(Decide.BLOCK)])
+    np.testing.assert_array_equal(block, ticks)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_small_solves_agree_with_lapack(m):
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((4, 5, m, m)) + 1j * rng.standard_normal((4, 5, m, m)) + 3 * np.eye(m)
+    x = rng.standard_normal((4, 5, m)) + 1j * rng.standard_normal((4, 5, m))
+    np.testing.assert_allclose(_solve_small(a, np.einsum("...ij,...j->...i", a, x)), x, rtol=1e-12, atol=1e-12)
+
+
+def test_bad_batches_are_refused_with_the_reason():
+    net = sl.load_network("delaunay64")
+    t1, t2 = sl.random_task(net, 4, 2, seed=1), sl.random_task(net, 4, 2, seed=2)
+    with pytest.raises(ConfigError, match=r"`tasks\[1\]` drives other nodes"):
+        train_batch(net, [dict(task=t1), dict(task=t2)], steps=5)
+    with pytest.raises(ConfigError, match="`runs` is empty"):
+        train_batch("lab16", [], steps=5)
+    with pytest.raises(ConfigError, match=r"`runs\[0\]`.*\['bogus'\]"):
+        train_batch("lab16", [dict(bogus=1)], steps=5)
+    with pytest.raises(ConfigError, match="`chunk`"):
+        train_batch("lab16", [dict()], steps=5, chunk=0)
+    engine, bound, boards = _engine()
+    with pytest.raises(ConfigError, match="`positions` must have shape"):
+        engine.init(np.zeros((2, bound.network.n_edges), int), clamp=np.zeros((2, 2)))
+    with pytest.raises(ConfigError, match="`positions` of board 1"):
+        p = np.full((3, bound.network.n_edges), 63)
+        p[1, 0] = 128
+        engine.init(p, clamp=np.zeros((3, 2)))
+    state = engine.init(np.full((3, bound.network.n_edges), 63), clamp=np.zeros((3, 2)))
+    with pytest.raises(ConfigError, match="`duration`"):
+        engine.relax(state, np.zeros((3, 2)), np.array([1.0, -1.0, 1.0]))
