@@ -44,7 +44,8 @@ def test_a_sweep_is_the_runs_of_its_grid(tmp_path):
         for seed in (0, 1):
             hw = Hardware.from_R(R, capacitance=22e-6, comparator=Comparator(noise=0.01))
             run = train("lab16", "default", hw, steps=40, seed=seed)
-            np.testing.assert_array_equal(ds.mse.sel(R=R, seed=seed).values, run.mse.values)
+            # batched (the default): the run to rounding (the batched engine's arithmetic, ~1e-16)
+            np.testing.assert_allclose(ds.mse.sel(R=R, seed=seed).values, run.mse.values, rtol=1e-12, atol=0)
             assert ds.run_R.sel(R=R, seed=seed) == pytest.approx(R)
     assert (ds.error.values == "").all() and ds.attrs["points_done"] == 4
     # every point is a compressed run file with its options; combine rebuilds sweep.nc from them alone
@@ -66,7 +67,7 @@ def test_a_failed_point_is_recorded_the_sweep_goes_on_and_a_rerun_retries_only_i
         return real(options, progress)
 
     monkeypatch.setattr("spicelearn.experiments.sweep.run", flaky)
-    spec = load_spec(_write(tmp_path))
+    spec = load_spec(_write(tmp_path, "batch = false\n" + SPEC))  # one run per point, to count them
     ds = run_sweep(spec, tmp_path / "out", workers=0, progress=False)
     assert ds.error.sel(R=3.0, seed=1).item() == "SpicelearnError: transient trouble"
     assert np.isnan(ds.mse.sel(R=3.0, seed=1).values).all() and np.isfinite(ds.mse.sel(R=0.3).values).all()
@@ -84,15 +85,17 @@ def test_a_failed_point_is_recorded_the_sweep_goes_on_and_a_rerun_retries_only_i
 
 _KILLABLE = """
 import sys
+import spicelearn.experiments.sweep as sweep
 from spicelearn.experiments.spec import load_spec
-from spicelearn.experiments.sweep import run_sweep
-run_sweep(load_spec(sys.argv[1]), sys.argv[2], workers=0, progress=False)
+sweep.MAX_BATCH = 2  # batched sweeps: jobs of two points, so that a kill finds some written
+sweep.run_sweep(load_spec(sys.argv[1]), sys.argv[2], workers=0, progress=False)
 """
 
 
-def test_a_sweep_killed_partway_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
-    spec_path = _write(tmp_path, SPEC.replace("steps = 40", "steps = 250").replace("seed = [0, 1]",
-                                                                                  "seed = [0, 1, 2, 3]"))
+@pytest.mark.parametrize("batch", ["false", "true"])
+def test_a_sweep_killed_partway_resumes_and_ends_as_an_uninterrupted_one(tmp_path, batch):
+    spec_path = _write(tmp_path, f"batch = {batch}\n" + SPEC.replace("steps = 40", "steps = 250").replace(
+        "seed = [0, 1]", "seed = [0, 1, 2, 3]"))
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, str(spec_path), str(out)],
                             stderr=subprocess.DEVNULL)
@@ -112,6 +115,35 @@ def test_a_sweep_killed_partway_resumes_and_ends_as_an_uninterrupted_one(tmp_pat
     assert not [p for p in points.iterdir() if p.name.startswith(".")]  # the killed write left nothing behind
     whole = run_sweep(load_spec(spec_path), tmp_path / "whole", workers=0, progress=False)
     xr.testing.assert_identical(xr.load_dataset(out / "sweep.nc"), whole)
+
+
+def test_batched_and_one_by_one_sweeps_give_the_same_sweep_nc(tmp_path):
+    """``batch = true`` (the default) and ``batch = false``: the same points, positions equal at every step, errors
+    to rounding, the same taus (the two-worker test below mixes batched exact points with ngspice ones)."""
+    text = 'keep = "errors"\n' + SPEC.replace("R = [0.3, 3]", "R = [0.3, 3]\ncapacitance_model = [\"per_edge\", \"global\"]")
+    one = run_sweep(load_spec(_write(tmp_path, "batch = false\n" + text, "one.toml")), tmp_path / "one",
+                    workers=0, progress=False)
+    batched = run_sweep(load_spec(_write(tmp_path, text, "batched.toml")), tmp_path / "batched", workers=0,
+                        progress=False)
+    assert one.mse.shape == (2, 2, 2, 40) and (batched.error.values == "").all()
+    np.testing.assert_array_equal(batched.position_final.values, one.position_final.values)
+    for v in ("mse", "mse_eq", "final_mse", "median_mse", "mse0"):
+        np.testing.assert_allclose(batched[v].values, one[v].values, rtol=1e-12, atol=0, err_msg=v)
+    for v in ("tau", "tau_eq", "run_R", "run_gamma_l"):
+        np.testing.assert_array_equal(batched[v].values, one[v].values, err_msg=v)
+    assert set(batched.data_vars) == set(one.data_vars) and batched.attrs == one.attrs
+
+
+def test_a_batch_with_a_bad_point_runs_the_others_and_records_its_error(tmp_path, monkeypatch):
+    """A point whose design is refused at set-up fails alone: the batch falls back to one run per point."""
+    calls = []
+    real = spec_module.run_batch
+    monkeypatch.setattr("spicelearn.experiments.sweep.run_batch", lambda o: calls.append(len(o)) or real(o))
+    text = SPEC.replace("R = [0.3, 3]", "r_ab_tolerance = [0.1, 1.5]")
+    ds = run_sweep(load_spec(_write(tmp_path, text)), tmp_path / "out", workers=0, progress=False)
+    assert calls == [4]
+    assert (ds.error.sel(r_ab_tolerance=0.1).values == "").all()
+    assert all("`r_ab_tolerance`" in e for e in ds.error.sel(r_ab_tolerance=1.5).values)
 
 
 @pytest.mark.parametrize("text, message", [

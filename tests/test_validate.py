@@ -95,6 +95,12 @@ def test_monte_carlo_reproducible_from_its_seed_and_resumed(tmp_path, capsys):
             np.testing.assert_array_equal(x[v].values, y[v].values)
         assert list(x.row.values) == ["all", "ideal", "noise"]
         assert x.final_error.values[0] != x.final_error.values[1]  # each board its own noise
+    one = _design(tmp_path, "batch = false\n" + LEAN, "one.toml")  # boards one by one: the same boards
+    validate(one, tmp_path / "one", workers=0, progress=False)
+    with xr.open_dataset(tmp_path / "a" / "boards.nc") as x, xr.open_dataset(tmp_path / "one" / "boards.nc") as y:
+        for v in ("r_ab", "tau", "reached"):
+            np.testing.assert_array_equal(x[v].values, y[v].values)
+        np.testing.assert_allclose(x.final_error.values, y.final_error.values, rtol=1e-12)
     capsys.readouterr()
     validate(d, tmp_path / "a", workers=0, progress=False)  # a rerun runs nothing
     err = capsys.readouterr().err
@@ -134,6 +140,7 @@ def test_monte_carlo_reproducible_and_independent_of_workers(tmp_path):
     (("[pot]", "R = 1\n[pot]"), "give either `gamma_l` or `R`, not both"),
     (("dac_bits = 10", "dac_bits = 10\ndac_range = [0.0, 0.1]"), "does not hold the task's targets"),
     (('part = "AD5220-100k"', 'part = "AD5220-100k"\nr_ab = 50e3'), "contradicts `pot_part`"),
+    (("seed = 3", 'seed = 3\nbatch = "yes"'), "`batch`='yes' must be true or false"),
 ])
 def test_bad_design_files_fail_before_any_board(tmp_path, change, message):
     with pytest.raises(ConfigError) as exc:

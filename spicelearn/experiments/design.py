@@ -11,6 +11,7 @@ the parts with their imperfections (README: "Validating a board")::
     target = 1e-3              # error target relative to the start, held for `window` = 10 steps
     boards = 200
     seed = 1
+    batch = true               # the boards together on the batched exact engine (false: one by one)
     [pot]        part, r_ab, r_ab_tolerance, distribution, twin_mismatch, wiper, miss_probability
     [capacitor]  value, tolerance, distribution, leakage
     [comparator] offset (sigma of the per-part offset), noise, mean_offset
@@ -41,6 +42,7 @@ TOP_KEYS = MappingProxyType({
     "network": "network", "task": "task", "steps": "steps", "gamma_l": "gamma_l", "R": "R", "eta": "eta",
     "rule": "rule", "capacitance_model": "capacitance_model", "engine": "backend", "network_seed": "network_seed",
     "start": "start", "seed": "seed", "target": None, "window": None, "boards": None, "sensitivity_boards": None,
+    "batch": None,
 })
 #: Keys of each table -> the option of ``train`` they set.
 TABLES = MappingProxyType({
@@ -73,6 +75,8 @@ class Design:
         Boards of the Monte Carlo.
     sensitivity_boards : int or None
         Boards of each row of the sensitivity table (None: ``boards``).
+    batch : bool
+        Whether the boards run together on the batched exact engine (the default; the same results).
     text : str
         The file as written (echoed in the report).
     path : str
@@ -83,6 +87,7 @@ class Design:
     window: int = 10
     boards: int = 200
     sensitivity_boards: int | None = None
+    batch: bool = True
     text: str = ""
     path: str = ""
     given: tuple = field(default=())  # the options the file gives
@@ -132,9 +137,13 @@ def design_from_dict(data: dict, where: str = "design", text: str = "", path: st
     sensitivity = None if sensitivity is None else _count("sensitivity_boards", sensitivity, where)
     if window >= options["steps"]:
         raise ConfigError(f"{where}: `window`={window} must be shorter than `steps`={options['steps']}")
+    batch = data.get("batch", True)
+    if not isinstance(batch, bool):
+        raise ConfigError(f"{where}: `batch`={batch!r} must be true or false (run the boards together on the "
+                          "batched exact engine)")
     _check_reachable(options, hw, where)
     return Design(options=MappingProxyType(options), target=float(target), window=window, boards=boards,
-                  sensitivity_boards=sensitivity, text=text, path=path, given=tuple(sorted(given)))
+                  sensitivity_boards=sensitivity, batch=batch, text=text, path=path, given=tuple(sorted(given)))
 
 
 def _check_reachable(options: dict, hw, where: str) -> None:

@@ -20,7 +20,8 @@ from types import MappingProxyType
 
 from ..errors import ConfigError
 
-__all__ = ["OPTIONS", "IMPERFECTIONS", "BACKENDS", "check_options", "hardware", "run", "SweepSpec", "load_spec", "point_id"]
+__all__ = ["OPTIONS", "IMPERFECTIONS", "BACKENDS", "check_options", "hardware", "run", "run_batch", "batch_key",
+           "SweepSpec", "load_spec", "point_id"]
 
 BACKENDS = ("exact", "ngspice", "ode", "quasistatic")
 _HW = ("exact", "ngspice")
@@ -198,6 +199,47 @@ def run(options: dict, progress: bool = False):
                  progress=progress, network_seed=o["network_seed"], board_seed=o["board"])
 
 
+def batch_key(options: dict):
+    """What runs of a batch must share (:func:`run_batch`), or None for a run that cannot be batched (the
+    batched engine is the ``exact`` one): network, its seed, steps, and the task's source and target nodes."""
+    if options["backend"] != "exact":
+        return None
+    bound = _bound(options["network"], options["network_seed"], options["task"])
+    return (options["network"], options["network_seed"], options["steps"], tuple(bound.source_index),
+            tuple(bound.target_index))
+
+
+_BOUND_CACHE = {}
+
+
+def _bound(network: str, network_seed: int, task: str):
+    """The task bound to the network (cached: a sweep asks for the same few many times)."""
+    from ..model.task import bind
+
+    key = (network, network_seed, task)
+    if key not in _BOUND_CACHE:
+        if len(_BOUND_CACHE) > 64:
+            _BOUND_CACHE.clear()
+        _BOUND_CACHE[key] = bind(network, task, network_seed=network_seed)
+    return _BOUND_CACHE[key]
+
+
+def run_batch(options_list, progress: bool = False) -> list:
+    """The runs of checked options that share a :func:`batch_key`, on the batched exact engine: the run files,
+    each the same as :func:`run` gives for its options (positions equal, voltages to rounding)."""
+    from ..loop import train_batch
+
+    keys = {batch_key(o) for o in options_list}
+    if len(keys) != 1 or None in keys:
+        raise ConfigError(f"`options_list` must be exact-engine runs sharing network, network_seed, steps and the "
+                          f"task's nodes (one batch key), got {len(keys)} different")
+    o = options_list[0]
+    net = _bound(o["network"], o["network_seed"], o["task"]).network
+    runs = [dict(task=_bound(x["network"], x["network_seed"], x["task"]).task, hardware=hardware(x), seed=x["seed"],
+                 board_seed=x["board"]) for x in options_list]
+    return train_batch(net, runs, steps=o["steps"], progress=progress)
+
+
 def point_id(options: dict) -> str:
     """A stable name for the run of these options (the same options, the same name, whatever the grid)."""
     text = json.dumps({k: v for k, v in sorted(options.items())}, sort_keys=True)
@@ -217,11 +259,15 @@ class SweepSpec:
     keep : {"full", "errors"}
         What each point's file keeps: the whole run file, or the errors per step and the
         final state only (for sweeps of thousands of runs).
+    batch : bool
+        Whether points that share a network, its source and target nodes and steps run
+        together on the batched exact engine (the same files as one by one, faster).
     """
 
     base: MappingProxyType
     grid: MappingProxyType
     keep: str = "full"
+    batch: bool = True
 
     def __post_init__(self):
         base, grid = dict(self.base), dict(self.grid)
@@ -241,6 +287,8 @@ class SweepSpec:
             grid[name] = tuple(typed)
         if self.keep not in ("full", "errors"):
             raise ConfigError(f"sweep spec: `keep`={self.keep!r} must be 'full' or 'errors'")
+        if not isinstance(self.batch, bool):
+            raise ConfigError(f"sweep spec: `batch`={self.batch!r} must be true or false")
         object.__setattr__(self, "base", MappingProxyType(base))
         object.__setattr__(self, "grid", MappingProxyType(grid))
         for point in self.points():  # every run's options are checked before any runs
@@ -278,14 +326,15 @@ def read_toml(path, what: str) -> tuple[dict, str]:
 
 
 def load_spec(path) -> SweepSpec:
-    """Read a sweep spec (TOML: ``[base]``, ``[grid]``, optional top-level ``keep``)."""
+    """Read a sweep spec (TOML: ``[base]``, ``[grid]``, optional top-level ``keep`` and ``batch``)."""
     path = os.fspath(path)
     data, _ = read_toml(path, "sweep spec")
-    extra = sorted(set(data) - {"base", "grid", "keep"})
+    extra = sorted(set(data) - {"base", "grid", "keep", "batch"})
     if extra:
         raise ConfigError(f"sweep spec {path!r}: unknown table(s) or key(s) {extra}; a spec has [base], [grid] "
-                          "and optionally keep = \"full\" | \"errors\"")
+                          "and optionally keep = \"full\" | \"errors\" and batch = true | false")
     for table in ("base", "grid"):
         if not isinstance(data.get(table, {}), dict):
             raise ConfigError(f"sweep spec {path!r}: `{table}` must be a table, [{table}]")
-    return SweepSpec(base=data.get("base", {}), grid=data.get("grid", {}), keep=data.get("keep", "full"))
+    return SweepSpec(base=data.get("base", {}), grid=data.get("grid", {}), keep=data.get("keep", "full"),
+                     batch=data.get("batch", True))

@@ -9,7 +9,11 @@ retries the failed ones. At the end the points are combined into ``DIR/sweep.nc`
 (:func:`combine`, also ``spicelearn sweep --combine DIR``): the swept options as
 dimensions, the per-step error traces, and summaries (final and median errors, tau).
 
-Points run on Dask: a ``distributed.LocalCluster`` of worker processes on this
+Points that share a network, the task's nodes and steps on the ``exact`` engine run in
+batches on the batched engine (``batch = true``, the default; the files are the same
+as one by one); every other point is a job of its own.
+
+Jobs run on Dask: a ``distributed.LocalCluster`` of worker processes on this
 machine (one per core; processes, since a process holds at most two ngspice
 instances), an existing cluster given by its scheduler address, or, with
 ``workers=0``, one after another in this process. Workers return the point's file
@@ -30,7 +34,7 @@ from ..errors import ConfigError, SpicelearnError
 from ..files import atomic_path, atomic_write, check_target
 from ..progress import Progress
 from ..runfile import save_run, write_netcdf
-from .spec import SweepSpec, check_options, point_id, run
+from .spec import SweepSpec, batch_key, check_options, point_id, run, run_batch
 
 __all__ = ["run_sweep", "open_cluster", "combine", "run_point", "point_paths", "SUMMARY_THRESHOLD", "SUMMARY_WINDOW"]
 
@@ -63,7 +67,12 @@ def run_point(options: dict, keep: str = "full", attrs: dict | None = None) -> b
 
     Pure in its arguments: the same options give the same file on any worker.
     """
-    ds = _reduce(run(check_options(options, "sweep point")), keep)
+    return _point_bytes(run(check_options(options, "sweep point")), options, keep, attrs)
+
+
+def _point_bytes(ds, options: dict, keep: str, attrs: dict | None) -> bytes:
+    """A point's file, as bytes: what it keeps of its run file (``keep``), with its options."""
+    ds = _reduce(ds, keep)
     ds.attrs.update({"sweep_options": json.dumps(options, sort_keys=True), "sweep_keep": keep, **(attrs or {})})
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "point.nc")
@@ -73,7 +82,7 @@ def run_point(options: dict, keep: str = "full", attrs: dict | None = None) -> b
 
 
 def _point_job(options: dict, keep: str, attrs: dict):
-    """A worker's job: ``("ok", bytes, seconds)`` or ``("failed", message, seconds)``."""
+    """One point: ``("ok", bytes, seconds)`` or ``("failed", message, seconds)``."""
     t0 = time.perf_counter()
     try:
         return "ok", run_point(options, keep, attrs), time.perf_counter() - t0
@@ -81,10 +90,49 @@ def _point_job(options: dict, keep: str, attrs: dict):
         return "failed", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
 
 
+def _job(points: list, keep: str, attrs: dict, batched: bool) -> list:
+    """A worker's job: its points' results (:func:`_point_job`), in order. Batched points run together on the
+    batched engine (:func:`~spicelearn.experiments.spec.run_batch`); should the batch fail, each point runs
+    alone, so that each gets its own result or error."""
+    if not batched:
+        return [_point_job(p, keep, attrs) for p in points]
+    t0 = time.perf_counter()
+    try:
+        runs = run_batch([check_options(p, "sweep point") for p in points])
+    except SpicelearnError:
+        return [_point_job(p, keep, attrs) for p in points]
+    out = [_point_bytes(ds, p, keep, attrs) for ds, p in zip(runs, points)]
+    seconds = (time.perf_counter() - t0) / len(points)
+    return [("ok", payload, seconds) for payload in out]
+
+
+#: Points of one batched job at most: a killed sweep loses at most the jobs in flight.
+MAX_BATCH = 256
+
+
+def _jobs(points: list, spec: SweepSpec, workers: int) -> list:
+    """The jobs of the points to run: ``(points, batched)``. With ``spec.batch``, points of one
+    :func:`~spicelearn.experiments.spec.batch_key` form batches (at least one per worker, at most
+    :data:`MAX_BATCH` points); every other point is a job of its own."""
+    groups, jobs = {}, []
+    for options in points:
+        key = batch_key(check_options(options, "sweep point")) if spec.batch else None
+        if key is None:
+            jobs.append(([options], False))
+        else:
+            groups.setdefault(key, []).append(options)
+    for group in groups.values():
+        n = max(min(workers, len(group)), -(-len(group) // MAX_BATCH))
+        size = -(-len(group) // n)
+        jobs.extend((group[i:i + size], len(group[i:i + size]) > 1) for i in range(0, len(group), size))
+    return jobs
+
+
 class _Runner:
-    """Where points run: a context manager with ``run(jobs)`` yielding ``(key, result)`` as jobs finish."""
+    """Where jobs run: a context manager with ``run(jobs)`` yielding ``(key, results)`` as jobs finish."""
 
     dashboard_link = None
+    workers = 1
 
     def __enter__(self):
         return self
@@ -101,7 +149,7 @@ class _Local(_Runner):
 
     def run(self, jobs):
         for key, job in jobs:
-            yield key, _point_job(*job)
+            yield key, _job(*job)
 
 
 def _reachable(address: str) -> None:
@@ -144,18 +192,20 @@ class _Dask(_Runner):
                                                          dashboard_address=":0", silence_logs=40)
             self.client = distributed.Client(self._cluster)
         self.dashboard_link = getattr(self.client, "dashboard_link", None)
+        self.workers = max(1, sum(self.client.nthreads().values()))
 
     def run(self, jobs):
         import distributed
 
-        futures = {self.client.submit(_point_job, *job, key=f"spicelearn-point-{key}", pure=False): key
+        futures = {self.client.submit(_job, *job, key=f"spicelearn-job-{key}", pure=False): (key, len(job[0]))
                    for key, job in jobs}
         for future in distributed.as_completed(futures):
+            key, n = futures[future]
             try:
-                result = future.result()
+                results = future.result()
             except Exception as exc:  # a worker died or the job could not run: recorded, the sweep goes on
-                result = ("failed", f"{type(exc).__name__}: {exc}", float("nan"))
-            yield futures[future], result
+                results = [("failed", f"{type(exc).__name__}: {exc}", float("nan"))] * n
+            yield key, results
 
     def close(self):
         self.client.close()
@@ -216,31 +266,35 @@ def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler
         if os.path.exists(result):
             done += 1
         else:
-            todo.append((point_id(options), (options, spec.keep, grid_attrs)))
+            todo.append(options)
     total = done + len(todo)
     if done:
         print(f"{label}: {done} of {total} points already done in {out_dir}"
               + (f"; running the other {len(todo)}" if todo else ""), file=log)
-    failed = 0
+    failed = n = 0
     if todo:
         engine = cluster if cluster is not None else open_cluster(workers, scheduler)
         if engine.dashboard_link and engine is not cluster:  # who opened the cluster says where it is
             print(f"{label}: Dask dashboard at {engine.dashboard_link}", file=log)
+        jobs = {f"{point_id(group[0])}-{len(group)}": (group, batched)
+                for group, batched in _jobs(todo, spec, engine.workers)}
         bar = Progress(len(todo), label=f"{label}: {total} points", enabled=progress, unit="points")
-        by_key = dict(todo)
         try:
-            for n, (key, (status, payload, seconds)) in enumerate(engine.run(todo), start=1):
-                result, error = point_paths(out_dir, by_key[key][0])
-                if status == "ok":
-                    with atomic_path(result, "point file", suffix=".nc.part") as tmp:
-                        with open(tmp, "wb") as fh:
-                            fh.write(payload)
-                    if os.path.exists(error):
-                        os.remove(error)
-                else:
-                    failed += 1
-                    atomic_write(error, payload + "\n", what="point error file")
-                    print(f"{label}: point {by_key[key][0]} failed and is left out (NaN): {payload}", file=log)
+            for key, results in engine.run([(k, (group, spec.keep, grid_attrs, batched))
+                                            for k, (group, batched) in jobs.items()]):
+                for options, (status, payload, seconds) in zip(jobs[key][0], results):
+                    n += 1
+                    result, error = point_paths(out_dir, options)
+                    if status == "ok":
+                        with atomic_path(result, "point file", suffix=".nc.part") as tmp:
+                            with open(tmp, "wb") as fh:
+                                fh.write(payload)
+                        if os.path.exists(error):
+                            os.remove(error)
+                    else:
+                        failed += 1
+                        atomic_write(error, payload + "\n", what="point error file")
+                        print(f"{label}: point {options} failed and is left out (NaN): {payload}", file=log)
                 bar.label = f"{label} ({done + n - failed} done, {failed} failed, {len(todo) - n} left)"
                 bar.update(n)
         finally:

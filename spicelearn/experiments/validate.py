@@ -170,7 +170,8 @@ def validate(design: Design, out_dir, *, boards: int | None = None, engine: str 
         check_target(os.path.join(out_dir, name), "--out-dir")
     table = rows(design, boards)
     specs = {r.name: SweepSpec(base={k: v for k, v in r.options.items() if v is not None and k != "board"},
-                               grid={"board": list(range(r.boards))}, keep="errors") for r in table}
+                               grid={"board": list(range(r.boards))}, keep="errors", batch=design.batch)
+             for r in table}
     folders = {r.name: os.path.join(out_dir, "runs", r.name) for r in table}
     todo = any(not os.path.exists(point_paths(folders[name], p)[0]) for name, s in specs.items() for p in s.points())
     results = {}
