@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 
-from spicelearn.engines.exact import ExactEngine, contour_quadrature
+from spicelearn.engines.exact import ExactEngine, chebyshev_plan, contour_quadrature
+from spicelearn.errors import ConfigError
 from spicelearn.model.board import Board
 from spicelearn.model.hardware import R0, Hardware
 from spicelearn.model.network import compile_network
@@ -188,3 +189,85 @@ def test_power_is_non_negative_and_decreases_while_relaxing(d64):
     assert min(powers) >= 0
     # dP/dt = -dv^T L_C dv <= 0 at fixed sources: relaxation never raises the dissipated power
     assert np.all(np.diff(powers) <= 1e-12 * powers[0])
+
+
+# -- the fast dense path (Chebyshev expansion) against the matrix exponential and the eigen path ------------
+@pytest.mark.parametrize("method", ["auto", "chebyshev"])
+@pytest.mark.parametrize("model", ["per_edge", "global"])
+@pytest.mark.parametrize("R", [0.001, 0.03, 0.3, 3.0, 1000.0])
+def test_fast_paths_match_matrix_exponential(d64, method, model, R):
+    task = load_task("random:5,3,4", d64).bind(d64)
+    hw = Hardware.from_R(R, capacitance=220e-6, capacitance_model=model)
+    eng = ExactEngine(d64, task, Board.nominal(d64, hw), method=method)
+    rng = np.random.default_rng(7)
+    pos = rng.integers(0, 128, d64.n_edges)
+    st = eng.state(pos, rng.normal(size=64), rng.normal(size=64), clamp=[0.1, 0.2, 0.3])
+    clamp = np.array([-0.3, 0.0, 0.7])
+    out = eng.relax(st, clamp, hw.period)
+    S, T = task.source_index, task.target_index
+    ref_f = reference_relax(d64, hw, S, st.v_free, task.source_voltage, pos, hw.period)
+    both = np.concatenate([S, T])
+    ref_c = reference_relax(d64, hw, both, st.v_clamped, np.concatenate([task.source_voltage, clamp]), pos, hw.period)
+    scale = np.abs(st.v_clamped).max()
+    np.testing.assert_allclose(out.v_free, ref_f, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(out.v_clamped, ref_c, rtol=0, atol=1e-12 * scale)
+    # the equilibrium is a direct solve: exact, and Kirchhoff's current law holds at every floating node
+    L = d64.laplacian(hw.pot.conductance(pos))
+    v_eq = eng.equilibrium_free(out)
+    fl = task.free_floating
+    np.testing.assert_allclose((L @ v_eq)[fl], 0, atol=1e-12 * np.abs(L).max())
+
+
+def test_chebyshev_plan_error_bound():
+    x = np.linspace(0.0, 1.0, 2001)
+    for lo, hi in [(0.0, 1e-3), (0.1, 12.8), (1.0, 128.0), (0.0, 40.0), (30.0, 3000.0)]:
+        center, half, coef = chebyshev_plan(lo, hi)
+        u = 2 * x - 1
+        approx = np.polynomial.chebyshev.chebval(u, coef) if coef.size else 0 * u
+        assert np.max(np.abs(approx - np.exp(-(center + half * u)))) < 5e-15  # the tail 1e-15, and rounding
+    with pytest.raises(ConfigError, match="`lo`, `hi`"):
+        chebyshev_plan(2.0, 1.0)
+
+
+@pytest.mark.parametrize("model", ["per_edge", "global"])
+def test_fast_path_follows_the_eigen_path_along_a_run(d64, model):
+    """The loop's ticks (relax, set_positions, equilibrium) on both dense paths, twins of different pots and
+    capacitors (each twin its own operators and frame): the same voltages to 1e-12."""
+    from spicelearn.loop import Decide, run_loop
+    from spicelearn.model.hardware import Capacitor, Potentiometer
+    from spicelearn.model.rules import comparator_rule
+
+    task = load_task("random:5,3,8", d64).bind(d64)
+    hw = Hardware.from_R(1.0, capacitance=22e-6, capacitance_model=model,
+                         pot=Potentiometer(tolerance=0.2, twin_mismatch=0.05),
+                         capacitor=Capacitor(tolerance=0.1))
+    board = Board.draw(d64, hw, np.random.default_rng(1))
+    assert not board.twins_identical and not board.capacitors_identical
+    runs = {}
+    for method in ("eigen", "auto"):
+        eng = ExactEngine(d64, task, board, method=method)
+        runs[method] = run_loop(eng, 40, np.full(d64.n_edges, 63),
+                                Decide.rule(board, comparator_rule("xor"), np.random.default_rng(0)))
+    np.testing.assert_array_equal(runs["eigen"]["position"], runs["auto"]["position"])
+    for var in ("v_free", "v_clamped", "mse_eq"):
+        np.testing.assert_allclose(runs["auto"][var], runs["eigen"][var], rtol=0, atol=1e-12)
+
+
+def test_fast_path_conserves_charge_at_a_clamp_step(d64):
+    task = load_task("random:5,3,2", d64)
+    hw = Hardware(capacitance=22e-6)
+    eng = ExactEngine(d64, task.bind(d64), Board.nominal(d64, hw), method="chebyshev")
+    rng = np.random.default_rng(1)
+    st = eng.state(rng.integers(0, 128, d64.n_edges), rng.normal(size=64), rng.normal(size=64), clamp=[0.1, -0.2, 0.3])
+    t = 1e-9 * hw.period  # the jump, and almost no relaxation
+    out = eng.relax(st, [0.5, 0.4, -0.6], t)
+    LC = capacitance_matrix(d64, eng.hardware)
+    fl = eng.task.clamped_floating
+    q_before, q_after = (LC @ st.v_clamped)[fl], (LC @ out.v_clamped)[fl]
+    np.testing.assert_allclose(q_after, q_before, rtol=0, atol=1e-8 * np.abs(q_before).max())
+
+
+def test_unknown_method_is_refused(d64):
+    task = load_task("random:5,3,2", d64).bind(d64)
+    with pytest.raises(ConfigError, match="`method` must be None or one of"):
+        ExactEngine(d64, task, Board.nominal(d64, Hardware()), method="fast")

@@ -10,40 +10,100 @@ The free twin's floating nodes are ordered (clamped-floating C, then targets T).
 Because K is lower triangular, the clamped twin is the *same* system with the
 trailing target coordinates frozen: its matrix is the leading block ``A11`` and a
 step of the clamp voltages leaves ``y1`` unchanged (that is exactly charge
-conservation on the floating nodes). So each tick needs one symmetric eigensolve
-``A = U diag(lam) U^T``:
+conservation on the floating nodes).
 
-* free twin: ``y(t) = y* + U exp(-lam t) U^T (y0 - y*)``, ``y* = -A^{-1} r``;
-* clamped twin: resolvents of ``A11`` follow from those of ``A`` through the
-  Schur complement of the inverse, ``(A11 + z)^-1 = R11 - R12 R22^-1 R21`` with
-  ``R = (A + z)^-1 = U (lam + z)^-1 U^T`` and ``R22`` only M_T x M_T; the
-  exponential is a 15-node quadrature of the inverse Laplace transform on a
-  hyperbolic contour (Weideman & Trefethen 2007), accurate to ~1e-13 for any
-  spectrum on [0, inf), so any R.
+Each tick (``set_positions``) forms ``A`` and factorises it once (Cholesky,
+``A = L L^T``); the equilibria are direct solves with that factor:
+
+* free twin: ``y* = -A^{-1} r``;
+* clamped twin: ``y1* = ystar_1 + G (ystar_2 - y2)``, ``G = A11^{-1} A12`` from
+  the leading block ``L11`` of the same factor (the Cholesky factor of ``A11``).
+
+The transient ``y(t) = y* + exp(-t A) (y0 - y*)`` (and ``exp(-t A11)`` for the
+clamped twin) is computed one of two ways, chosen per tick (``method="auto"``):
+
+* **Chebyshev** (the fast path): the spectrum of ``t A`` lies in a known interval
+  ``[t lo, t hi]`` (per-edge capacitors: ``lo, hi = min, max g_j / c_j``, the
+  Rayleigh quotient of the pencil being a weighted mean of the edges' ratios;
+  global capacitance: ``[0, 2 max_i sum_{j~i} g_j / C_i]``, Gershgorin), so
+  ``exp(-x)`` is expanded in Chebyshev polynomials on that interval, with
+  coefficients ``2 (-1)^k e^{-t lo} I_k(rho)`` (modified Bessel functions, exact
+  tail bound) truncated where the tail is below ``1e-15``. Both twins run through
+  one three-term recurrence on a stacked ``(2, n_F, n_F)`` operator (the clamped
+  twin's block padded with zeros), two numpy calls per term. The interval is
+  rounded outward on a grid (1.1 % steps) so that the coefficients are computed
+  once per interval and cached.
+* **eigen** (every regime): one symmetric eigensolve ``A = U diag(lam) U^T``
+  (computed only when needed, and cached with the tick's operators); the free
+  twin decays mode by mode; the clamped twin's resolvents follow from those of
+  ``A`` through the Schur complement of the inverse,
+  ``(A11 + z)^-1 = R11 - R12 R22^-1 R21`` with ``R = (A + z)^-1 = U (lam + z)^-1 U^T``
+  and ``R22`` only M_T x M_T, and the exponential is a 15-node quadrature of the
+  inverse Laplace transform on a hyperbolic contour (Weideman & Trefethen 2007),
+  accurate to ~1e-13 for any spectrum on [0, inf), so any R.
+
+The Chebyshev expansion needs about ``t (hi - lo) / 2`` terms (more when the
+interval is wide and the transient has not decayed: small R); above
+:data:`CHEBYSHEV_MAX_TERMS` terms the eigen path is cheaper and ``auto`` takes
+it. A transient that has decayed below 1e-15 over the tick (``t lo > 35``) costs
+nothing: the twins sit at their equilibria.
+
+Networks of :data:`SPARSE_FROM` floating nodes or more take the sparse path of
+:mod:`spicelearn.engines.sparse` (sparse factorisations of the Laplacians and a
+shift-and-invert Krylov approximation of the exponential's action); ``method``
+forces a path.
 
 Both capacitance models share this code: ``global`` is ``L_C = diag(C)``.
 
 A board whose twins differ (pots of different R_AB, wiper or leakage) gives the
-clamped twin its own matrix ``A_C`` at its own conductances and a second
-eigensolve; twins with different capacitors also have their own Cholesky frame
-(``K``, ``W``). With equal twins (every nominal board) the clamped twin reuses
-the free twin's decomposition, as above.
+clamped twin its own matrix ``A_C`` at its own conductances (and its own
+factorisation); twins with different capacitors also have their own Cholesky
+frame (``K``, ``W``). With equal twins (every nominal board) the clamped twin
+reuses the free twin's operators, as above.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg import lapack
+from scipy.special import ive
 
-from ..errors import NetworkError
+from ..errors import ConfigError, NetworkError
 from ..model.board import Board
 from ..model.network import CompiledNetwork
 from ..model.task import BoundTask
 from .base import Engine, EngineState
 
-__all__ = ["ExactEngine", "ExactState", "contour_quadrature"]
+__all__ = ["ExactEngine", "ExactState", "contour_quadrature", "chebyshev_plan", "METHODS", "SPARSE_FROM",
+           "CHEBYSHEV_MAX_TERMS", "DENSE_DEFAULT"]
+
+#: The engine's ways of solving a tick (``ExactEngine(..., method=...)``).
+METHODS = ("auto", "chebyshev", "eigen", "sparse")
+
+#: ``method="auto"`` takes the sparse path from this many floating nodes of the free twin on
+#: (measured: ``benchmarks/bench_large.py``).
+SPARSE_FROM = 400
+
+#: The dense path of the default ``method=None``. ``"eigen"``: the previous releases' arithmetic, operation for
+#: operation, so that the reference runs of tests/data/reference (compared bit for bit on the numpy and scipy they
+#: were made with) still reproduce; ``"auto"`` is the fast path (about 2.5x the eigen path on delaunay64 at R = 1),
+#: to become the default once those reference runs are remade.
+DENSE_DEFAULT = "eigen"
+
+#: ``method="auto"`` takes the eigen path where the Chebyshev expansion needs more terms than this
+#: (measured: ``benchmarks/bench_exact.py --crossover``).
+CHEBYSHEV_MAX_TERMS = 90
+
+#: Chebyshev expansions stop where the tail of the coefficients falls below this, relative to the vector.
+CHEBYSHEV_TOL = 1e-15
+
+#: Intervals of the Chebyshev expansion are rounded outward to powers of 2^(1/_GRID).
+_GRID = 64
 
 
 def contour_quadrature(n: int = 14):
@@ -65,9 +125,89 @@ def contour_quadrature(n: int = 14):
 _QUAD_S, _QUAD_W = contour_quadrature()
 
 
-@dataclass(frozen=True, eq=False)
+@lru_cache(maxsize=4096)
+def _plan(ia: int | None, ib: int) -> tuple:
+    lo = 0.0 if ia is None else 2.0 ** (ia / _GRID)
+    return chebyshev_plan(lo, 2.0 ** (ib / _GRID))
+
+
+def chebyshev_plan(lo: float, hi: float, tol: float = CHEBYSHEV_TOL) -> tuple:
+    """Chebyshev expansion of ``exp(-x)`` on ``[lo, hi]``, ``0 <= lo < hi``.
+
+    ``exp(-x) = sum_k c_k T_k(u)``, ``u = (x - center) / half``, with
+    ``c_0 = e^{-lo} I_0(half) e^{-half}`` and ``c_k = 2 (-1)^k e^{-lo} I_k(half) e^{-half}``;
+    the expansion stops at the first ``m`` with ``sum_{k > m} |c_k| <= tol``, a bound
+    of the error anywhere on the interval.
+
+    Returns
+    -------
+    center, half : float
+    coef : ndarray, shape (m + 1,)
+        Empty where ``e^{-lo} <= tol``: the function is below ``tol`` on the whole interval.
+    """
+    if not (0.0 <= lo < hi and math.isfinite(hi)):
+        raise ConfigError(f"`lo`, `hi` must satisfy 0 <= lo < hi < inf, got {lo!r}, {hi!r}")
+    center, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    if math.exp(-lo) <= tol:
+        return center, half, np.empty(0)
+    kmax = int(half + 12.0 * math.sqrt(half) + 40.0)
+    c = ive(np.arange(kmax + 1), half) * math.exp(-lo)
+    c[1:] *= 2.0
+    c[1::2] *= -1.0
+    tail = np.cumsum(np.abs(c[::-1]))[::-1]  # tail[k] = sum_{j >= k} |c_j|
+    m = int(np.argmax(tail <= tol)) - 1 if tail[-1] <= tol else kmax
+    return center, half, c[:max(m, 0) + 1].copy()
+
+
 class _Operators:
-    """Eigen-decomposition ``A = U diag(lam) U^T`` at one set of positions.
+    """What the tick's positions fix for one twin: ``A`` (n_F, n_F), the equilibria, the spectrum's bounds.
+
+    Attributes
+    ----------
+    A : ndarray, shape (n_F, n_F)
+    ystar : ndarray, shape (n_F,)
+        Free-twin equilibrium ``-A^-1 r``, ``r = W diag(g) B_S V_S``.
+    G : ndarray, shape (n_C, M_T)
+        ``A11^-1 A12``: the clamped equilibrium is ``h - G y2``.
+    h : ndarray, shape (n_C,)
+        ``ystar_1 + G ystar_2``.
+    lo, hi : float
+        Bounds of the spectrum of ``A`` (rates, 1/s), of both twins where they differ.
+    lam, U, U1, U2, U2U2
+        The eigen-decomposition ``A = U diag(lam) U^T`` (computed on first use): ``U1``, ``U2``
+        the rows of the clamped-floating and target coordinates, ``U2U2`` the products
+        ``U2[i, a] U2[j, a]``, shape (M_T * M_T, n_F), so that ``R22(z)`` is one matrix product.
+    """
+
+    def __init__(self, A, ystar, G, h, lo, hi, n_c):
+        self.A, self.ystar, self.G, self.h = A, ystar, G, h
+        self.lo, self.hi, self.n_c = lo, hi, n_c
+        self._eig = None
+
+    def _decomposed(self) -> tuple:
+        if self._eig is None:
+            lam, U = np.linalg.eigh(self.A)
+            U1, U2 = U[:self.n_c], U[self.n_c:]
+            m = U2.shape[0]
+            self._eig = lam, U, U1, U2, (U2[:, None, :] * U2[None, :, :]).reshape(m * m, -1)
+        return self._eig
+
+    lam = property(lambda self: self._decomposed()[0])
+    U = property(lambda self: self._decomposed()[1])
+    U1 = property(lambda self: self._decomposed()[2])
+    U2 = property(lambda self: self._decomposed()[3])
+    U2U2 = property(lambda self: self._decomposed()[4])
+
+
+def _cmatmul(real: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``real @ z`` for a real matrix and a complex C-contiguous (n, K) array, without complex copies."""
+    out = real @ np.ascontiguousarray(z).view(np.float64)
+    return out.view(np.complex128)
+
+
+@dataclass(frozen=True, eq=False)
+class _Eigen:
+    """Eigen-decomposition ``A = U diag(lam) U^T`` at one set of positions (``method="eigen"``).
 
     ``U1``, ``U2`` are the rows of ``U`` of the clamped-floating and target
     coordinates; ``U2U2`` holds the products ``U2[i, a] U2[j, a]``, shape
@@ -82,20 +222,14 @@ class _Operators:
     ystar: np.ndarray  # (n_F,) free-twin equilibrium -A^-1 r, r = W diag(g) B_S V_S
 
 
-def _cmatmul(real: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """``real @ z`` for a real matrix and a complex C-contiguous (n, K) array, without complex copies."""
-    out = real @ np.ascontiguousarray(z).view(np.float64)
-    return out.view(np.complex128)
-
-
 @dataclass(frozen=True, eq=False)
 class ExactState(EngineState):
     """State of the twin networks (:class:`~spicelearn.engines.base.EngineState`) and the cached
-    decompositions at ``positions``: ``ops`` of the free twin, ``ops_c`` of the clamped twin (the
+    operators at ``positions``: ``ops`` of the free twin, ``ops_c`` of the clamped twin (the
     same object when the twins are equal)."""
 
-    ops: _Operators = None
-    ops_c: _Operators = None
+    ops: object = None
+    ops_c: object = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,22 +250,68 @@ class ExactEngine(Engine):
     network : CompiledNetwork
     task : BoundTask
     board : Board
+    method : {None, "auto", "chebyshev", "eigen", "sparse"}
+        How ticks are solved. ``auto``: the sparse path (:mod:`spicelearn.engines.sparse`) from
+        :data:`SPARSE_FROM` floating nodes on; below, dense, each tick the Chebyshev expansion where it
+        needs at most :data:`CHEBYSHEV_MAX_TERMS` terms and the eigensolve otherwise (the fast path).
+        ``chebyshev`` and ``eigen`` force one dense path every tick (``eigen`` is the engine of
+        spicelearn 0.2, operation for operation); ``sparse`` the sparse path. They agree to ~1e-13
+        relative (dense) and 1e-10 V (sparse against dense). None (default): :data:`DENSE_DEFAULT`
+        below :data:`SPARSE_FROM` floating nodes, ``sparse`` from there on.
     """
 
     name = "exact"
 
-    def __init__(self, network: CompiledNetwork, task: BoundTask, board: Board):
+    def __init__(self, network: CompiledNetwork, task: BoundTask, board: Board, *, method: str | None = None):
         super().__init__(network, task, board)
+        if method is not None and method not in METHODS:
+            raise ConfigError(f"`method` must be None or one of {METHODS}, got {method!r}")
         n = network.n_nodes
         src, tgt = task.source_index, task.target_index
         self.floating = np.concatenate([task.clamped_floating, tgt])  # free twin's floating nodes, C then T
         self.n_c = task.clamped_floating.size
         self._twins_identical = board.twins_identical
-        free = self._frame(0)
-        self.frames = (free, free if board.capacitors_identical else self._frame(1))
-        self.b_src = network.incidence[:, src] @ task.source_voltage  # (E,) edge drops from the sources alone
         self._v_template = np.zeros(n)
         self._v_template[src] = task.source_voltage
+        if method is None or method == "auto":
+            method = "sparse" if self.floating.size >= SPARSE_FROM else (method or DENSE_DEFAULT)
+        self.method = method
+        self._sparse = None
+        if method == "sparse":
+            from .sparse import SparseTransient
+
+            self._sparse = SparseTransient(self)
+            return
+        self.b_src = network.incidence[:, src] @ task.source_voltage  # (E,) edge drops from the sources alone
+        free = self._frame(0)
+        self.frames = (free, free if board.capacitors_identical else self._frame(1))
+        nc, nf = self.n_c, self.floating.size
+        self._WT = tuple(np.ascontiguousarray(f.W.T) for f in self.frames)
+        self._rhs = np.zeros((nf, 1 + tgt.size), order="F")  # [r, E_T]
+        self._rhs[nc + np.arange(tgt.size), 1 + np.arange(tgt.size)] = 1.0
+        # contiguous copies of what every tick multiplies by
+        self._KT = tuple(np.ascontiguousarray(f.K.T) for f in self.frames)
+        self._KT_top = np.ascontiguousarray(self.frames[1].K.T[:nc])  # y1 = K^T[C] v_F of the clamped twin
+        self._KinvT = tuple(np.ascontiguousarray(f.Kinv.T) for f in self.frames)
+        # conductance of every edge at every position, per twin: (E * P,) flat, edge-major
+        P = board.hardware.pot.n_positions
+        pos = np.arange(P)[:, None]
+        self._gtab = tuple(np.ascontiguousarray(board.conductance(pos, t).T).reshape(-1) for t in (0, 1))
+        self._gbase = np.arange(network.n_edges) * P
+        self._per_edge = board.capacitance.shape[-1] == network.n_edges and \
+            board.hardware.capacitance_model == "per_edge"
+        if self._per_edge:
+            self._inv_c = tuple(1.0 / board.twin_capacitance(t) for t in (0, 1))
+        else:
+            en = network.edge_nodes
+            self._ends = np.concatenate([en[:, 0], en[:, 1]])
+            self._inv_c = tuple(1.0 / board.twin_capacitance(t) for t in (0, 1))
+        # Chebyshev recurrences T_{k+1} = [-I, 2u] [T_{k-1}; T_k], one matrix-vector product per term and
+        # twin: [T_{k-1}; T_k] are adjacent rows of a flat buffer
+        self._M = (np.hstack([-np.eye(nf), np.zeros((nf, nf))]), np.hstack([-np.eye(nc), np.zeros((nc, nc))]))
+        self._Mdiag = tuple(M.reshape(-1)[M.shape[0]::2 * M.shape[0] + 1] for M in self._M)  # views: diagonal of 2u
+        self._buf = None
+        self._work(32)
 
     # -- helpers ---------------------------------------------------------------
     def _frame(self, twin: int) -> _Frame:
@@ -145,32 +325,122 @@ class ExactEngine(Engine):
         return _Frame(K=K, Kinv=Kinv, W=Kinv @ self.network.incidence[:, self.floating].T,
                       K22T=K[self.n_c:, self.n_c:].T)
 
+    def _conductance(self, positions, twin: int) -> np.ndarray:
+        """The board's conductances at ``positions`` (E,), from the table (the same numbers)."""
+        return self._gtab[twin].take(self._gbase + positions)
+
+    def _bounds(self, g, twin: int) -> tuple:
+        """Bounds (lo, hi) of the rates of one twin at conductances ``g``."""
+        if self._per_edge:
+            r = g * self._inv_c[twin]
+            return float(r.min()), float(r.max())
+        s = np.bincount(self._ends, weights=np.concatenate([g, g]), minlength=self.network.n_nodes)
+        return 0.0, 2.0 * float((s * self._inv_c[twin]).max())
+
     def _decompositions(self, positions) -> tuple:
         """``(ops, ops_c)`` of the free and the clamped twin at ``positions``."""
-        ops = self._decompose(self.frames[0], self.board.conductance(positions, 0))
+        if self._sparse is not None:
+            return self._sparse.operators(positions)
+        if self.method == "eigen":
+            return self._eigen_decompositions(positions)
+        g = self._conductance(positions, 0)
+        lo, hi = self._bounds(g, 0)
         if self._twins_identical:
+            ops = self._decompose(self.frames[0], g, lo, hi)
             return ops, ops
-        return ops, self._decompose(self.frames[1], self.board.conductance(positions, 1))
+        gc = self._conductance(positions, 1)
+        lo_c, hi_c = self._bounds(gc, 1)
+        lo, hi = min(lo, lo_c), max(hi, hi_c)
+        return self._decompose(self.frames[0], g, lo, hi), self._decompose(self.frames[1], gc, lo, hi)
 
-    def _decompose(self, frame: _Frame, g) -> _Operators:
+    def _decompose(self, frame: _Frame, g, lo: float, hi: float) -> _Operators:
+        WT = self._WT[0 if frame is self.frames[0] else 1]
         Wg = frame.W * g
-        lam, U = np.linalg.eigh(Wg @ frame.W.T)
-        if lam[0] <= 0:
+        A = Wg.dot(WT)
+        # one Cholesky solve for the equilibrium and the target columns of A^-1: A X = [r, E_T]
+        rhs = self._rhs
+        rhs[:, 0] = Wg.dot(self.b_src)
+        x, info = lapack.dposv(A, rhs, lower=1)[1:]
+        if info != 0:
             raise NetworkError("the conductance matrix of the floating nodes is singular: "
                                "a floating part of the network has no path to a driven node")
-        U1, U2 = U[:self.n_c], U[self.n_c:]
-        m = U2.shape[0]
-        U2U2 = (U2[:, None, :] * U2[None, :, :]).reshape(m * m, -1)
-        ystar = -(U @ ((U.T @ (Wg @ self.b_src)) / lam))
-        return _Operators(lam=lam, U=U, U1=U1, U2=U2, U2U2=U2U2, ystar=ystar)
+        ystar = -x[:, 0]
+        nc = self.n_c
+        if nc and x.shape[1] > 1:
+            # A11^-1 A12 = -[A^-1]_12 [A^-1]_22^-1 (block inverse of A)
+            G = x[:nc, 1:].dot(np.linalg.inv(x[nc:, 1:]))
+            np.negative(G, out=G)
+            h = ystar[:nc] + G.dot(ystar[nc:])
+        else:
+            G, h = np.zeros((nc, x.shape[1] - 1)), ystar[:nc].copy()
+        return _Operators(A, ystar, G, h, lo, hi, nc)
 
     def _to_v(self, y: np.ndarray, twin: int = 0) -> np.ndarray:
         v = self._v_template.copy()
-        v[self.floating] = self.frames[twin].Kinv.T @ y
+        v[self.floating] = self._KinvT[twin] @ y
         return v
 
     def _to_y(self, v: np.ndarray, twin: int = 0) -> np.ndarray:
-        return self.frames[twin].K.T @ v[self.floating]
+        return self._KT[twin] @ v[self.floating]
+
+    def _chebyshev(self, ops: _Operators, ops_c: _Operators, duration: float):
+        """The tick's expansion ``(center, half, coef)`` for ``exp(-duration A)``, or None where ``auto``
+        takes the eigen path."""
+        if self.method == "eigen":
+            return None
+        lo, hi = ops.lo * duration, ops.hi * duration
+        ia = math.floor(_GRID * math.log2(lo)) - 1 if lo > 1e-300 else None
+        ib = math.ceil(_GRID * math.log2(hi)) + 1
+        if ia is not None and ib <= ia:
+            ib = ia + 1
+        plan = _plan(ia, ib)
+        if self.method == "auto" and plan[2].size > CHEBYSHEV_MAX_TERMS + 1:
+            return None
+        return plan
+
+    def _work(self, m: int) -> None:
+        """Buffers of ``m`` Chebyshev terms per twin, and the views the recurrence reads and writes."""
+        if self._buf is not None and self._buf[0].shape[0] >= m:
+            return
+        m = max(m, 2 * (0 if self._buf is None else self._buf[0].shape[0]))
+        bufs = tuple(np.zeros((m, M.shape[0])) for M in self._M)
+        flat = tuple(b.reshape(-1) for b in bufs)
+        views = [[(f[(k - 1) * M.shape[0]:(k + 1) * M.shape[0]], b[k + 1]) for k in range(1, m - 1)]
+                 for f, b, M in zip(flat, bufs, self._M)]
+        self._buf, self._views = bufs, views
+
+    def _chebyshev_transient(self, ops, ops_c, plan, duration: float, bf: np.ndarray, bc: np.ndarray):
+        """``exp(-t A) bf`` (n_F,) and ``exp(-t A11) bc`` (n_C,) by the Chebyshev recurrence of ``plan``."""
+        center, half, coef = plan
+        m = coef.size
+        nf, nc = bf.size, self.n_c
+        if m == 0:
+            return np.zeros(nf), np.zeros(nc)
+        (Mf, Mc), (df, dc) = self._M, self._Mdiag
+        s, d = 2.0 * duration / half, 2.0 * center / half  # 2u(tA) = s A - d I, u = (tA - center) / half
+        Bf = Mf[:, nf:]
+        np.multiply(ops.A, s, out=Bf)
+        df -= d
+        if ops_c is ops:
+            Mc[:, nc:] = Bf[:nc, :nc]
+        else:
+            np.multiply(ops_c.A[:nc, :nc], s, out=Mc[:, nc:])
+            dc -= d
+        self._work(m)
+        out = []
+        for M, buf, views, b in zip(self._M, self._buf, self._views, (bf, bc)):
+            if b.size == 0:
+                out.append(b.copy())
+                continue
+            buf[0] = b
+            if m > 1:
+                dot = M.dot
+                np.dot(M[:, M.shape[0]:], b, out=buf[1])  # T_1 = u T_0
+                buf[1] *= 0.5
+                for x, y in views[:m - 2]:
+                    dot(x, out=y)
+            out.append(coef.dot(buf[:m]))
+        return out[0], out[1]
 
     @staticmethod
     def _sub_resolvent(ops: _Operators, b: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -180,18 +450,43 @@ class ExactEngine(Engine):
         ``(A11 + z)^-1 b = U1 D (c - U2^T R22^-1 U2 D c)``, ``c = U1^T b``,
         ``D = (lam + z)^-1``, ``R22 = U2 D U2^T`` (M_T x M_T).
         """
-        m = ops.U2.shape[0]
-        D = 1.0 / (ops.lam[:, None] + z[None, :])  # (n_F, K)
-        c = ops.U1.T @ b
+        lam, U1, U2, U2U2 = ops.lam, ops.U1, ops.U2, ops.U2U2
+        m = U2.shape[0]
+        D = 1.0 / (lam[:, None] + z[None, :])  # (n_F, K)
+        c = U1.T @ b
         Dc = D * c[:, None]
-        p2 = _cmatmul(ops.U2, Dc)  # (M_T, K)
-        R22 = _cmatmul(ops.U2U2, D)
+        p2 = _cmatmul(U2, Dc)  # (M_T, K)
+        R22 = _cmatmul(U2U2, D)
         R22 = np.moveaxis(R22.reshape(m, m, -1), -1, 0)  # (K, M_T, M_T)
         q = np.linalg.solve(R22, p2.T[..., None])[..., 0]  # (K, M_T)
-        e = (Dc - D * (ops.U2.T @ q.T)) @ w  # (n_F,)
-        return ops.U1 @ e.real
+        e = (Dc - D * (U2.T @ q.T)) @ w  # (n_F,)
+        return U1 @ e.real
 
-    def _clamped_equilibrium_y1(self, ops: _Operators, y2: np.ndarray) -> np.ndarray:
+    # -- method="eigen": the previous engine's arithmetic, operation for operation -----------
+    def _eigen_decompositions(self, positions) -> tuple:
+        ops = self._eigen_decompose(self.frames[0], self.board.conductance(positions, 0))
+        if self._twins_identical:
+            return ops, ops
+        return ops, self._eigen_decompose(self.frames[1], self.board.conductance(positions, 1))
+
+    def _eigen_decompose(self, frame: _Frame, g) -> _Eigen:
+        Wg = frame.W * g
+        lam, U = np.linalg.eigh(Wg @ frame.W.T)
+        if lam[0] <= 0:
+            raise NetworkError("the conductance matrix of the floating nodes is singular: "
+                               "a floating part of the network has no path to a driven node")
+        U1, U2 = U[:self.n_c], U[self.n_c:]
+        m = U2.shape[0]
+        U2U2 = (U2[:, None, :] * U2[None, :, :]).reshape(m * m, -1)
+        ystar = -(U @ ((U.T @ (Wg @ self.b_src)) / lam))
+        return _Eigen(lam=lam, U=U, U1=U1, U2=U2, U2U2=U2U2, ystar=ystar)
+
+    def _eigen_to_v(self, y: np.ndarray, twin: int = 0) -> np.ndarray:
+        v = self._v_template.copy()
+        v[self.floating] = self.frames[twin].Kinv.T @ y
+        return v
+
+    def _eigen_clamped_y1(self, ops: _Eigen, y2: np.ndarray) -> np.ndarray:
         """Clamped equilibrium from the free one ``ystar``: a rank-M_T correction.
 
         ``y1* = ystar_1 + A11^-1 A12 (ystar_2 - y2)`` with
@@ -202,6 +497,34 @@ class ExactEngine(Engine):
         nc = self.n_c
         return ops.ystar[:nc] - P @ np.linalg.solve(Q, ops.ystar[nc:] - y2)
 
+    def _eigen_init(self, positions, clamp) -> ExactState:
+        ops, ops_c = self._eigen_decompositions(positions)
+        v_free = self._eigen_to_v(ops.ystar)
+        if clamp is None:
+            clamp = self.default_clamp(v_free)
+        y2 = self.frames[1].K22T @ clamp
+        v_clamped = self._eigen_to_v(np.concatenate([self._eigen_clamped_y1(ops_c, y2), y2]), 1)
+        v_clamped[self.task.target_index] = clamp
+        return ExactState(positions, v_free, v_clamped, clamp, ops, ops_c)
+
+    def _eigen_relax(self, state: ExactState, clamp, duration: float) -> ExactState:
+        ops, nc = state.ops, self.n_c
+        # free twin: sources constant, exact modal decay
+        y = self.frames[0].K.T @ state.v_free[self.floating]
+        ystar = ops.ystar
+        a = ops.U.T @ (y - ystar)
+        y = ystar + ops.U @ (np.exp(-ops.lam * duration) * a)
+        v_free = self._eigen_to_v(y)
+        # clamped twin: y1 conserved across the clamp step; y2 follows the clamps
+        y1 = (self.frames[1].K.T @ state.v_clamped[self.floating])[:nc]
+        y2 = self.frames[1].K22T @ clamp
+        if nc:
+            y1star = self._eigen_clamped_y1(state.ops_c, y2)
+            y1 = y1star + self._sub_resolvent(state.ops_c, y1 - y1star, _QUAD_S / duration, _QUAD_W / duration)
+        v_clamped = self._eigen_to_v(np.concatenate([y1, y2]), 1)
+        v_clamped[self.task.target_index] = clamp
+        return replace(state, v_free=v_free, v_clamped=v_clamped, clamp=clamp)
+
     # -- engine interface -------------------------------------------------------
     def state(self, positions, v_free, v_clamped, clamp) -> ExactState:
         """A state with given node voltages (e.g. off equilibrium); driven nodes are overwritten."""
@@ -211,36 +534,57 @@ class ExactEngine(Engine):
         return ExactState(positions, v_free, v_clamped, clamp, ops, ops_c)
 
     def _init(self, positions, clamp) -> ExactState:
+        if self.method == "eigen":
+            return self._eigen_init(positions, clamp)
         ops, ops_c = self._decompositions(positions)
+        if self._sparse is not None:
+            v_free = self._sparse.equilibrium_free(ops)
+            if clamp is None:
+                clamp = self.default_clamp(v_free)
+            v_clamped = self._sparse.equilibrium_clamped(ops_c, clamp)
+            return ExactState(positions, v_free, v_clamped, clamp, ops, ops_c)
         v_free = self._to_v(ops.ystar)
         if clamp is None:
             clamp = self.default_clamp(v_free)
         y2 = self.frames[1].K22T @ clamp
-        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(ops_c, y2), y2]), 1)
+        v_clamped = self._to_v(np.concatenate([ops_c.h - ops_c.G @ y2, y2]), 1)
         v_clamped[self.task.target_index] = clamp
         return ExactState(positions, v_free, v_clamped, clamp, ops, ops_c)
 
     def _set_positions(self, state: ExactState, positions) -> ExactState:
         ops, ops_c = self._decompositions(positions)
-        return replace(state, positions=positions, ops=ops, ops_c=ops_c)
+        return ExactState(positions, state.v_free, state.v_clamped, state.clamp, ops, ops_c)
 
     def _equilibrium_free(self, state: ExactState) -> np.ndarray:
+        if self._sparse is not None:
+            return self._sparse.equilibrium_free(state.ops)
+        if self.method == "eigen":
+            return self._eigen_to_v(state.ops.ystar)
         return self._to_v(state.ops.ystar)
 
     def _relax(self, state: ExactState, clamp, duration: float) -> ExactState:
-        ops, nc = state.ops, self.n_c
-        # free twin: sources constant, exact modal decay
-        y = self._to_y(state.v_free)
+        if self.method == "eigen":
+            return self._eigen_relax(state, clamp, duration)
+        ops, ops_c, nc = state.ops, state.ops_c, self.n_c
+        if self._sparse is not None:
+            v_free, v_clamped = self._sparse.relax(ops, ops_c, state.v_free, state.v_clamped, state.clamp,
+                                                   clamp, duration)
+            return ExactState(state.positions, v_free, v_clamped, clamp, ops, ops_c)
+        F = self.floating
         ystar = ops.ystar
-        a = ops.U.T @ (y - ystar)
-        y = ystar + ops.U @ (np.exp(-ops.lam * duration) * a)
-        v_free = self._to_v(y)
+        bf = self._KT[0] @ state.v_free[F] - ystar  # free twin: sources constant
         # clamped twin: y1 conserved across the clamp step; y2 follows the clamps
-        y1 = self._to_y(state.v_clamped, 1)[:nc]
         y2 = self.frames[1].K22T @ clamp
-        if nc:
-            y1star = self._clamped_equilibrium_y1(state.ops_c, y2)
-            y1 = y1star + self._sub_resolvent(state.ops_c, y1 - y1star, _QUAD_S / duration, _QUAD_W / duration)
-        v_clamped = self._to_v(np.concatenate([y1, y2]), 1)
+        y1star = ops_c.h - ops_c.G @ y2
+        bc = self._KT_top @ state.v_clamped[F] - y1star
+        plan = self._chebyshev(ops, ops_c, duration)
+        if plan is None:
+            lam, U = ops._decomposed()[:2]
+            rf = U @ (np.exp(-lam * duration) * (U.T @ bf))
+            rc = self._sub_resolvent(ops_c, bc, _QUAD_S / duration, _QUAD_W / duration) if nc else bc
+        else:
+            rf, rc = self._chebyshev_transient(ops, ops_c, plan, duration, bf, bc)
+        v_free = self._to_v(ystar + rf)
+        v_clamped = self._to_v(np.concatenate([y1star + rc, y2]), 1)
         v_clamped[self.task.target_index] = clamp
-        return replace(state, v_free=v_free, v_clamped=v_clamped, clamp=clamp)
+        return ExactState(state.positions, v_free, v_clamped, clamp, ops, ops_c)
