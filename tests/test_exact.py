@@ -192,7 +192,7 @@ def test_power_is_non_negative_and_decreases_while_relaxing(d64):
 
 
 # -- the fast dense path (Chebyshev expansion) against the matrix exponential and the eigen path ------------
-@pytest.mark.parametrize("method", ["auto", "chebyshev"])
+@pytest.mark.parametrize("method", ["dense", "chebyshev"])
 @pytest.mark.parametrize("model", ["per_edge", "global"])
 @pytest.mark.parametrize("R", [0.001, 0.03, 0.3, 3.0, 1000.0])
 def test_fast_paths_match_matrix_exponential(d64, method, model, R):
@@ -244,13 +244,13 @@ def test_fast_path_follows_the_eigen_path_along_a_run(d64, model):
     board = Board.draw(d64, hw, np.random.default_rng(1))
     assert not board.twins_identical and not board.capacitors_identical
     runs = {}
-    for method in ("eigen", "auto"):
+    for method in ("eigen", "dense"):
         eng = ExactEngine(d64, task, board, method=method)
         runs[method] = run_loop(eng, 40, np.full(d64.n_edges, 63),
                                 Decide.rule(board, comparator_rule("xor"), np.random.default_rng(0)))
-    np.testing.assert_array_equal(runs["eigen"]["position"], runs["auto"]["position"])
+    np.testing.assert_array_equal(runs["eigen"]["position"], runs["dense"]["position"])
     for var in ("v_free", "v_clamped", "mse_eq"):
-        np.testing.assert_allclose(runs["auto"][var], runs["eigen"][var], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(runs["dense"][var], runs["eigen"][var], rtol=0, atol=1e-12)
 
 
 def test_fast_path_conserves_charge_at_a_clamp_step(d64):

@@ -20,7 +20,7 @@ Each tick (``set_positions``) forms ``A`` and factorises it once (Cholesky,
   the leading block ``L11`` of the same factor (the Cholesky factor of ``A11``).
 
 The transient ``y(t) = y* + exp(-t A) (y0 - y*)`` (and ``exp(-t A11)`` for the
-clamped twin) is computed one of two ways, chosen per tick (``method="auto"``):
+clamped twin) is computed one of two ways, chosen per tick (``method="dense"``):
 
 * **Chebyshev** (the fast path): the spectrum of ``t A`` lies in a known interval
   ``[t lo, t hi]`` (per-edge capacitors: ``lo, hi = min, max g_j / c_j``, the
@@ -44,14 +44,15 @@ clamped twin) is computed one of two ways, chosen per tick (``method="auto"``):
 
 The Chebyshev expansion needs about ``t (hi - lo) / 2`` terms (more when the
 interval is wide and the transient has not decayed: small R); above
-:data:`CHEBYSHEV_MAX_TERMS` terms the eigen path is cheaper and ``auto`` takes
+:data:`CHEBYSHEV_MAX_TERMS` terms the eigen path is cheaper and ``dense`` takes
 it. A transient that has decayed below 1e-15 over the tick (``t lo > 35``) costs
 nothing: the twins sit at their equilibria.
 
 Networks of :data:`SPARSE_FROM` floating nodes or more take the sparse path of
 :mod:`spicelearn.engines.sparse` (sparse factorisations of the Laplacians and a
 shift-and-invert Krylov approximation of the exponential's action); ``method``
-forces a path.
+forces a path. The default (``method=None``) is :data:`DENSE_DEFAULT` below
+that size: ``eigen``, the previous releases' arithmetic bit for bit (see there).
 
 Both capacitance models share this code: ``global`` is ``L_C = diag(C)``.
 
@@ -83,19 +84,19 @@ __all__ = ["ExactEngine", "ExactState", "contour_quadrature", "chebyshev_plan", 
            "CHEBYSHEV_MAX_TERMS", "DENSE_DEFAULT"]
 
 #: The engine's ways of solving a tick (``ExactEngine(..., method=...)``).
-METHODS = ("auto", "chebyshev", "eigen", "sparse")
+METHODS = ("auto", "dense", "chebyshev", "eigen", "sparse")
 
 #: ``method="auto"`` takes the sparse path from this many floating nodes of the free twin on
 #: (measured: ``benchmarks/bench_large.py``).
-SPARSE_FROM = 400
+SPARSE_FROM = 250
 
 #: The dense path of the default ``method=None``. ``"eigen"``: the previous releases' arithmetic, operation for
 #: operation, so that the reference runs of tests/data/reference (compared bit for bit on the numpy and scipy they
-#: were made with) still reproduce; ``"auto"`` is the fast path (about 2.5x the eigen path on delaunay64 at R = 1),
-#: to become the default once those reference runs are remade.
+#: were made with) still reproduce; ``"dense"`` is the fast path (benchmarks/bench_exact.py), to become the
+#: default once those reference runs are remade.
 DENSE_DEFAULT = "eigen"
 
-#: ``method="auto"`` takes the eigen path where the Chebyshev expansion needs more terms than this
+#: ``method="dense"`` takes the eigen path where the Chebyshev expansion needs more terms than this
 #: (measured: ``benchmarks/bench_exact.py --crossover``).
 CHEBYSHEV_MAX_TERMS = 90
 
@@ -250,10 +251,11 @@ class ExactEngine(Engine):
     network : CompiledNetwork
     task : BoundTask
     board : Board
-    method : {None, "auto", "chebyshev", "eigen", "sparse"}
-        How ticks are solved. ``auto``: the sparse path (:mod:`spicelearn.engines.sparse`) from
-        :data:`SPARSE_FROM` floating nodes on; below, dense, each tick the Chebyshev expansion where it
-        needs at most :data:`CHEBYSHEV_MAX_TERMS` terms and the eigensolve otherwise (the fast path).
+    method : {None, "auto", "dense", "chebyshev", "eigen", "sparse"}
+        How ticks are solved. ``dense``: each tick the Chebyshev expansion where it needs at most
+        :data:`CHEBYSHEV_MAX_TERMS` terms and the eigensolve otherwise (the fast path); ``auto``: the
+        sparse path (:mod:`spicelearn.engines.sparse`) from :data:`SPARSE_FROM` floating nodes on, ``dense``
+        below.
         ``chebyshev`` and ``eigen`` force one dense path every tick (``eigen`` is the engine of
         spicelearn 0.2, operation for operation); ``sparse`` the sparse path. They agree to ~1e-13
         relative (dense) and 1e-10 V (sparse against dense). None (default): :data:`DENSE_DEFAULT`
@@ -274,7 +276,7 @@ class ExactEngine(Engine):
         self._v_template = np.zeros(n)
         self._v_template[src] = task.source_voltage
         if method is None or method == "auto":
-            method = "sparse" if self.floating.size >= SPARSE_FROM else (method or DENSE_DEFAULT)
+            method = "sparse" if self.floating.size >= SPARSE_FROM else ("dense" if method else DENSE_DEFAULT)
         self.method = method
         self._sparse = None
         if method == "sparse":
@@ -384,7 +386,7 @@ class ExactEngine(Engine):
         return self._KT[twin] @ v[self.floating]
 
     def _chebyshev(self, ops: _Operators, ops_c: _Operators, duration: float):
-        """The tick's expansion ``(center, half, coef)`` for ``exp(-duration A)``, or None where ``auto``
+        """The tick's expansion ``(center, half, coef)`` for ``exp(-duration A)``, or None where ``dense``
         takes the eigen path."""
         if self.method == "eigen":
             return None
@@ -394,7 +396,7 @@ class ExactEngine(Engine):
         if ia is not None and ib <= ia:
             ib = ia + 1
         plan = _plan(ia, ib)
-        if self.method == "auto" and plan[2].size > CHEBYSHEV_MAX_TERMS + 1:
+        if self.method == "dense" and plan[2].size > CHEBYSHEV_MAX_TERMS + 1:
             return None
         return plan
 
