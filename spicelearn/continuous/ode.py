@@ -21,11 +21,23 @@ starts from both twins in equilibrium at ``g = g0`` (the paper's relaxation
 with ``gamma_l = 0``, done exactly).
 
 The state ``x = (g, u, w)`` (free floating voltages u, clamped floating
-voltages w) obeys a stiff ODE at small R (``gamma_p |L_g| >> gamma_l``);
-it is integrated with scipy's ``LSODA`` (which switches between Adams and
-BDF) and a dense analytic Jacobian; above R ~ 3 nothing is stiff and RK45 is
-used. Conductances that reach the floor are held there through terminal
-events (:func:`integrate_floored`), so each integrated segment is smooth.
+voltages w) obeys a stiff ODE at small R (``gamma_p |L_g| >> gamma_l``).
+With global capacitance the default state is ``x = (g, u, d)`` instead,
+``d = (w - u_C) / eta`` (:class:`NudgeOdeModel`, ``formulation="nudge"``): the
+same equations after a change of variables, in which the learning signal
+``dv_F^2 - dv_C^2`` no longer cancels two order-1 squares, so the
+integrator's tolerance applies to the signal itself (``rtol = 1e-7`` there is
+more accurate than ``1e-8`` on the twins' voltages, see
+``tests/test_ode_fast.py`` and ``benchmarks/bench_fig2.py``). ``formulation="twins"``
+keeps the twins' voltages (the only choice for ``per_edge``).
+
+It is integrated with scipy's ``LSODA`` (which switches between Adams and
+BDF) and a dense analytic Jacobian where the voltages are stiff, RK45 above
+(``AUTO_STIFF_BELOW_R``). Conductances that reach the floor are held there
+through terminal events (:func:`integrate_floored`), so each integrated
+segment is smooth; a segment after an event starts with the step size the
+last one ended with. The equilibrium error ``mse_eq`` of the run file is
+solved for all steps at once (:func:`free_equilibria`).
 """
 
 from __future__ import annotations
@@ -35,7 +47,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy.integrate import solve_ivp
 
 from ..blas import limit_for
 from ..checks import check_eta, check_R, check_record_memory, check_steps, finite
@@ -46,15 +57,18 @@ from ..model.rules import continuous_rule
 from ..model.task import BoundTask, bind, nudge
 from ..runfile import make_dataset
 
-__all__ = ["OdeModel", "OdeState", "train_ode", "integrate_floored", "run_record", "DEFAULTS"]
+__all__ = ["OdeModel", "NudgeOdeModel", "OdeState", "train_ode", "integrate_floored", "run_record", "record_arrays",
+           "free_equilibria", "DEFAULTS", "FORMULATIONS", "TOLERANCES"]
 
 #: Defaults of the paper's model (DESIGN.md section 3).
 DEFAULTS = dict(R=1.0, eta=1e-3, steps=3000, capacitance_model="global", g0=1.0, g_floor=1e-6,
-                rtol=1e-8, atol=1e-11, method="auto")
+                rtol=None, atol=None, method="auto", formulation="auto")
 
 #: With ``method="auto"``: below this R the voltages are stiff against learning (LSODA with the
 #: analytic Jacobian); above it the system is not stiff and RK45 restarts cheaply at floor events.
-AUTO_STIFF_BELOW_R = 3.0
+#: Per formulation: in ``nudge`` variables LSODA stays cheaper than RK45 (limited by stability there)
+#: up to R ~ 20 (``benchmarks/bench_fig2.py``).
+AUTO_STIFF_BELOW_R = {"twins": 3.0, "nudge": 15.0}
 
 
 @dataclass(frozen=True, eq=False)
@@ -263,12 +277,153 @@ class OdeModel:
         ``method`` is any of scipy's ``solve_ivp`` methods; the implicit ones
         get the analytic Jacobian.
         """
+        sol = self.solve(state, t_eval, gamma_l=gamma_l, gamma_p=gamma_p, rtol=rtol, atol=atol, method=method)
+        return [self.unpack(sol.y[:, i], sol.t[i]) for i in range(sol.t.size)]
+
+    def solve(self, state: OdeState, t_eval, *, gamma_l: float = 1.0, gamma_p: float = 1.0, rtol: float = 1e-8,
+              atol: float = 1e-11, method: str = "LSODA") -> "FlooredSolution":
+        """As :meth:`integrate`, but the packed states: ``y`` (n, len(t_eval)) (see :meth:`voltages`)."""
         gamma_l, gamma_p = float(gamma_l), float(gamma_p)
         sol = integrate_floored(self.rhs, self.pack(state), state.t, t_eval, n_g=self.E, g_floor=self.g_floor,
                                 raw_rate=lambda x: self._raw_dg(x, gamma_l), args=(gamma_l, gamma_p),
                                 jac=self.jac, method=method, rtol=rtol, atol=atol, learning=gamma_l > 0)
         self.nfev, self.n_events = sol.nfev, sol.n_events
-        return [self.unpack(sol.y[:, i], sol.t[i]) for i in range(sol.t.size)]
+        return sol
+
+    def voltages(self, X: np.ndarray):
+        """Conductances (T, E) and node voltages of both twins (T, N) from packed states ``X`` (n, T)."""
+        E, nF = self.E, self.nF
+        vf = np.repeat(self._v_template[None, :], X.shape[1], axis=0)
+        vf[:, self.free_nodes] = X[E:E + nF].T
+        vc = vf.copy()
+        vc[:, self.clamped_nodes] = X[E + nF:].T
+        vc[:, self.task.target_index] = self.clamp(vf)
+        return np.array(X[:E].T), vf, vc
+
+
+class NudgeOdeModel(OdeModel):
+    """The ``global`` model of :class:`OdeModel` in the variables ``x = (g, u, d)``, ``d = (w - u_C) / eta``.
+
+    The clamped twin differs from the free one by order ``eta``: its floating
+    voltages are ``w = u_C + eta d`` and its drops ``dv_C = dv_F + eta e`` with
+
+        e = B_C d + B_T (V_T - u_T),
+
+    so the rule reads ``dg/dt = -gamma_l (dv_F + eta e / 2) e``, the same
+    ``gamma_l / (2 eta) (dv_F^2 - dv_C^2)`` without its cancellation (two
+    order-1 squares whose difference is of order ``eta``), and ``d`` relaxes as
+
+        dd/dt = -gamma_p B_C^T (g e)
+
+    (the clamps follow ``u_T`` continuously, which is what ``-B_T u_T`` in
+    ``e`` says). Same physics as :class:`OdeModel` (a change of variables); the
+    integrator's error control now sees the nudge signal ``d`` at its own scale,
+    so a tolerance on it means what it says.
+
+    Parameters
+    ----------
+    network, task, eta, g_floor
+        As :class:`OdeModel` (``capacitance_model`` is ``"global"``).
+    """
+
+    def __init__(self, network: CompiledNetwork, task: BoundTask, eta: float = 1e-3, g_floor: float = 1e-6):
+        super().__init__(network, task, eta=eta, capacitance_model="global", g_floor=g_floor)
+        E, nF, nC = self.E, self.nF, self.nC
+        Bt_u = np.zeros((E, nF))
+        Bt_u[:, self.tpos] = -self.B_T
+        #: (dv_F, e) = M @ (u, d) + c0, shapes (2E, nF + nC) and (2E,)
+        self.M = np.block([[self.B_F, np.zeros((E, nC))], [Bt_u, self.B_C]])
+        self.c0 = np.concatenate([self.b_S, self.B_T @ self.V_T])
+        #: currents into the floating nodes, (du, dd) = -gamma_p MT @ (g dv_F, g e), shape (nF + nC, 2E)
+        self.MT = np.ascontiguousarray(np.block([[self.B_F.T, np.zeros((nF, E))], [np.zeros((nC, E)), self.B_C.T]]))
+        self._c_pos = np.searchsorted(self.free_nodes, self.clamped_nodes)  # C inside u
+
+    def pack(self, state: OdeState) -> np.ndarray:
+        u = state.v_free[self.free_nodes]
+        d = (state.v_clamped[self.clamped_nodes] - u[self._c_pos]) / self.eta
+        return np.concatenate([state.g, u, d])
+
+    def unpack(self, x: np.ndarray, t: float = 0.0) -> OdeState:
+        g, vf, vc = self.voltages(np.asarray(x)[:, None])
+        return OdeState(float(t), g[0], vf[0], vc[0])
+
+    def voltages(self, X: np.ndarray):
+        """Conductances (T, E) and node voltages of both twins (T, N) from states ``X`` of shape (n, T)."""
+        E, nF = self.E, self.nF
+        g, u, d = X[:E].T, X[E:E + nF].T, X[E + nF:].T
+        vf = np.repeat(self._v_template[None, :], X.shape[1], axis=0)
+        vf[:, self.free_nodes] = u
+        vc = vf.copy()
+        vc[:, self.clamped_nodes] += self.eta * d
+        vc[:, self.task.target_index] = self.clamp(vf)
+        return np.array(g), vf, vc
+
+    def _drops(self, x):
+        y = self.M @ x[self.E:]
+        y += self.c0
+        return y[:self.E], y[self.E:]  # dv_F, e
+
+    def _raw_dg(self, x, gamma_l):
+        dvF, e = self._drops(x)
+        return (-gamma_l) * (dvF + (0.5 * self.eta) * e) * e
+
+    def rhs(self, t, x, gamma_l: float, gamma_p: float, frozen=None) -> np.ndarray:
+        """``dx/dt`` of ``x = (g, u, d)``, shape (E + nF + nC,); edges in ``frozen`` (E,) hold their g."""
+        E = self.E
+        y = self.M @ x[E:]
+        y += self.c0
+        dvF, e = y[:E], y[E:]
+        out = np.empty(x.size)
+        out[:E] = (-gamma_l) * (dvF + (0.5 * self.eta) * e) * e
+        if frozen is not None:
+            out[:E][frozen] = 0.0
+        g = x[:E]
+        y[:E] *= g
+        y[E:] *= g
+        out[E:] = self.MT @ y
+        out[E:] *= -gamma_p
+        return out
+
+    def jac(self, t, x, gamma_l: float, gamma_p: float, frozen=None) -> np.ndarray:
+        """Analytic Jacobian of :meth:`rhs`, dense, shape (n, n)."""
+        E = self.E
+        dvF, e = self._drops(x)
+        g = x[:E]
+        J = np.zeros((x.size, x.size))
+        J[:E, E:] = (-gamma_l) * (e[:, None] * self.M[:E] + (dvF + self.eta * e)[:, None] * self.M[E:])
+        if frozen is not None:
+            J[:E][frozen] = 0.0
+        J[E:, :E] = (-gamma_p) * (self.MT[:, :E] * dvF + self.MT[:, E:] * e)
+        J[E:, E:] = (-gamma_p) * (self.MT * np.concatenate([g, g])) @ self.M
+        return J
+
+
+def free_equilibria(model: OdeModel, G, chunk: int = 512) -> np.ndarray:
+    """Free equilibria at many conductance vectors at once: ``G`` (T, E) -> node voltages (T, N).
+
+    The same solve as :meth:`OdeModel.equilibrium_free`, batched: the
+    Laplacians of the floating nodes are assembled from a sparse edge-to-entry
+    map and solved as one stack.
+    """
+    from scipy import sparse
+
+    G = np.atleast_2d(np.asarray(G, dtype=float))
+    nF = model.nF
+    K = getattr(model, "_laplacian_map", None)
+    if K is None:  # row e: the entries B_F[e, i] B_F[e, j] of the edge's outer product
+        K = sparse.csr_matrix(np.einsum("ei,ej->eij", model.B_F, model.B_F).reshape(model.E, nF * nF))
+        model._laplacian_map = K
+    out = np.repeat(model._v_template[None, :], G.shape[0], axis=0)
+    for lo in range(0, G.shape[0], chunk):
+        g = G[lo:lo + chunk]
+        L = np.asarray((K.T @ g.T).T).reshape(-1, nF, nF)
+        b = -(g * model.b_S) @ model.B_F
+        try:
+            out[lo:lo + chunk, model.free_nodes] = np.linalg.solve(L, b[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            raise NetworkError("the conductance matrix of the floating nodes is singular: "
+                               "a floating part of the network has no path to a driven node") from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -281,6 +436,84 @@ class FlooredSolution:
     n_events: int
 
 
+@dataclass(frozen=True)
+class _Segment:
+    t: np.ndarray  # output times reached, shape (k,)
+    y: np.ndarray  # states there, shape (n, k)
+    status: int  # 0: reached the end, 1: a terminal event, -1: failed
+    t_stop: float
+    y_stop: np.ndarray
+    event: int  # index of the event that stopped the segment (-1 if none)
+    nfev: int
+    last_step: float
+    message: str
+
+
+_SOLVERS = None
+
+
+def _segment(fun, x, t0, t_end, t_eval, *, method, rtol, atol, events, args, first_step=None, **kw) -> _Segment:
+    """One smooth segment: scipy's stepper ``method`` from ``t0`` until ``t_end`` or the first terminal event.
+
+    What :func:`scipy.integrate.solve_ivp` does with ``t_eval`` and terminal
+    events (the same dense output and root finding), without its per-call set-up,
+    and with a first step that may be given (a warm restart after an event).
+    Each event function ``event(t, y)`` has ``direction`` (-1 or 1).
+    """
+    global _SOLVERS
+    if _SOLVERS is None:
+        from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
+
+        _SOLVERS = {"LSODA": LSODA, "RK45": RK45, "RK23": RK23, "DOP853": DOP853, "BDF": BDF, "Radau": Radau}
+    from scipy.optimize import brentq
+
+    if method not in _SOLVERS:
+        raise ConfigError(f"`method` must be one of {tuple(_SOLVERS)}, got {method!r}")
+    if "jac" in kw:
+        jac = kw.pop("jac")
+        kw["jac"] = lambda t, y: jac(t, y, *args)
+    if first_step is not None:
+        kw["first_step"] = first_step
+    solver = _SOLVERS[method](lambda t, y: fun(t, y, *args), t0, x, t_end, rtol=rtol, atol=atol, **kw)
+    ts, ys, i_eval = [], [], 0
+    g_old = [ev(t0, x) for ev in events]
+    status, t_stop, y_stop, kind, message = None, t0, x, -1, ""
+    while status is None:
+        message = solver.step() or ""
+        if solver.status == "failed":
+            status, t_stop = -1, solver.t
+            break
+        t_old, t, y = solver.t_old, solver.t, solver.y
+        sol = None
+        if events:
+            g_new = [ev(t, y) for ev in events]
+            crossed = [i for i, ev in enumerate(events)
+                       if (ev.direction < 0 and g_old[i] >= 0 >= g_new[i]) or (ev.direction > 0 and g_old[i] <= 0 <= g_new[i])]
+            if crossed:
+                sol = solver.dense_output()
+                roots = [brentq(lambda s, ev=events[i]: ev(s, sol(s)), t_old, t, xtol=4 * np.finfo(float).eps,
+                                rtol=4 * np.finfo(float).eps) for i in crossed]
+                j = int(np.argmin(roots))
+                kind, t = crossed[j], roots[j]
+                y = sol(t)
+                status = 1
+            g_old = g_new
+        if status is None and solver.status == "finished":
+            status = 0
+        i_new = int(np.searchsorted(t_eval, t, side="right"))
+        if i_new > i_eval:
+            sol = solver.dense_output() if sol is None else sol
+            ts.append(t_eval[i_eval:i_new])
+            ys.append(np.reshape(sol(t_eval[i_eval:i_new]), (x.size, -1)))
+            i_eval = i_new
+        t_stop, y_stop = t, y
+    last = float(abs(solver.t - solver.t_old)) if solver.t_old is not None else 0.0
+    y_out = np.concatenate(ys, axis=1) if ys else np.empty((x.size, 0))
+    t_out = np.concatenate(ts) if ts else np.empty(0)
+    return _Segment(t_out, y_out, status, float(t_stop), np.array(y_stop, dtype=float), kind, solver.nfev, last,
+                    message)
+
+
 def _frozen(x, n_g: int, g_floor: float, rate: np.ndarray) -> np.ndarray:
     """Edges held at the floor: at it (to rounding) and pushed further down (beyond rounding)."""
     at_floor = x[:n_g] <= g_floor * (1 + 1e-9) + 1e-300
@@ -290,7 +523,7 @@ def _frozen(x, n_g: int, g_floor: float, rate: np.ndarray) -> np.ndarray:
 def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, raw_rate, args=(), jac=None,
                       method: str = "LSODA", rtol: float = 1e-8, atol: float = 1e-11,
                       learning: bool = True, release_rate: float = 1e-7,
-                      max_events: int = 100_000) -> FlooredSolution:
+                      max_events: int = 100_000, warm_restart: bool = True) -> FlooredSolution:
     """Integrate ``dx/dt = fun(t, x, *args, frozen)`` whose first ``n_g`` entries are conductances kept >= ``g_floor``.
 
     The floor makes the system piecewise smooth. An edge that reaches the
@@ -318,7 +551,7 @@ def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, r
         raise ConfigError("`t_eval` must be increasing times after the start time")
     kw = {"jac": jac} if jac is not None and method not in ("RK45", "RK23", "DOP853") else {}
     x, t, t_end = np.array(x0, dtype=float), float(t0), float(t_eval[-1])
-    ys, ts, nfev, n_events = [], [], 0, 0
+    ys, ts, nfev, n_events, first_step = [], [], 0, 0, None
     frozen = _frozen(x, n_g, g_floor, raw_rate(x)) if learning else np.zeros(n_g, bool)
     while True:
         x[:n_g][frozen] = g_floor
@@ -334,25 +567,26 @@ def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, r
         release.terminal, release.direction = True, 1
         with warnings.catch_warnings(record=True) as caught:  # the integrator's own notes go into a failure
             warnings.simplefilter("always")
-            sol = solve_ivp(fun, (t, t_end), x, method=method, t_eval=t_eval[t_eval > t], rtol=rtol, atol=atol,
-                            events=[hit, release] if learning else None, args=(*args, frozen), **kw)
-        nfev += sol.nfev
-        if sol.status < 0:
-            at = float(sol.t[-1]) if np.size(sol.t) else t
+            seg = _segment(fun, x, t, t_end, t_eval[t_eval > t], method=method, rtol=rtol, atol=atol,
+                           events=(hit, release) if learning else (), args=(*args, frozen), first_step=first_step,
+                           **kw)
+        nfev += seg.nfev
+        if seg.status < 0:
             notes = "".join(f" ({w.message})" for w in caught[:1])
-            raise SpicelearnError(f"the ODE integration failed at t = {at:g}: {sol.message}{notes}")
+            raise SpicelearnError(f"the ODE integration failed at t = {seg.t_stop:g}: {seg.message}{notes}")
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        ys.append(np.reshape(sol.y, (x.size, -1)))
-        ts.append(sol.t)
-        if sol.status == 0:
+        ys.append(seg.y)
+        ts.append(seg.t)
+        if seg.status == 0:
             break
         n_events += 1
         if n_events > max_events:
             raise SpicelearnError(f"more than {max_events} conductances reached or left the floor "
                                   f"`g_floor`={g_floor!r} before t = {t_end}; lower the floor or `rtol`")
-        kind = min((e[0], i) for i, e in enumerate(sol.t_events) if e.size)[1]
-        t, x = float(sol.t_events[kind][0]), np.array(sol.y_events[kind][0])
+        if warm_restart:  # the next segment starts with the step size this one ended with
+            first_step = min(seg.last_step, max(t_end - seg.t_stop, 1e-300)) if seg.last_step > 0 else None
+        kind, t, x = seg.event, seg.t_stop, seg.y_stop
         # hysteresis: the edge that caused the event changes side, whatever rounding says
         frozen = frozen.copy()
         if kind == 0:
@@ -367,13 +601,30 @@ def run_record(model, states: list[OdeState]) -> dict:
     g = np.array([s.g for s in states])
     vf = np.array([s.v_free for s in states])
     vc = np.array([s.v_clamped for s in states])
-    mse_eq = np.array([model.task.mse(model.equilibrium_free(gi)) for gi in g])
-    return dict(conductance=g, v_free=vf, v_clamped=vc, mse=model.task.mse(vf), mse_eq=mse_eq)
+    return record_arrays(model, g, vf, vc)
+
+
+def record_arrays(model, g, v_free, v_clamped) -> dict:
+    """The run file's arrays from conductances (T, E) and voltages (T, N) of both twins; ``mse_eq`` batched.
+
+    ``model`` is an :class:`OdeModel` or has one as ``ode`` (the quasistatic model).
+    """
+    ode = model if isinstance(model, OdeModel) else model.ode
+    mse_eq = ode.task.mse(free_equilibria(ode, g))
+    return dict(conductance=g, v_free=v_free, v_clamped=v_clamped, mse=ode.task.mse(v_free), mse_eq=mse_eq)
+
+
+#: Formulations of the state: ``twins`` integrates both twins' voltages (u, w), any capacitance model;
+#: ``nudge`` integrates (u, d) with d = (w - u_C) / eta (:class:`NudgeOdeModel`), global capacitance only.
+FORMULATIONS = ("auto", "nudge", "twins")
+#: Default (rtol, atol) of each formulation.
+TOLERANCES = {"twins": (1e-8, 1e-11), "nudge": (1e-7, 1e-10)}
 
 
 def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 3000,
-              capacitance_model: str = "global", g0=1.0, g_floor: float = 1e-6, rtol: float = 1e-8,
-              atol: float = 1e-11, method: str = "auto", network_seed: int = 0) -> xr.Dataset:
+              capacitance_model: str = "global", g0=1.0, g_floor: float = 1e-6, rtol: float | None = None,
+              atol: float | None = None, method: str = "auto", formulation: str = "auto",
+              network_seed: int = 0) -> xr.Dataset:
     """Continuous coupled learning of the paper (Eq. 3), integrated in time.
 
     Parameters
@@ -392,11 +643,14 @@ def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 
         Initial conductances.
     g_floor : float
         Lower bound of the conductances.
-    rtol, atol : float
-        Tolerances of the integrator.
+    rtol, atol : float, optional
+        Tolerances of the integrator; default ``TOLERANCES[formulation]``.
     method : str
         scipy ``solve_ivp`` method (``LSODA``, ``BDF``, ``Radau``, ``RK45``...), or ``auto``:
         LSODA below ``R = AUTO_STIFF_BELOW_R``, RK45 above.
+    formulation : {"auto", "nudge", "twins"}
+        State variables: ``nudge`` (:class:`NudgeOdeModel`, the default for ``global``),
+        ``twins`` (:class:`OdeModel`, the voltages of both twins; the only one for ``per_edge``).
     network_seed : int
 
     Returns
@@ -406,22 +660,34 @@ def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 
         ``time`` in training steps (step k is recorded at t = k + 1).
     """
     R, eta, steps = check_R(R), check_eta(eta), check_steps(steps)
+    if formulation not in FORMULATIONS:
+        raise ConfigError(f"`formulation` must be one of {FORMULATIONS}, got {formulation!r}")
+    if formulation == "auto":
+        formulation = "nudge" if capacitance_model == "global" else "twins"
+    if formulation == "nudge" and capacitance_model != "global":
+        raise ConfigError(f"`formulation`='nudge' needs `capacitance_model`='global', got {capacitance_model!r}; "
+                          "use 'twins'")
+    rtol = TOLERANCES[formulation][0] if rtol is None else finite("rtol", rtol)
+    atol = TOLERANCES[formulation][1] if atol is None else finite("atol", atol)
     if method == "auto":
-        method = "LSODA" if R < AUTO_STIFF_BELOW_R else "RK45"
+        method = "LSODA" if R < AUTO_STIFF_BELOW_R[formulation] else "RK45"
     bound = bind(network, task, network_seed=network_seed)
     check_record_memory(steps, bound.network.n_nodes, bound.network.n_edges)
-    model = OdeModel(bound.network, bound, eta=eta, capacitance_model=capacitance_model, g_floor=g_floor)
+    if formulation == "nudge":
+        model = NudgeOdeModel(bound.network, bound, eta=eta, g_floor=g_floor)
+    else:
+        model = OdeModel(bound.network, bound, eta=eta, capacitance_model=capacitance_model, g_floor=g_floor)
     t = np.arange(1, steps + 1, dtype=float)
     with limit_for(bound.network):
         s0 = model.init(g0)
         try:
-            states = model.integrate(s0, t, gamma_l=1.0, gamma_p=1.0 / R, rtol=rtol, atol=atol, method=method)
+            sol = model.solve(s0, t, gamma_l=1.0, gamma_p=1.0 / R, rtol=rtol, atol=atol, method=method)
         except SpicelearnError as exc:
             hint = (f"; at `R`={R:g} the voltages relax {1 / R:.3g} times faster than the conductances learn: "
                     "that is the quasistatic limit, spicelearn.train_quasistatic" if R < 1e-4 else "")
             raise SpicelearnError(f"{exc}{hint}") from None
-        record = dict(run_record(model, states), mse0=float(bound.mse(s0.v_free)))
+        record = dict(record_arrays(model, *model.voltages(sol.y)), mse0=float(bound.mse(s0.v_free)))
     attrs = dict(backend="ode", seed=-1, capacitance_model=capacitance_model, R=R, gamma_l=1.0, gamma_p=1.0 / R,
                  eta=eta, rule="continuous", g0=float(np.mean(g0)), g_floor=g_floor, rtol=rtol, atol=atol,
-                 method=method)
+                 method=method, formulation=formulation)
     return make_dataset(bound, None, record=record, time=t, time_units="training steps", attrs=attrs)
