@@ -23,7 +23,7 @@ from .errors import ConfigError, SpicelearnError
 from .model.board import Board
 from .model.hardware import Hardware
 from .model.network import CompiledNetwork
-from .model.rules import comparator_inputs, comparator_rule
+from .model.rules import comparator_inputs, comparator_rule, fires
 from .model.task import BoundTask, bind
 from .progress import Progress
 from .runfile import make_dataset
@@ -148,7 +148,7 @@ class Decide:
                 x1, x2 = x1 + offset[idx, 0], x2 + offset[idx, 1]
                 if noise is not None:
                     x1, x2 = x1 + noise[idx, j, 0], x2 + noise[idx, j, 1]
-                up[idx] = (x1 > 0) ^ (x2 > 0)
+                up[idx] = fires(x1) ^ fires(x2)
             for b in custom:
                 up[b] = rule_fns[b](dvf[b], dvc[b], boards[b].offset, sigma[b], rngs[b])
             new = np.clip(p + np.where(up, 1, -1), 0, top)

@@ -33,8 +33,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
+import math
+
 import numpy as np
 import scipy.linalg as sla
+from scipy.special import ive
 
 from ..errors import ConfigError, NetworkError
 from ..model.board import Board
@@ -95,16 +98,91 @@ class _Frames:
     K22T: np.ndarray  # (B, M_T, M_T)
 
 
-@dataclass(frozen=True, eq=False)
-class _Ops:
-    """Each board's decomposition ``A = U diag(lam) U^T`` at its positions (the single engine's, stacked)."""
+class _Tick:
+    """What one tick's positions fix for one twin of every board: ``A`` (B, n_F, n_F), the equilibria and the
+    bounds of the spectrum; the eigen-decomposition on first use (:meth:`eigen`).
 
-    lam: np.ndarray  # (B, n_F)
-    U: np.ndarray  # (B, n_F, n_F)
-    U1: np.ndarray  # (B, n_C, n_F)
-    U2: np.ndarray  # (B, M_T, n_F)
-    U2U2: np.ndarray  # (B, M_T * M_T, n_F)
-    ystar: np.ndarray  # (B, n_F)
+    Attributes
+    ----------
+    A : ndarray, shape (B, n_F, n_F)
+    ystar : ndarray, shape (B, n_F)
+        Free-twin equilibrium ``-A^-1 r``, ``r = W diag(g) B_S V_S``.
+    P, Q : ndarray, shapes (B, n_C, M_T), (B, M_T, M_T)
+        Blocks ``[A^-1]_CT`` and ``[A^-1]_TT`` of the inverse: the clamped equilibrium is a rank-M_T
+        correction of the free one.
+    lo, hi : ndarray, shape (B,)
+        Bounds of the spectrum of every ``A`` (rates, 1/s).
+    """
+
+    def __init__(self, A, ystar, P, Q, lo, hi, n_c):
+        self.A, self.ystar, self.P, self.Q, self.lo, self.hi, self.n_c = A, ystar, P, Q, lo, hi, n_c
+        self._eigen = None
+
+    def eigen(self) -> tuple:
+        """``(lam (B, n_F), U (B, n_F, n_F), U1, U2, U2U2)``: ``A = U diag(lam) U^T``, ``U1``, ``U2`` the rows of
+        the clamped-floating and target coordinates, ``U2U2`` (B, M_T^2, n_F) the products ``U2[i] U2[j]``."""
+        if self._eigen is None:
+            lam, U = np.linalg.eigh(self.A)
+            U1, U2 = U[:, :self.n_c], U[:, self.n_c:]
+            m = U2.shape[1]
+            self._eigen = lam, U, U1, U2, (U2[:, :, None, :] * U2[:, None, :, :]).reshape(len(lam), m * m, -1)
+        return self._eigen
+
+
+#: Chebyshev expansions of the transient stop where the tail of the coefficients is below this.
+CHEBYSHEV_TOL = 1e-16
+#: Half-widths of the expansions' intervals are rounded up to powers of 2^(1/_GRID) (so that their Bessel
+#: coefficients are computed once and kept) and are at least 2^(_GRID_MIN / _GRID).
+_GRID, _GRID_MIN = 64, -64 * 40
+_TABLES: dict = {}
+#: Up to this many floating nodes the recurrence runs with the batch axis last (measured: 5x faster for lab16's 7
+#: at B = 1000; slower than B matrix products at delaunay64's 59).
+_SMALL = 24
+
+
+def _bessel_terms(j: int) -> np.ndarray:
+    """``2 (-1)^k I_k(rho) e^{-rho}`` for ``k = 0..m`` (the first halved), ``rho = 2^(j / _GRID)``, up to the first
+    ``m`` whose tail is below :data:`CHEBYSHEV_TOL`: ``exp(-x) = e^{-a} sum_k c_k T_k((x - a) / rho - 1)`` on
+    ``[a, a + 2 rho]``."""
+    if j not in _TABLES:
+        rho = 2.0 ** (j / _GRID)
+        kmax = int(rho + 12.0 * math.sqrt(rho) + 40.0)
+        c = ive(np.arange(kmax + 1), rho)
+        c[1:] *= 2.0
+        c[1::2] *= -1.0
+        tail = np.cumsum(np.abs(c[::-1]))[::-1]
+        m = int(np.argmax(tail <= CHEBYSHEV_TOL)) if tail[-1] <= CHEBYSHEV_TOL else kmax + 1
+        _TABLES[j] = c[:max(m, 1)].copy()
+    return _TABLES[j]
+
+
+def chebyshev_coefficients(a: np.ndarray, rho: np.ndarray) -> tuple:
+    """Coefficients of ``exp(-x)`` on ``[a_b, a_b + 2 rho_b]`` for every board, each interval widened to the grid.
+
+    Parameters
+    ----------
+    a, rho : ndarray, shape (B,)
+        Lower ends (>= 0) and half-widths of the intervals that hold the spectra of ``t A``.
+
+    Returns
+    -------
+    coef : ndarray, shape (B, m)
+        ``exp(-x) = sum_k coef[b, k] T_k(u)``, zero past each board's own length; zero rows where the
+        transient has decayed below the tolerance over the whole interval (``e^{-a} <= tol``).
+    center, half : ndarray, shape (B,)
+        ``u = (x - center) / half``.
+    """
+    a = np.maximum(a * (1.0 - 1e-9), 0.0)  # below the rounding of the bounds
+    j = np.ceil(_GRID * np.log2(np.maximum(rho + 1e-9 * a, 2.0 ** (_GRID_MIN / _GRID)))).astype(int)
+    half = 2.0 ** (j / _GRID)
+    keys, inverse = np.unique(j, return_inverse=True)
+    rows = [_bessel_terms(int(k)) for k in keys]
+    table = np.zeros((len(rows), max(r.size for r in rows)))
+    for i, r in enumerate(rows):
+        table[i, :r.size] = r
+    scale = np.exp(-a)
+    scale[scale <= CHEBYSHEV_TOL] = 0.0
+    return table[inverse.reshape(-1)] * scale[:, None], a + half, half
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,16 +194,16 @@ class BatchState:
     positions : ndarray of int, shape (B, E)
     v_free, v_clamped : ndarray, shape (B, N)
     clamp : ndarray, shape (B, M_T)
-    ops, ops_c
-        The decompositions of the free and the clamped twins at ``positions``.
+    free, clamped : _Tick
+        What the positions fix for the free and the clamped twins (one object where they are equal).
     """
 
     positions: np.ndarray
     v_free: np.ndarray
     v_clamped: np.ndarray
     clamp: np.ndarray
-    ops: _Ops = None
-    ops_c: _Ops = None
+    free: _Tick = None
+    clamped: _Tick = None
 
 
 def batch_memory(network: CompiledNetwork, n_floating: int | None = None) -> int:
@@ -171,6 +249,16 @@ class BatchedExactEngine:
         free = self._frames(0)
         self.frames = (free, free if all(b.capacitors_identical for b in boards) else self._frames(1))
         self._twins_identical = all(b.twins_identical for b in boards)
+        self.n_f = self.floating.size
+        self._shared = tuple(self._shared_frame(f) for f in self.frames)
+        # bounds of the spectra: per-edge capacitors, the edges' g / c; otherwise (or a batch of both models)
+        # Gershgorin's
+        per_edge = all(b.hardware.capacitance_model == "per_edge" for b in boards)
+        self._ratio_c = tuple(1.0 / np.stack([b.twin_capacitance(t) for b in boards]) if per_edge else None
+                              for t in (0, 1))
+        self._unit_T = np.eye(self.n_f)[:, self.n_c:]  # (n_F, M_T): the target coordinates
+        #: The Chebyshev path takes ticks whose longest expansion needs at most this many terms.
+        self.chebyshev_max_terms = max(30, int(1.5 * self.n_f))
         # conductances: 1 / ((p + 1) (r_ab / n) + wiper) + 1 / leakage, as Board.conductance computes them
         self._top = np.array([[b.hardware.pot.n_positions - 1] for b in boards])  # (B, 1)
         self._step_r = np.stack([b.r_ab / b.hardware.pot.n_positions for b in boards])  # (B, 2, E)
@@ -204,29 +292,47 @@ class BatchedExactEngine:
             out.append(cache[key])
         return _Frames(*(np.stack(parts) for parts in zip(*out)))
 
+    def _shared_frame(self, frames: _Frames):
+        """``(kr, W)`` where every board has the same frame: ``kr`` (n_F^2, E) the columns ``w_e (x) w_e``, so that
+        ``vec(A_b) = kr g_b`` for all boards in one matrix product; None otherwise."""
+        W = frames.W[0]
+        if not all(np.array_equal(W, w) for w in frames.W[1:]):
+            return None
+        return (W[:, None, :] * W[None, :, :]).reshape(self.n_f * self.n_f, -1), W
+
     def conductance(self, positions: np.ndarray, twin: int) -> np.ndarray:
         """Conductance (S) of every edge of every board's ``twin`` at ``positions`` (B, E), shape (B, E)."""
         return 1.0 / ((positions + 1.0) * self._step_r[:, twin] + self._wiper[:, twin]) + self._inv_leak[:, twin]
 
-    def _decompositions(self, positions) -> tuple:
-        ops = self._decompose(self.frames[0], self.conductance(positions, 0))
+    def _ticks(self, positions) -> tuple:
+        """``(free, clamped)`` :class:`_Tick` at ``positions`` (B, E); one object where the twins are equal."""
+        free = self._tick(0, self.conductance(positions, 0))
         if self._twins_identical:
-            return ops, ops
-        return ops, self._decompose(self.frames[1], self.conductance(positions, 1))
+            return free, free
+        return free, self._tick(1, self.conductance(positions, 1))
 
-    def _decompose(self, frames: _Frames, g: np.ndarray) -> _Ops:
-        Wg = frames.W * g[:, None, :]
-        lam, U = np.linalg.eigh(Wg @ _t(frames.W))
-        bad = lam[:, 0] <= 0
-        if np.any(bad):
-            raise NetworkError(f"the conductance matrix of the floating nodes of board {int(np.argmax(bad))} is "
-                               "singular: a floating part of the network has no path to a driven node")
+    def _tick(self, twin: int, g: np.ndarray) -> _Tick:
+        frames, shared = self.frames[twin], self._shared[twin]
+        if shared is not None:  # one frame for the whole batch: A of every board in one product
+            kr, W = shared
+            A = np.moveaxis((kr @ g.T).reshape(self.n_f, self.n_f, self.size), -1, 0)  # a view, batch axis last
+            r = (W @ (g * self.b_src).T).T
+        else:
+            A = (frames.W * g[:, None, :]) @ _t(frames.W)
+            r = _mv(frames.W, g * self.b_src)
+        try:
+            Z = np.linalg.solve(A, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, A.shape[:1]
+                                                                                   + self._unit_T.shape)], axis=2))
+        except np.linalg.LinAlgError:
+            raise NetworkError("the conductance matrix of the floating nodes is singular: a floating part of the "
+                               "network has no path to a driven node") from None
         nc = self.n_c
-        U1, U2 = U[:, :nc], U[:, nc:]
-        m = U2.shape[1]
-        U2U2 = (U2[:, :, None, :] * U2[:, None, :, :]).reshape(self.size, m * m, -1)
-        ystar = -_mv(U, _mv(_t(U), _mv(Wg, self.b_src)) / lam)
-        return _Ops(lam=lam, U=U, U1=U1, U2=U2, U2U2=U2U2, ystar=ystar)
+        if self._ratio_c[twin] is not None:  # per-edge capacitors: the spectrum lies within the edges' g / c
+            ratio = g * self._ratio_c[twin]
+            lo, hi = ratio.min(axis=1), ratio.max(axis=1)
+        else:  # Gershgorin
+            lo, hi = np.zeros(self.size), np.abs(A).sum(axis=2).max(axis=1)
+        return _Tick(A=A, ystar=-Z[:, :, 0], P=Z[:, :nc, 1:], Q=Z[:, nc:, 1:], lo=lo, hi=hi, n_c=nc)
 
     def _to_v(self, y: np.ndarray, twin: int = 0) -> np.ndarray:
         v = self._v_template.copy()
@@ -237,25 +343,94 @@ class BatchedExactEngine:
         return _mv(_t(self.frames[twin].K), v[:, self.floating])
 
     @staticmethod
-    def _sub_resolvent(ops: _Ops, b: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """``sum_k w_k (A11 + z_k)^-1 b`` per board, real part, shape (B, n_C); ``z``, ``w`` (B, K)."""
-        m = ops.U2.shape[1]
-        D = _reciprocal(ops.lam[:, :, None] + z.real[:, None, :], z.imag[:, None, :])  # (B, n_F, K)
-        c = _mv(_t(ops.U1), b)
+    def _sub_resolvent(tick: _Tick, b: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``sum_k w_k (A11 + z_k)^-1 b`` per board, real part, shape (B, n_C); ``z``, ``w`` (B, K).
+
+        Schur complement of the resolvent of A: with ``R = (A + z)^-1``,
+        ``(A11 + z)^-1 b = U1 D (c - U2^T R22^-1 U2 D c)``, ``c = U1^T b``,
+        ``D = (lam + z)^-1``, ``R22 = U2 D U2^T`` (M_T x M_T).
+        """
+        lam, _, U1, U2, U2U2 = tick.eigen()
+        m = U2.shape[1]
+        D = _reciprocal(lam[:, :, None] + z.real[:, None, :], z.imag[:, None, :])  # (B, n_F, K)
+        c = _mv(_t(U1), b)
         Dc = D * c[:, :, None]
-        p2 = (ops.U2 @ np.ascontiguousarray(Dc).view(np.float64)).view(np.complex128)  # (B, M_T, K)
-        R22 = (ops.U2U2 @ np.ascontiguousarray(D).view(np.float64)).view(np.complex128)
+        p2 = (U2 @ np.ascontiguousarray(Dc).view(np.float64)).view(np.complex128)  # (B, M_T, K)
+        R22 = (U2U2 @ np.ascontiguousarray(D).view(np.float64)).view(np.complex128)
         R22 = np.moveaxis(R22.reshape(R22.shape[0], m, m, -1), -1, 1)  # (B, K, M_T, M_T)
         q = _solve_small(R22, _t(p2))  # (B, K, M_T)
-        e = _mv(Dc - D * (_t(ops.U2) @ _t(q)), w)  # (B, n_F)
-        return _mv(ops.U1, e.real)
+        e = _mv(Dc - D * (_t(U2) @ _t(q)), w)  # (B, n_F)
+        return _mv(U1, e.real)
 
-    def _clamped_equilibrium_y1(self, ops: _Ops, y2: np.ndarray) -> np.ndarray:
-        """Clamped equilibrium from the free one, a rank-M_T correction (see the single engine)."""
-        P = (ops.U1 / ops.lam[:, None, :]) @ _t(ops.U2)  # (B, n_C, M_T)
-        Q = (ops.U2 / ops.lam[:, None, :]) @ _t(ops.U2)  # (B, M_T, M_T)
+    @staticmethod
+    def _clamped_equilibrium_y1(tick: _Tick, y2: np.ndarray) -> np.ndarray:
+        """Clamped equilibrium from the free one, a rank-M_T correction (block inverse of A):
+        ``y1* = ystar_1 + A11^-1 A12 (ystar_2 - y2)``, ``A11^-1 A12 = -[A^-1]_12 [A^-1]_22^-1``."""
+        nc = tick.n_c
+        return tick.ystar[:, :nc] - _mv(tick.P, _solve_small(tick.Q, tick.ystar[:, nc:] - y2))
+
+    def _transient(self, free: _Tick, clamped: _Tick, x: np.ndarray, x1: np.ndarray, d: np.ndarray) -> tuple:
+        """``exp(-d A) x`` (B, n_F) of the free twins and ``exp(-d A11) x1`` (B, n_C) of the clamped twins.
+
+        Chebyshev expansions on the bounds of the spectra (:func:`chebyshev_coefficients`), one stacked
+        recurrence for both twins, where the longest needs at most :attr:`chebyshev_max_terms` terms; else
+        the eigen-decomposition (free twins) and the contour quadrature (clamped twins)."""
         nc = self.n_c
-        return ops.ystar[:, :nc] - _mv(P, _solve_small(Q, ops.ystar[:, nc:] - y2))
+        lo, hi = np.minimum(free.lo, clamped.lo) * d, np.maximum(free.hi, clamped.hi) * d
+        coef, center, half = chebyshev_coefficients(lo, 0.5 * (hi - lo))
+        if coef.shape[1] <= self.chebyshev_max_terms:
+            return self._chebyshev(free, clamped, x, x1, d, coef, center, half)
+        lam, U = free.eigen()[:2]
+        out = _mv(U, np.exp(-lam * d[:, None]) * _mv(_t(U), x))
+        if not nc:
+            return out, x1
+        moving = d > 0
+        t = np.where(moving, d, 1.0)[:, None]
+        out1 = self._sub_resolvent(clamped, x1, _QUAD_S / t, _QUAD_W / t)
+        return out, np.where(moving[:, None], out1, x1)
+
+    def _chebyshev(self, free, clamped, x, x1, d, coef, center, half) -> tuple:
+        """The Chebyshev recurrence ``T_{k+1} = 2u T_k - T_{k-1}``, ``2u = (2 d A - 2 center) / half``, on the
+        stacked vectors of both twins (the clamped twin's ``A11`` padded with zeros: its target coordinates
+        stay zero)."""
+        B, n, nc = self.size, self.n_f, self.n_c
+        m = coef.shape[1]
+        s, shift = 2.0 * d / half, 2.0 * center / half
+        idx, idc = np.arange(n), np.arange(nc)
+        if n <= _SMALL:  # the batch axis last: one einsum over all boards beats B tiny matrix products
+            M = np.zeros((2, n, n, B))
+            np.multiply(np.moveaxis(free.A, 0, -1), s, out=M[0])
+            np.multiply(np.moveaxis(clamped.A, 0, -1)[:nc, :nc], s, out=M[1, :nc, :nc])
+            M[0, idx, idx] -= shift
+            M[1, idc, idc] -= shift
+            X = np.zeros((2, n, B))
+            X[0], X[1, :nc] = x.T, x1.T
+            c = coef.T[:, None, None, :]  # (m, 1, 1, B)
+
+            def apply(y):
+                return np.einsum("kijb,kjb->kib", M, y)
+        else:
+            M = np.zeros((B, 2, n, n))
+            np.multiply(free.A, s[:, None, None], out=M[:, 0])
+            np.multiply(clamped.A[:, :nc, :nc], s[:, None, None], out=M[:, 1, :nc, :nc])
+            M[:, 0, idx, idx] -= shift[:, None]
+            M[:, 1, idc, idc] -= shift[:, None]
+            X = np.zeros((B, 2, n, 1))
+            X[:, 0, :, 0], X[:, 1, :nc, 0] = x, x1
+            c = coef.T[:, :, None, None, None]  # (m, B, 1, 1, 1)
+
+            def apply(y):
+                return M @ y
+        acc = c[0] * X
+        if m > 1:
+            prev, cur = X, 0.5 * apply(X)
+            acc += c[1] * cur
+            for k in range(2, m):
+                prev, cur = cur, apply(cur) - prev
+                acc += c[k] * cur
+        if n <= _SMALL:
+            return acc[0].T, acc[1, :nc].T
+        return acc[:, 0, :, 0], acc[:, 1, :nc, 0]
 
     def _check_positions(self, positions) -> np.ndarray:
         p = np.asarray(positions)
@@ -283,17 +458,17 @@ class BatchedExactEngine:
         """Both twins of every board at equilibrium at ``positions`` (B, E); ``clamp`` (B, M_T), or
         ``default_clamp(v_free (B, N)) -> (B, M_T)`` of it (the supervisors' nudge)."""
         positions = self._check_positions(positions)
-        ops, ops_c = self._decompositions(positions)
-        v_free = self._to_v(ops.ystar)
+        free, clamped = self._ticks(positions)
+        v_free = self._to_v(free.ystar)
         if clamp is None:
             if default_clamp is None:
                 raise ConfigError("give `clamp` (B, M_T) or the supervisors' `default_clamp`")
             clamp = default_clamp(v_free)
         clamp = self._check_clamp(clamp)
         y2 = _mv(self.frames[1].K22T, clamp)
-        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(ops_c, y2), y2], axis=1), 1)
+        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(clamped, y2), y2], axis=1), 1)
         v_clamped[:, self.target_index] = clamp
-        return BatchState(positions, v_free, v_clamped, clamp, ops, ops_c)
+        return BatchState(positions, v_free, v_clamped, clamp, free, clamped)
 
     def relax(self, state: BatchState, clamp, duration) -> BatchState:
         """Step every board's clamps to ``clamp`` (B, M_T), then relax ``duration`` (B,) seconds (0: the jump
@@ -302,33 +477,26 @@ class BatchedExactEngine:
         d = np.asarray(duration, dtype=float)
         if d.shape != (self.size,) or not np.all(np.isfinite(d) & (d >= 0)):
             raise ConfigError(f"`duration` must be finite and >= 0 seconds with shape ({self.size},), got {d!r:.80}")
-        ops, nc = state.ops, self.n_c
-        y = self._to_y(state.v_free)
-        ystar = ops.ystar
-        a = _mv(_t(ops.U), y - ystar)
-        y = ystar + _mv(ops.U, np.exp(-ops.lam * d[:, None]) * a)
-        v_free = self._to_v(y)
-        y1 = self._to_y(state.v_clamped, 1)[:, :nc]
+        free, clamped, nc = state.free, state.clamped, self.n_c
         y2 = _mv(self.frames[1].K22T, clamp)
-        if nc:
-            moving = d > 0
-            t = np.where(moving, d, 1.0)[:, None]
-            y1star = self._clamped_equilibrium_y1(state.ops_c, y2)
-            relaxed = y1star + self._sub_resolvent(state.ops_c, y1 - y1star, _QUAD_S / t, _QUAD_W / t)
-            y1 = np.where(moving[:, None], relaxed, y1)
-        v_clamped = self._to_v(np.concatenate([y1, y2], axis=1), 1)
+        y1star = self._clamped_equilibrium_y1(clamped, y2)
+        x = self._to_y(state.v_free) - free.ystar
+        x1 = self._to_y(state.v_clamped, 1)[:, :nc] - y1star  # y1 conserved across the clamp step
+        x, x1 = self._transient(free, clamped, x, x1, d)
+        v_free = self._to_v(free.ystar + x)
+        v_clamped = self._to_v(np.concatenate([y1star + x1, y2], axis=1), 1)
         v_clamped[:, self.target_index] = clamp
         return replace(state, v_free=v_free, v_clamped=v_clamped, clamp=clamp)
 
     def set_positions(self, state: BatchState, positions) -> BatchState:
         """Clock tick of every board: new resistances; node voltages do not jump."""
         positions = self._check_positions(positions)
-        ops, ops_c = self._decompositions(positions)
-        return replace(state, positions=positions, ops=ops, ops_c=ops_c)
+        free, clamped = self._ticks(positions)
+        return replace(state, positions=positions, free=free, clamped=clamped)
 
     def equilibrium_free(self, state: BatchState) -> np.ndarray:
         """Free twins' equilibrium voltages at the state's resistances, shape (B, N)."""
-        return self._to_v(state.ops.ystar)
+        return self._to_v(state.free.ystar)
 
     @staticmethod
     def voltages(state: BatchState) -> tuple:

@@ -11,15 +11,26 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["comparator_rule", "comparator_inputs", "xor_rule", "xor_legacy_rule", "continuous_rule", "HARDWARE_RULES"]
+__all__ = ["comparator_rule", "comparator_inputs", "fires", "TIE", "xor_rule", "xor_legacy_rule", "continuous_rule", "HARDWARE_RULES"]
+
+
+#: A comparator fires when its input exceeds this (volt): far below any physical offset or noise, far above the
+#: rounding of the voltages (~1e-15 V). An exact tie (a symmetric network at a uniform start has some) then does
+#: not fire whatever the last bits of the engine's arithmetic, as exact arithmetic would decide it.
+TIE = 1e-12
+
+
+def fires(x: np.ndarray) -> np.ndarray:
+    """A comparator's output for its total input ``x`` (signal + offset + noise, volt): ``x > TIE``."""
+    return x > TIE
 
 
 def _fires(x: np.ndarray, offset, noise: float, rng) -> np.ndarray:
-    """A comparator's decision on input ``x``: ``x + offset + N(0, noise^2) > 0``."""
+    """A comparator's decision on input ``x``: ``x + offset + N(0, noise^2) > 0`` (:func:`fires`)."""
     out = x + offset
     if noise > 0:
         out = out + rng.normal(0.0, noise, size=np.shape(x))
-    return out > 0
+    return fires(out)
 
 
 def _xor_inputs(dv_free, dv_clamped) -> tuple:

@@ -7,7 +7,9 @@ commit are in ``before_issue11/``: the structure change (issue 10) reproduced th
 (this test passed on them until the next change); the ngspice tolerances derived from the circuit (issue 11) then changed
 ngspice's results by up to 4e-6 V, so the ngspice files here were made again after that change
 (``python make_reference.py COMMIT ngspice``) and the test checks them within 1e-9 V, and the old
-ones within the engine's promise of 1e-5 V.
+ones within the engine's promise of 1e-5 V. The two noiseless lab16 ngspice files were made again when
+comparators stopped firing on exact ties decided by rounding (issue 14, ``spicelearn.model.rules.TIE``):
+their uniform start has one at tick 0. The exact-engine files were unchanged by it.
 """
 
 import os

@@ -1,0 +1,86 @@
+"""Board-ticks per second of the batched exact engine against single runs, in one run, on one core.
+
+    .venv/bin/python benchmarks/bench_batched.py [--steps 300] [--lab16-boards 1000] [--d64-boards 64]
+        [--singles 4] [--repeats 3]
+
+For lab16 (the default task) and delaunay64 (task random:5,3,0): the lab's settings (R = 1,
+comparator noise 0.01 V), every board its own noise seed. In alternation, ``repeats`` times:
+``spicelearn.train`` on ``--singles`` boards one after another, and ``spicelearn.loop.train_batch``
+on B boards in lockstep. Prints the median board-ticks per second of each, the batched loop alone
+(without making the B run files), their ratios, and the peak memory of the process; and checks
+that the batch's first boards are the single runs (positions equal, voltages within 1e-10 V).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+
+import spicelearn.loop as loop
+from spicelearn.blas import limit_for
+from spicelearn.model.hardware import Comparator, Hardware
+from spicelearn.model.network import load_network
+
+CASES = (("lab16", "default"), ("delaunay64", "random:5,3,0"))
+
+
+def _timed_loop():
+    """Wrap ``loop.run_batch`` to add up the seconds spent in it."""
+    real, spent = loop.run_batch, [0.0]
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
+    return real, timed, spent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--lab16-boards", type=int, default=1000)
+    ap.add_argument("--d64-boards", type=int, default=64)
+    ap.add_argument("--singles", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    hw = Hardware.from_R(1.0, comparator=Comparator(noise=0.01))
+    print(f"batched exact engine, {args.steps} steps, R = 1, noise 0.01 V, one core; medians of {args.repeats}")
+    for (name, task), B in zip(CASES, (args.lab16_boards, args.d64_boards)):
+        net = load_network(name)
+        runs = [dict(task=task, hardware=hw, seed=s) for s in range(B)]
+        single, batch, batch_loop = [], [], []
+        real, timed, spent = _timed_loop()
+        with limit_for(net):
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                singles = [loop.train(net, task, hw, steps=args.steps, seed=s) for s in range(args.singles)]
+                single.append(args.singles * args.steps / (time.perf_counter() - t0))
+                spent[0] = 0.0
+                loop.run_batch = timed
+                try:
+                    t0 = time.perf_counter()
+                    batched = loop.train_batch(net, runs, steps=args.steps)
+                    batch.append(B * args.steps / (time.perf_counter() - t0))
+                finally:
+                    loop.run_batch = real
+                batch_loop.append(B * args.steps / spent[0])
+        for s, b in zip(singles, batched):
+            assert np.array_equal(s.position.values, b.position.values), "batch and single runs part"
+            assert float(abs(s.v_free - b.v_free).max()) < 1e-10 and float(abs(s.v_clamped - b.v_clamped).max()) < 1e-10
+        med = [float(np.median(x)) for x in (single, batch, batch_loop)]
+        print(f"  {name} ({net.n_nodes} nodes, {net.n_edges} edges):")
+        print(f"    single runs:            {med[0]:9.0f} ticks/s")
+        print(f"    batched, B = {B:<5d}     {med[1]:9.0f} board-ticks/s   ratio {med[1] / med[0]:5.1f}x")
+        print(f"    batched loop alone:     {med[2]:9.0f} board-ticks/s   ratio {med[2] / med[0]:5.1f}x "
+              "(without making the run files)")
+    print(f"  peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
