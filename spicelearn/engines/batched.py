@@ -258,7 +258,7 @@ class BatchedExactEngine:
                               for t in (0, 1))
         self._unit_T = np.eye(self.n_f)[:, self.n_c:]  # (n_F, M_T): the target coordinates
         #: The Chebyshev path takes ticks whose longest expansion needs at most this many terms.
-        self.chebyshev_max_terms = max(30, int(1.5 * self.n_f))
+        self.chebyshev_max_terms = max(60, 2 * self.n_f + 10)
         # conductances: 1 / ((p + 1) (r_ab / n) + wiper) + 1 / leakage, as Board.conductance computes them
         self._top = np.array([[b.hardware.pot.n_positions - 1] for b in boards])  # (B, 1)
         self._step_r = np.stack([b.r_ab / b.hardware.pot.n_positions for b in boards])  # (B, 2, E)
