@@ -121,13 +121,16 @@ class _SparseOps:
         self._lam = None
 
     def shifted(self, gamma: float):
-        """The factor of ``Cb + gamma L`` (cached per gamma: a tick of another duration adds one)."""
-        lu = self._shifted.get(gamma)
-        if lu is None:
+        """A solver of the block system ``(Cb + gamma Lb) w = y``, (n_F + n_C,) -> (n_F + n_C,), cached per
+        gamma (a tick of another duration adds one)."""
+        solve = self._shifted.get(gamma)
+        if solve is None:
             if len(self._shifted) > 4:
                 self._shifted.clear()
-            lu = self._shifted[gamma] = _splu((self.owner.Cb + gamma * self.L).tocsc(), "capacitance matrix")
-        return lu
+            owner = self.owner
+            lu = _splu((owner.Cf + gamma * self.L).tocsc(), "capacitance matrix")
+            solve = self._shifted[gamma] = lu.solve if not owner.shared else owner.schur_solver(lu)
+        return solve
 
     @property
     def lam(self) -> np.ndarray:
@@ -135,7 +138,7 @@ class _SparseOps:
         (a dense eigensolve, computed on first use)."""
         if self._lam is None:
             n = self.owner.n_f
-            self._lam = sla.eigh(self.L[:n, :n].toarray(), self.owner.Cb[:n, :n].toarray(), eigvals_only=True)
+            self._lam = sla.eigh(self.L[:n, :n].toarray(), self.owner.Cf[:n, :n].toarray(), eigvals_only=True)
         return self._lam
 
 
@@ -159,20 +162,29 @@ class SparseTransient:
         index_f[self.F] = np.arange(self.n_f)
         index_c = np.full(N, -1)
         index_c[self.C] = np.arange(self.n_c)
-        self.pattern = _Pattern(en, index_f, index_c, self.n_f, self.n_c, diagonal=False)
+        # equal twins: the clamped twin's matrices are the leading blocks (C) of the free twin's, and one
+        # factorisation of size n_F serves both (a rank-M_T Schur correction); else a block system of both
+        self.shared = engine._twins_identical and board.capacitors_identical and self.n_c > 0
+        n_block = 0 if self.shared else self.n_c
+        self.pattern = _Pattern(en, index_f, index_c if not self.shared else np.full(N, -1), self.n_f, n_block,
+                                diagonal=False)
         # capacitance matrices, fixed: per-edge Laplacians or node capacitors
         per_edge = board.hardware.capacitance_model == "per_edge"
         c0, c1 = board.twin_capacitance(0), board.twin_capacitance(1)
         if per_edge:
-            self.Cb = self.pattern.matrix(c0, c1)
-            CC = self.Cb[self.n_f:, self.n_f:].tocsc()
+            self.Cf = self.pattern.matrix(c0, c1)  # the factorised matrix's capacitance part
             # -L_C[CT] of the clamped twin: couplings of C nodes to targets through edge capacitors
             self.CCT = self._coupling(en, index_c, self.T, c1)
         else:
-            self.Cb = sp.diags(np.concatenate([c0[self.F], c1[self.C]])).tocsc()
-            CC = self.Cb[self.n_f:, self.n_f:].tocsc()
+            self.Cf = sp.diags(np.concatenate([c0[self.F], c1[self.C][:n_block]])).tocsc()
             self.CCT = sp.csc_matrix((self.n_c, self.m_t))
-        self.lu_CC = _splu(CC, "capacitance matrix") if self.n_c else None
+        nf, nc = self.n_f, self.n_c
+        CC = (self.Cf[:nc, :nc] if self.shared else self.Cf[nf:, nf:]).tocsc()
+        # Cb = blockdiag(L_C[FF], L_C[CC]): the Krylov space's inner product
+        self.Cb = self.Cf if not self.shared else sp.block_diag([self.Cf, CC]).tocsc()
+        self.lu_CC = _splu(CC, "capacitance matrix") if nc else None
+        self._E_T = np.zeros((nf, self.m_t))
+        self._E_T[nc + np.arange(self.m_t), np.arange(self.m_t)] = 1.0
         # couplings of floating nodes to driven ones, per edge: (row, edge, driven node)
         self._src_f = self._driven_edges(en, index_f, task.source_index)
         self._src_c = self._driven_edges(en, index_c, task.source_index)
@@ -184,6 +196,7 @@ class SparseTransient:
         self._template = np.zeros(N)
         self._template[task.source_index] = task.source_voltage
         self.period = board.period
+        self._basis = None
 
     @staticmethod
     def _driven_edges(en, index, driven):
@@ -202,6 +215,25 @@ class SparseTransient:
         tpos[T] = np.arange(T.size)
         return sp.csc_matrix((c[edges], (rows, tpos[nodes])), shape=(self.n_c, T.size))
 
+    def schur_solver(self, lu):
+        """A solver of ``blockdiag(M, M[CC]) w = y`` from the factor ``lu`` of ``M`` (n_F, n_F) alone.
+
+        ``M[CC]^-1 b = z_C - Z_C Z_T^-1 z_T``, ``z = M^-1 [b; 0]``, ``Z = M^-1 E_T`` (the block inverse).
+        """
+        nf, nc = self.n_f, self.n_c
+        Z = lu.solve(self._E_T)
+        ZC, ZTinv = Z[:nc], np.linalg.inv(Z[nc:])
+        rhs = np.zeros((nf, 2))
+
+        def solve(y):
+            rhs[:, 0] = y[:nf]
+            rhs[:nc, 1] = y[nf:]
+            z = lu.solve(rhs)
+            zc = z[:nc, 1] - ZC @ (ZTinv @ z[nc:, 1])
+            return np.concatenate([z[:, 0], zc])
+
+        return solve
+
     # -- per tick ------------------------------------------------------------------------
     def operators(self, positions) -> tuple:
         eng = self.engine
@@ -210,6 +242,18 @@ class SparseTransient:
         L = self.pattern.matrix(g0, g1)
         lu = _splu(L, "conductance matrix")
         nf, nc, mt = self.n_f, self.n_c, self.m_t
+        if self.shared:
+            # free equilibrium and the target columns of L^-1: the clamped equilibrium is a rank-M_T correction,
+            # v_C* = v*_C + G (v*_T - clamp), G = L_CC^-1 L_CT = -[L^-1]_CT [L^-1]_TT^-1
+            rhs = np.zeros((nf, 1 + mt))
+            r, e, d = self._src_f
+            rhs[:, 0] = np.bincount(r, weights=g0[e] * self.v_s[d], minlength=nf)
+            rhs[:, 1:] = self._E_T
+            x = lu.solve(rhs)
+            vstar = x[:, 0]
+            G = -x[:nc, 1:] @ np.linalg.inv(x[nc:, 1:])
+            ops = _SparseOps(self, L, lu, vstar, vstar[:nc] + G @ vstar[nc:], -G)
+            return ops, ops
         rhs = np.zeros((nf + nc, 1 + mt))
         r, e, d = self._src_f
         rhs[:nf, 0] = np.bincount(r, weights=g0[e] * self.v_s[d], minlength=nf)
@@ -259,15 +303,16 @@ class SparseTransient:
         if beta0 == 0.0:
             return np.zeros_like(b)
         gamma = t / NU
-        lu = ops.shifted(gamma)
-        V = np.empty((b.size, KRYLOV_MAX + 1))
-        CV = np.empty_like(V)
+        solve = ops.shifted(gamma)
+        if self._basis is None:  # the Krylov basis and its Cb-image, columns contiguous, reused every tick
+            self._basis = (np.empty((b.size, KRYLOV_MAX + 1), order="F"), np.empty((b.size, KRYLOV_MAX + 1), order="F"))
+        V, CV = self._basis
         H = np.zeros((KRYLOV_MAX + 1, KRYLOV_MAX))
         V[:, 0] = b / beta0
         CV[:, 0] = Cb @ V[:, 0]
         prev = None
         for j in range(KRYLOV_MAX):
-            w = lu.solve(CV[:, j])
+            w = solve(CV[:, j])
             for _ in range(2):  # full re-orthogonalisation in the Cb inner product, twice
                 h = CV[:, :j + 1].T @ w
                 w -= V[:, :j + 1] @ h
@@ -284,7 +329,7 @@ class SparseTransient:
             H[k, j] = beta
             V[:, k] = w / beta
             CV[:, k] = Cw / beta
-        return V[:, :coef.size] @ coef
+        return V[:, :coef.size] @ coef  # a new array: V is reused
 
     @staticmethod
     def _small_exp(H: np.ndarray, s: float) -> np.ndarray:
