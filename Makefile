@@ -64,9 +64,11 @@ test-kicad: setup
 
 bench: setup
 	$(PY) benchmarks/bench_exact.py
+	$(PY) benchmarks/bench_large.py
 	$(PY) benchmarks/bench_ngspice.py
 	$(PY) benchmarks/bench_sweep.py
 	$(PY) benchmarks/bench_validate.py
+	$(PY) benchmarks/bench_fig2.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

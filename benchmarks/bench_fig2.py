@@ -70,7 +70,7 @@ def previous_run(net, task, R, steps, rtol=1e-8, atol=1e-11, release_rate=1e-7):
                 warnings.simplefilter("ignore")
                 sol = solve_ivp(m.rhs, (t, float(steps)), x, method=method, t_eval=t_eval[t_eval > t], rtol=rtol,
                                 atol=atol, events=[hit, release], args=(1.0, 1.0 / R, frozen), **kw)
-            ys.append(sol.y)
+            ys.append(np.reshape(sol.y, (x.size, -1)))
             if sol.status == 0:
                 break
             kind = min((e[0], i) for i, e in enumerate(sol.t_events) if e.size)[1]

@@ -116,7 +116,8 @@ def test_nudge_and_twins_give_the_same_learning(d64, R):
     assert np.max(np.abs(np.log(eb[ok] / ea[ok]))) < 0.01
     assert np.max(np.abs(a.conductance.values - b.conductance.values)) < 1e-5
     for threshold in (1e-2, 1e-6):  # NaN (not reached in 400 steps) on both sides counts as equal
-        np.testing.assert_equal(tau(ea, 1.0, threshold=threshold, window=1), tau(eb, 1.0, threshold=threshold, window=1))
+        np.testing.assert_equal(tau(ea, 1.0, threshold=threshold, window=1),
+                                tau(eb, 1.0, threshold=threshold, window=1))
 
 
 def test_warm_restart_after_floor_events_changes_nothing(pair):

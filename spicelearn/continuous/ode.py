@@ -487,8 +487,8 @@ def _segment(fun, x, t0, t_end, t_eval, *, method, rtol, atol, events, args, fir
         sol = None
         if events:
             g_new = [ev(t, y) for ev in events]
-            crossed = [i for i, ev in enumerate(events)
-                       if (ev.direction < 0 and g_old[i] >= 0 >= g_new[i]) or (ev.direction > 0 and g_old[i] <= 0 <= g_new[i])]
+            crossed = [i for i, ev in enumerate(events)  # a sign change in the event's direction
+                       if ((g_old[i] >= 0 >= g_new[i]) if ev.direction < 0 else (g_old[i] <= 0 <= g_new[i]))]
             if crossed:
                 sol = solver.dense_output()
                 roots = [brentq(lambda s, ev=events[i]: ev(s, sol(s)), t_old, t, xtol=4 * np.finfo(float).eps,
