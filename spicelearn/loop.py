@@ -482,8 +482,9 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
             raise ConfigError(f"`runs[{i}]` must be a mapping of {BATCH_RUN_KEYS}, got "
                               f"{extra if extra else type(r).__name__}")
     net = network if isinstance(network, CompiledNetwork) else load_network(network, network_seed=network_seed)
-    prepared = [_prepare(bind(net, r.get("task", "default")), r.get("hardware"), r.get("board"), r.get("rule"),
-                         r.get("seed", 0), r.get("board_seed"), r.get("positions"), steps) for r in runs]
+    again = [(bind(net, r.get("task", "default")), r.get("hardware"), r.get("board"), r.get("rule"), r.get("seed", 0),
+               r.get("board_seed"), r.get("positions"), steps) for r in runs]
+    prepared = [_prepare(*args) for args in again]
     if chunk is None:
         chunk = max(1, BATCH_RECORD_MEMORY // (steps * (2 * 8 * net.n_nodes + 8 * net.n_edges + 32)))
     elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
@@ -495,17 +496,18 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
         with limit_for(net):
             for lo in range(0, len(prepared), chunk):
                 part = prepared[lo:lo + chunk]
+                n = len(part)
+                if n == 1:  # numpy's stacked products take other loops for a stack of one (other roundings): a lone
+                    part.append(_prepare(*again[lo]))  # board runs beside its copy, so that its bits are a batch's
                 engine = BatchedExactEngine(net, [r.task for r in part], [r.board for r in part])
                 decide = Decide.rules([r.board for r in part], [r.rule_fn for r in part],
                                       [r.rngs["noise"] for r in part], [r.rngs["miss"] for r in part])
                 jitter = any(r.durations is not None for r in part)
                 durations = np.stack([r.durations if r.durations is not None else np.full(steps, r.board.period)
                                       for r in part], axis=1) if jitter else None
-                done = lo * steps
-                sub = _Offset(bar, done, len(part))
                 records = run_batch(engine, steps, np.stack([r.start for r in part]), decide, durations=durations,
-                                    progress=sub)
-                for r, record in zip(part, records):
+                                    progress=_Offset(bar, lo * steps, n))
+                for r, record in zip(part[:n], records[:n]):
                     if r.durations is None:
                         record.pop("duration", None)
                     out.append(_dataset(r, record, "exact"))

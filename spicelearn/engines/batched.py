@@ -20,7 +20,10 @@ and twin (lab16: 3 kB; delaunay64: 0.25 MB).
 The array code uses only ``matmul``, ``eigh``, ``solve``, ``cholesky``,
 elementwise functions and fancy indexing, with state passed in and out as
 frozen dataclasses: what ``jax.numpy`` or ``torch`` offer under the same names
-(see docs/architecture.md).
+(see docs/architecture.md). Each board's arithmetic is its own (per-slice products, per-board paths, einsum's
+loops rather than BLAS across boards), so a board's run does not depend on the rest of its batch, with one
+exception: numpy takes other loops for a stack of one, which round differently
+(:func:`spicelearn.loop.train_batch` never runs a board alone).
 
 The protocol is the single engines' (:mod:`spicelearn.engines.base`) with a
 leading batch axis: ``init(positions (B, E))``, ``relax(state, clamp (B, M_T),
@@ -118,6 +121,13 @@ class _Tick:
         self.A, self.ystar, self.P, self.Q, self.lo, self.hi, self.n_c = A, ystar, P, Q, lo, hi, n_c
         self._eigen = None
 
+    def take(self, idx: np.ndarray) -> "_Tick":
+        """The boards ``idx`` (integer indices) of this tick."""
+        out = _Tick(self.A[idx], self.ystar[idx], self.P[idx], self.Q[idx], self.lo[idx], self.hi[idx], self.n_c)
+        if self._eigen is not None:
+            out._eigen = tuple(a[idx] for a in self._eigen)
+        return out
+
     def eigen(self) -> tuple:
         """``(lam (B, n_F), U (B, n_F, n_F), U1, U2, U2U2)``: ``A = U diag(lam) U^T``, ``U1``, ``U2`` the rows of
         the clamped-floating and target coordinates, ``U2U2`` (B, M_T^2, n_F) the products ``U2[i] U2[j]``."""
@@ -171,6 +181,8 @@ def chebyshev_coefficients(a: np.ndarray, rho: np.ndarray) -> tuple:
         transient has decayed below the tolerance over the whole interval (``e^{-a} <= tol``).
     center, half : ndarray, shape (B,)
         ``u = (x - center) / half``.
+    terms : ndarray of int, shape (B,)
+        The length of each board's expansion (0 where decayed).
     """
     a = np.maximum(a * (1.0 - 1e-9), 0.0)  # below the rounding of the bounds
     j = np.ceil(_GRID * np.log2(np.maximum(rho + 1e-9 * a, 2.0 ** (_GRID_MIN / _GRID)))).astype(int)
@@ -181,8 +193,10 @@ def chebyshev_coefficients(a: np.ndarray, rho: np.ndarray) -> tuple:
     for i, r in enumerate(rows):
         table[i, :r.size] = r
     scale = np.exp(-a)
-    scale[scale <= CHEBYSHEV_TOL] = 0.0
-    return table[inverse.reshape(-1)] * scale[:, None], a + half, half
+    decayed = scale <= CHEBYSHEV_TOL
+    scale[decayed] = 0.0
+    terms = np.where(decayed, 0, np.array([r.size for r in rows])[inverse.reshape(-1)])
+    return table[inverse.reshape(-1)] * scale[:, None], a + half, half, terms
 
 
 @dataclass(frozen=True, eq=False)
@@ -293,10 +307,10 @@ class BatchedExactEngine:
         return _Frames(*(np.stack(parts) for parts in zip(*out)))
 
     def _shared_frame(self, frames: _Frames):
-        """``(kr, W)`` where every board has the same frame: ``kr`` (n_F^2, E) the columns ``w_e (x) w_e``, so that
-        ``vec(A_b) = kr g_b`` for all boards in one matrix product; None otherwise."""
+        """``(kr, W)`` where every board has the same frame and the network is small: ``kr`` (n_F^2, E) the columns
+        ``w_e (x) w_e``, so that ``vec(A_b) = kr g_b`` for all boards at once; None otherwise."""
         W = frames.W[0]
-        if not all(np.array_equal(W, w) for w in frames.W[1:]):
+        if self.n_f > _SMALL or not all(np.array_equal(W, w) for w in frames.W[1:]):
             return None
         return (W[:, None, :] * W[None, :, :]).reshape(self.n_f * self.n_f, -1), W
 
@@ -313,10 +327,11 @@ class BatchedExactEngine:
 
     def _tick(self, twin: int, g: np.ndarray) -> _Tick:
         frames, shared = self.frames[twin], self._shared[twin]
-        if shared is not None:  # one frame for the whole batch: A of every board in one product
-            kr, W = shared
-            A = np.moveaxis((kr @ g.T).reshape(self.n_f, self.n_f, self.size), -1, 0)  # a view, batch axis last
-            r = (W @ (g * self.b_src).T).T
+        if shared is not None:  # small networks, one frame for the whole batch: A of every board in one einsum
+            kr, W = shared  # (einsum's loops, not BLAS: each board's sums in one order whatever the batch)
+            gT = np.ascontiguousarray(g.T)
+            A = np.moveaxis(np.einsum("xe,eb->xb", kr, gT).reshape(self.n_f, self.n_f, self.size), -1, 0)
+            r = np.einsum("ie,eb->bi", W, gT * self.b_src.T)
         else:
             A = (frames.W * g[:, None, :]) @ _t(frames.W)
             r = _mv(frames.W, g * self.b_src)
@@ -375,14 +390,31 @@ class BatchedExactEngine:
         Chebyshev expansions on the bounds of the spectra (:func:`chebyshev_coefficients`), one stacked
         recurrence for both twins, where the longest needs at most :attr:`chebyshev_max_terms` terms; else
         the eigen-decomposition (free twins) and the contour quadrature (clamped twins)."""
-        nc = self.n_c
         lo, hi = np.minimum(free.lo, clamped.lo) * d, np.maximum(free.hi, clamped.hi) * d
-        coef, center, half = chebyshev_coefficients(lo, 0.5 * (hi - lo))
-        if coef.shape[1] <= self.chebyshev_max_terms:
+        coef, center, half, terms = chebyshev_coefficients(lo, 0.5 * (hi - lo))
+        fast = terms <= self.chebyshev_max_terms  # each board its own path: a board's result is its own
+        if fast.all():
             return self._chebyshev(free, clamped, x, x1, d, coef, center, half)
+        if not fast.any():
+            return self._eigen_transient(free, clamped, x, x1, d)
+        out, out1 = np.empty_like(x), np.empty_like(x1)
+        for idx, path in ((np.flatnonzero(fast), "chebyshev"), (np.flatnonzero(~fast), "eigen")):
+            f = free.take(idx)
+            c = f if clamped is free else clamped.take(idx)
+            if path == "chebyshev":
+                m = int(terms[idx].max())
+                out[idx], out1[idx] = self._chebyshev(f, c, x[idx], x1[idx], d[idx], coef[idx, :m], center[idx],
+                                                      half[idx])
+            else:
+                out[idx], out1[idx] = self._eigen_transient(f, c, x[idx], x1[idx], d[idx])
+        return out, out1
+
+    def _eigen_transient(self, free: _Tick, clamped: _Tick, x, x1, d) -> tuple:
+        """The transients through the eigen-decompositions: the free twins mode by mode, the clamped twins by the
+        contour quadrature of the inverse Laplace transform."""
         lam, U = free.eigen()[:2]
         out = _mv(U, np.exp(-lam * d[:, None]) * _mv(_t(U), x))
-        if not nc:
+        if not self.n_c:
             return out, x1
         moving = d > 0
         t = np.where(moving, d, 1.0)[:, None]
@@ -393,7 +425,7 @@ class BatchedExactEngine:
         """The Chebyshev recurrence ``T_{k+1} = 2u T_k - T_{k-1}``, ``2u = (2 d A - 2 center) / half``, on the
         stacked vectors of both twins (the clamped twin's ``A11`` padded with zeros: its target coordinates
         stay zero)."""
-        B, n, nc = self.size, self.n_f, self.n_c
+        B, n, nc = x.shape[0], self.n_f, self.n_c
         m = coef.shape[1]
         s, shift = 2.0 * d / half, 2.0 * center / half
         idx, idc = np.arange(n), np.arange(nc)
