@@ -22,6 +22,7 @@ import functools
 import importlib.util
 import os
 import subprocess
+import sys
 import tempfile
 import resource
 import time
@@ -86,6 +87,7 @@ def previous_engine(rev: str):
         f.write(src)
     spec = importlib.util.spec_from_file_location("spicelearn.engines._exact_previous", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     os.unlink(path)
     return mod.ExactEngine

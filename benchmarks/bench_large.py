@@ -4,7 +4,8 @@ Random planar networks (``delaunay(n, round(n * 143 / 64))``, delaunay64's edge 
 capacitors, task random:5,3,0, R = 1, the training loop (``run_loop``) for a few ticks per size, from
 random positions (spread over 0..127, as in a run after its first hundred ticks: the uniform start would
 flatter every method). Prints
-milliseconds per tick (median over repeats, all paths of a size measured in the same run, interleaved),
+milliseconds per tick (median over repeats, all paths of a size measured in the same run, interleaved,
+BLAS on one thread),
 the sparse path's largest deviation from the dense eigen path where both run, and the crossover: the
 smallest size from which the sparse path is faster than the dense (Chebyshev) path.
 
@@ -18,8 +19,8 @@ import argparse
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from spicelearn.blas import limit_for
 from spicelearn.engines.exact import ExactEngine, SPARSE_FROM
 from spicelearn.loop import Decide, run_loop
 from spicelearn.model.board import Board
@@ -37,8 +38,8 @@ def network(n: int, seed: int = 0):
 def one_run(net, task, board, method: str, ticks: int, start) -> tuple:
     eng = ExactEngine(net, task, board, method=method)
     decide = Decide.rule(board, comparator_rule("xor"), np.random.default_rng(0))
-    with limit_for(net):
-        t0 = time.perf_counter()
+    with threadpool_limits(1, user_api="blas"):  # one thread at every size: on a shared 2-core machine a second one
+        t0 = time.perf_counter()                 # made the dense paths at 512 nodes 10x slower
         rec = run_loop(eng, ticks, start, decide)
         dt = time.perf_counter() - t0
     return dt / ticks, rec

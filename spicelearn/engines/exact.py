@@ -98,7 +98,7 @@ DENSE_DEFAULT = "eigen"
 
 #: ``method="dense"`` takes the eigen path where the Chebyshev expansion needs more terms than this
 #: (measured: ``benchmarks/bench_exact.py --crossover``).
-CHEBYSHEV_MAX_TERMS = 90
+CHEBYSHEV_MAX_TERMS = 150
 
 #: Chebyshev expansions stop where the tail of the coefficients falls below this, relative to the vector.
 CHEBYSHEV_TOL = 1e-15
@@ -158,6 +158,26 @@ def chebyshev_plan(lo: float, hi: float, tol: float = CHEBYSHEV_TOL) -> tuple:
     tail = np.cumsum(np.abs(c[::-1]))[::-1]  # tail[k] = sum_{j >= k} |c_j|
     m = int(np.argmax(tail <= tol)) - 1 if tail[-1] <= tol else kmax
     return center, half, c[:max(m, 0) + 1].copy()
+
+
+def _inv_small(Q: np.ndarray) -> np.ndarray:
+    """The inverse of a small matrix (M_T x M_T): cofactors for up to 3 x 3 (numpy's call costs more than the
+    arithmetic there), else LAPACK."""
+    m = Q.shape[0]
+    if m == 1:
+        return 1.0 / Q
+    if m == 2:
+        (a, b), (c, d) = Q.tolist()
+        det = a * d - b * c
+        return np.array([[d, -b], [-c, a]]) / det
+    if m == 3:
+        (a, b, c), (d, e, f), (g, h, i) = Q.tolist()
+        A, B, C = e * i - f * h, f * g - d * i, d * h - e * g
+        det = a * A + b * B + c * C
+        return np.array([[A, c * h - b * i, b * f - c * e],
+                         [B, a * i - c * g, c * d - a * f],
+                         [C, b * g - a * h, a * e - b * d]]) / det
+    return np.linalg.inv(Q)
 
 
 class _Operators:
@@ -311,6 +331,9 @@ class ExactEngine(Engine):
         # Chebyshev recurrences T_{k+1} = [-I, 2u] [T_{k-1}; T_k], one matrix-vector product per term and
         # twin: [T_{k-1}; T_k] are adjacent rows of a flat buffer
         self._M = (np.hstack([-np.eye(nf), np.zeros((nf, nf))]), np.hstack([-np.eye(nc), np.zeros((nc, nc))]))
+        # node voltages: [v_F; v_S] in a buffer, then one permutation into node order
+        self._z = np.concatenate([np.zeros(nf), task.source_voltage])
+        self._perm = np.argsort(np.concatenate([self.floating, src]))
         self._Mdiag = tuple(M.reshape(-1)[M.shape[0]::2 * M.shape[0] + 1] for M in self._M)  # views: diagonal of 2u
         self._buf = None
         self._work(32)
@@ -370,17 +393,20 @@ class ExactEngine(Engine):
         nc = self.n_c
         if nc and x.shape[1] > 1:
             # A11^-1 A12 = -[A^-1]_12 [A^-1]_22^-1 (block inverse of A)
-            G = x[:nc, 1:].dot(np.linalg.inv(x[nc:, 1:]))
+            G = x[:nc, 1:].dot(_inv_small(x[nc:, 1:]))
             np.negative(G, out=G)
             h = ystar[:nc] + G.dot(ystar[nc:])
         else:
             G, h = np.zeros((nc, x.shape[1] - 1)), ystar[:nc].copy()
         return _Operators(A, ystar, G, h, lo, hi, nc)
 
-    def _to_v(self, y: np.ndarray, twin: int = 0) -> np.ndarray:
-        v = self._v_template.copy()
-        v[self.floating] = self._KinvT[twin] @ y
-        return v
+    def _to_v(self, y: np.ndarray, twin: int = 0, clamp: np.ndarray | None = None) -> np.ndarray:
+        """Node voltages (N,) from ``y`` (n_F,) of one twin's frame; the targets at ``clamp`` where given."""
+        z = self._z
+        self._KinvT[twin].dot(y, out=z[:y.size])
+        if clamp is not None:
+            z[self.n_c:y.size] = clamp
+        return z.take(self._perm)
 
     def _to_y(self, v: np.ndarray, twin: int = 0) -> np.ndarray:
         return self._KT[twin] @ v[self.floating]
@@ -429,20 +455,24 @@ class ExactEngine(Engine):
             np.multiply(ops_c.A[:nc, :nc], s, out=Mc[:, nc:])
             dc -= d
         self._work(m)
-        out = []
-        for M, buf, views, b in zip(self._M, self._buf, self._views, (bf, bc)):
-            if b.size == 0:
-                out.append(b.copy())
-                continue
-            buf[0] = b
-            if m > 1:
-                dot = M.dot
-                np.dot(M[:, M.shape[0]:], b, out=buf[1])  # T_1 = u T_0
-                buf[1] *= 0.5
-                for x, y in views[:m - 2]:
-                    dot(x, out=y)
-            out.append(coef.dot(buf[:m]))
-        return out[0], out[1]
+        (bufF, bufC), (viewsF, viewsC) = self._buf, self._views
+        bufF[0] = bf
+        bufC[0] = bc
+        if m > 1:
+            np.dot(Bf, bf, out=bufF[1])  # T_1 = u T_0
+            bufF[1] *= 0.5
+            if nc:
+                np.dot(Mc[:, nc:], bc, out=bufC[1])
+                bufC[1] *= 0.5
+                dotF, dotC = Mf.dot, Mc.dot
+                for (x, y), (xc, yc) in zip(viewsF[:m - 2], viewsC):
+                    dotF(x, out=y)
+                    dotC(xc, out=yc)
+            else:
+                dotF = Mf.dot
+                for x, y in viewsF[:m - 2]:
+                    dotF(x, out=y)
+        return coef.dot(bufF[:m]), (coef.dot(bufC[:m]) if nc else bc.copy())
 
     @staticmethod
     def _sub_resolvent(ops: _Operators, b: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -549,8 +579,7 @@ class ExactEngine(Engine):
         if clamp is None:
             clamp = self.default_clamp(v_free)
         y2 = self.frames[1].K22T @ clamp
-        v_clamped = self._to_v(np.concatenate([ops_c.h - ops_c.G @ y2, y2]), 1)
-        v_clamped[self.task.target_index] = clamp
+        v_clamped = self._to_v(np.concatenate([ops_c.h - ops_c.G @ y2, y2]), 1, clamp)
         return ExactState(positions, v_free, v_clamped, clamp, ops, ops_c)
 
     def _set_positions(self, state: ExactState, positions) -> ExactState:
@@ -587,6 +616,5 @@ class ExactEngine(Engine):
         else:
             rf, rc = self._chebyshev_transient(ops, ops_c, plan, duration, bf, bc)
         v_free = self._to_v(ystar + rf)
-        v_clamped = self._to_v(np.concatenate([y1star + rc, y2]), 1)
-        v_clamped[self.task.target_index] = clamp
+        v_clamped = self._to_v(np.concatenate([y1star + rc, y2]), 1, clamp)
         return ExactState(state.positions, v_free, v_clamped, clamp, ops, ops_c)
