@@ -308,7 +308,21 @@ class ExactEngine(Engine):
         free = self._frame(0)
         self.frames = (free, free if board.capacitors_identical else self._frame(1))
         nc, nf = self.n_c, self.floating.size
-        self._WT = tuple(np.ascontiguousarray(f.W.T) for f in self.frames)
+        self._Kinv = tuple(np.ascontiguousarray(f.Kinv) for f in self.frames)
+        # the floating nodes' Laplacian L_G[FF] (n_F, n_F) as contributions of the edges: slot, edge, sign
+        en = network.edge_nodes
+        index = np.full(n, -1)
+        index[self.floating] = np.arange(nf)
+        a, b = index[en[:, 0]], index[en[:, 1]]
+        e = np.arange(network.n_edges)
+        both = (a >= 0) & (b >= 0)
+        self._Lslot = np.concatenate([(a * nf + a)[a >= 0], (b * nf + b)[b >= 0], (a * nf + b)[both], (b * nf + a)[both]])
+        self._Ledge = np.concatenate([e[a >= 0], e[b >= 0], e[both], e[both]])
+        self._Lsign = np.concatenate([np.ones((a >= 0).sum() + (b >= 0).sum()), -np.ones(2 * both.sum())])
+        # B_F^T diag(g) b_src: each edge's source drop at its floating ends (+ at u, - at v)
+        self._rrow = np.concatenate([a[a >= 0], b[b >= 0]])
+        self._redge = np.concatenate([e[a >= 0], e[b >= 0]])
+        self._rcoef = np.concatenate([self.b_src[a >= 0], -self.b_src[b >= 0]])
         self._rhs = np.zeros((nf, 1 + tgt.size), order="F")  # [r, E_T]
         self._rhs[nc + np.arange(tgt.size), 1 + np.arange(tgt.size)] = 1.0
         # contiguous copies of what every tick multiplies by
@@ -379,12 +393,16 @@ class ExactEngine(Engine):
         return self._decompose(self.frames[0], g, lo, hi), self._decompose(self.frames[1], gc, lo, hi)
 
     def _decompose(self, frame: _Frame, g, lo: float, hi: float) -> _Operators:
-        WT = self._WT[0 if frame is self.frames[0] else 1]
-        Wg = frame.W * g
-        A = Wg.dot(WT)
-        # one Cholesky solve for the equilibrium and the target columns of A^-1: A X = [r, E_T]
+        twin = 0 if frame is self.frames[0] else 1
+        # A = K^-1 L_G[FF] K^-T (the Laplacian assembled by one bincount: two n_F^3 products, not n_F^2 E)
+        nf = self.floating.size
+        L = np.bincount(self._Lslot, weights=g.take(self._Ledge) * self._Lsign, minlength=nf * nf).reshape(nf, nf)
+        Kinv = self._Kinv[twin]
+        A = Kinv.dot(L).dot(self._KinvT[twin])
+        # one Cholesky solve for the equilibrium and the target columns of A^-1: A X = [r, E_T],
+        # r = K^-1 B_F^T diag(g) B_S V_S
         rhs = self._rhs
-        rhs[:, 0] = Wg.dot(self.b_src)
+        rhs[:, 0] = Kinv.dot(np.bincount(self._rrow, weights=g.take(self._redge) * self._rcoef, minlength=nf))
         x, info = lapack.dposv(A, rhs, lower=1)[1:]
         if info != 0:
             raise NetworkError("the conductance matrix of the floating nodes is singular: "
