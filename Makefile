@@ -68,6 +68,8 @@ bench: setup
 	$(PY) benchmarks/bench_ngspice.py
 	$(PY) benchmarks/bench_sweep.py
 	$(PY) benchmarks/bench_validate.py
+	$(PY) benchmarks/bench_batched.py
+	$(PY) benchmarks/bench_montecarlo.py
 	$(PY) benchmarks/bench_fig2.py
 
 clean:

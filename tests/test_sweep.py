@@ -92,7 +92,7 @@ sweep.run_sweep(load_spec(sys.argv[1]), sys.argv[2], workers=0, progress=False)
 """
 
 
-@pytest.mark.parametrize("batch", ["false", "true"])
+@pytest.mark.parametrize("batch", [pytest.param("false", marks=pytest.mark.slow), "true"])  # true: the default
 def test_a_sweep_killed_partway_resumes_and_ends_as_an_uninterrupted_one(tmp_path, batch):
     spec_path = _write(tmp_path, f"batch = {batch}\n" + SPEC.replace("steps = 40", "steps = 250").replace(
         "seed = [0, 1]", "seed = [0, 1, 2, 3]"))
