@@ -101,3 +101,18 @@ def test_sparse_rates_are_the_dense_eigenvalues(d64):
     pos = np.random.default_rng(0).integers(0, 128, d64.n_edges)
     dense, sparse = pair(d64, task, board)
     np.testing.assert_allclose(np.sort(sparse.init(pos).ops.lam), dense.init(pos).ops.lam, rtol=1e-10)
+
+
+@pytest.mark.parametrize("factor", [0.51, 1.9, 5.0, 0.05])
+def test_sparse_ticks_of_other_durations_match_dense(d64, factor):
+    """A jittered tick reuses the period's Krylov pole (within a factor 2), a longer or shorter one gets its own."""
+    task = load_task("random:5,3,4", d64).bind(d64)
+    hw = Hardware(capacitance=22e-6)
+    dense, sparse = pair(d64, task, Board.nominal(d64, hw))
+    rng = np.random.default_rng(5)
+    pos = rng.integers(0, 128, d64.n_edges)
+    v0, v1 = rng.normal(size=64), rng.normal(size=64)
+    outs = [e.relax(e.state(pos, v0, v1, clamp=[0.1, 0.2, 0.3]), [0.0, 0.1, 0.2], factor * hw.period)
+            for e in (dense, sparse)]
+    np.testing.assert_allclose(outs[1].v_free, outs[0].v_free, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(outs[1].v_clamped, outs[0].v_clamped, rtol=0, atol=1e-10)

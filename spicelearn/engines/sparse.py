@@ -12,8 +12,9 @@ mode, minimum-degree ordering of ``A + A^T``):
 
 * ``Lb``: the equilibria, by direct solves: the free one, and the clamped one as
   ``a0 + Gc clamp`` (``Gc`` the M_T columns of the targets' couplings);
-* ``Cb + gamma Lb``, ``gamma = t / NU`` for the clock period ``t`` (refactorised
-  for a tick of another duration).
+* ``Cb + gamma Lb``, ``gamma = t / NU`` for the clock period ``t`` (the same for
+  ticks within a factor 2 of the period, as with clock jitter: any pole gives the
+  right answer, a pole near ``t / NU`` the fewest steps; refactorised otherwise).
 
 The transient ``exp(-t Cb^-1 Lb) b`` is a shift-and-invert Krylov (rational
 Krylov with one repeated pole) approximation: Lanczos on
@@ -23,7 +24,8 @@ re-orthogonalisation; on the projection ``H = V^T Cb Z V`` the exponential is
 error does not depend on the spread of the network's rates (Eshof & Hochbruck,
 SIAM J. Sci. Comput. 27, 2006), so every R costs about the same; the iteration
 stops when two successive approximations differ by less than ``KRYLOV_TOL``
-relative to the vector (20 to 30 steps). One Krylov space serves both twins:
+relative to the vector (2 to 40 steps on 1,024 nodes from random states, R from
+0.001 to 1000, both capacitance models). One Krylov space serves both twins:
 the block-diagonal operator's space of the stacked vector.
 
 A step of the clamps conserves the charge on every clamped-floating node:
@@ -302,7 +304,7 @@ class SparseTransient:
         beta0 = float(np.sqrt(b @ (Cb @ b)))
         if beta0 == 0.0:
             return np.zeros_like(b)
-        gamma = t / NU
+        gamma = (self.period if 0.5 <= t / self.period <= 2.0 else t) / NU
         solve = ops.shifted(gamma)
         if self._basis is None:  # the Krylov basis and its Cb-image, columns contiguous, reused every tick
             self._basis = (np.empty((b.size, KRYLOV_MAX + 1), order="F"), np.empty((b.size, KRYLOV_MAX + 1), order="F"))
