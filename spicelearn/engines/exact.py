@@ -12,12 +12,16 @@ trailing target coordinates frozen: its matrix is the leading block ``A11`` and 
 step of the clamp voltages leaves ``y1`` unchanged (that is exactly charge
 conservation on the floating nodes).
 
-Each tick (``set_positions``) forms ``A`` and factorises it once (Cholesky,
-``A = L L^T``); the equilibria are direct solves with that factor:
+In the fast path (``method="dense"``) each tick (``set_positions``) forms ``A`` and
+solves with it once (Cholesky); the equilibria are direct solves:
 
 * free twin: ``y* = -A^{-1} r``;
-* clamped twin: ``y1* = ystar_1 + G (ystar_2 - y2)``, ``G = A11^{-1} A12`` from
-  the leading block ``L11`` of the same factor (the Cholesky factor of ``A11``).
+* clamped twin: ``y1* = ystar_1 + G (ystar_2 - y2)``, ``G = A11^{-1} A12 =
+  -[A^-1]_12 [A^-1]_22^-1`` (block inverse), the target columns of ``A^-1`` coming
+  from the same solve ``A X = [r, E_T]``.
+
+``A = K^-1 L_G[FF] K^-T`` is formed from the Laplacian of the floating nodes,
+assembled by one ``bincount`` (two n_F^3 products).
 
 The transient ``y(t) = y* + exp(-t A) (y0 - y*)`` (and ``exp(-t A11)`` for the
 clamped twin) is computed one of two ways, chosen per tick (``method="dense"``):
@@ -28,9 +32,9 @@ clamped twin) is computed one of two ways, chosen per tick (``method="dense"``):
   global capacitance: ``[0, 2 max_i sum_{j~i} g_j / C_i]``, Gershgorin), so
   ``exp(-x)`` is expanded in Chebyshev polynomials on that interval, with
   coefficients ``2 (-1)^k e^{-t lo} I_k(rho)`` (modified Bessel functions, exact
-  tail bound) truncated where the tail is below ``1e-15``. Both twins run through
-  one three-term recurrence on a stacked ``(2, n_F, n_F)`` operator (the clamped
-  twin's block padded with zeros), two numpy calls per term. The interval is
+  tail bound) truncated where the tail is below ``1e-15``. Each twin's three-term
+  recurrence ``T_{k+1} = [-I, 2u] [T_{k-1}; T_k]`` is one matrix-vector product per
+  term (the terms are adjacent rows of one buffer). The interval is
   rounded outward on a grid (1.1 % steps) so that the coefficients are computed
   once per interval and cached.
 * **eigen** (every regime): one symmetric eigensolve ``A = U diag(lam) U^T``
@@ -425,9 +429,6 @@ class ExactEngine(Engine):
         if clamp is not None:
             z[self.n_c:y.size] = clamp
         return z.take(self._perm)
-
-    def _to_y(self, v: np.ndarray, twin: int = 0) -> np.ndarray:
-        return self._KT[twin] @ v[self.floating]
 
     def _chebyshev(self, ops: _Operators, ops_c: _Operators, duration: float):
         """The tick's expansion ``(center, half, coef)`` for ``exp(-duration A)``, or None where ``dense``
