@@ -124,9 +124,11 @@ class Parsed:
         return out
 
 
-@pytest.fixture(scope="module", params=[pytest.param("lab16", marks=pytest.mark.slow), "sq5"])
+@pytest.fixture(scope="module", params=[pytest.param("lab16", marks=pytest.mark.slow),
+                                        pytest.param("sq5", marks=pytest.mark.slow)])
 def case(request):
-    """A board and its netlist read back by kinparse (lab16's takes kinparse ~30 s: slow suite only)."""
+    """A board and its netlist read back by kinparse (lab16: ~30 s, sq5: ~12 s of kinparse; `make test-slow` only;
+    the netlist's text is checked in the default suite by the other tests)."""
     if request.param == "lab16":
         net, task = load_network("lab16"), "default"
     else:

@@ -1,10 +1,12 @@
 """Today's code reproduces the reference runs in tests/data/reference (see make_reference.py there).
 
-The exact engine bit for bit on the numpy and scipy the references were made with (on others, to
-1e-12 V: BLAS kernels may round differently); the ngspice engine within 1e-9 V; and the ngspice runs
+The exact engine's previous arithmetic (``method="eigen"``) bit for bit on the numpy and scipy the references were
+made with (on others, to 1e-12 V: BLAS kernels may round differently), and its default (fast) path to 1e-12 V with
+the same positions; the ngspice engine within 1e-9 V; and the ngspice runs
 of the code before the structure change (made with the tolerances of then) within 1e-5 V.
 """
 
+import functools
 import importlib.util
 import os
 
@@ -14,6 +16,7 @@ import scipy
 import xarray as xr
 
 import spicelearn as sl
+from spicelearn.engines.exact import ExactEngine
 
 HERE = os.path.join(os.path.dirname(__file__), "data", "reference")
 _spec = importlib.util.spec_from_file_location("make_reference", os.path.join(HERE, "make_reference.py"))
@@ -21,18 +24,25 @@ make_reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make_reference)
 
 
-@pytest.mark.parametrize("case", make_reference.CASES, ids=make_reference.name)
-def test_reference_run_is_reproduced(case):
+#: Each case's engines: the default, and for the exact engine also its previous arithmetic (method "eigen"),
+#: which must reproduce the references bit for bit.
+RUNS = [(case, method) for case in make_reference.CASES
+        for method in ((None, "eigen") if case[6] == "exact" else (None,))]
+
+
+@pytest.mark.parametrize("case, method", RUNS, ids=[make_reference.name(c) + (f"-{m}" if m else "") for c, m in RUNS])
+def test_reference_run_is_reproduced(case, method):
     net, task, model, c, R, noise, backend, steps = case
     if backend == "ngspice":
         pytest.importorskip("PySpice")
     ref = xr.load_dataset(os.path.join(HERE, make_reference.name(case)))
     hw = sl.Hardware.from_R(R, capacitance=c, capacitance_model=model, eta=0.5, comparator=sl.Comparator(noise=noise))
-    new = sl.train(net, task, hw, steps=steps, backend=backend, seed=3)
+    engine = backend if method is None else functools.partial(ExactEngine, method=method)
+    new = sl.train(net, task, hw, steps=steps, backend=engine, seed=3)
     np.testing.assert_array_equal(new.position.values, ref.position.values)
     same_stack = (ref.attrs["reference_numpy"], ref.attrs["reference_scipy"]) == (np.__version__, scipy.__version__)
     for var in ("v_free", "v_clamped", "mse", "mse_eq", "mse0"):
-        if ref.attrs["backend"] == "exact" and same_stack:
+        if method == "eigen" and same_stack:
             np.testing.assert_array_equal(new[var].values, ref[var].values, err_msg=var)
         else:
             tol = 1e-9 if ref.attrs["backend"] == "ngspice" else 1e-12

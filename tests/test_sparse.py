@@ -88,7 +88,7 @@ def test_sparse_clamp_step_conserves_charge(net300):
 
 def test_sparse_path_is_taken_from_the_crossover_on(net300, d64):
     big = compile_network(delaunay(SPARSE_FROM + 10, int((SPARSE_FROM + 10) * 2.2), seed=0))
-    for net, want in ((d64, "eigen"), (big, "sparse")):
+    for net, want in ((d64, "dense"), (big, "sparse")):
         task = load_task("random:5,3,0", net).bind(net)
         assert ExactEngine(net, task, Board.nominal(net, Hardware())).method == want
     task = load_task("random:5,3,0", d64).bind(d64)

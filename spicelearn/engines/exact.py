@@ -94,11 +94,11 @@ METHODS = ("auto", "dense", "chebyshev", "eigen", "sparse")
 #: (measured: ``benchmarks/bench_large.py``).
 SPARSE_FROM = 250
 
-#: The dense path of the default ``method=None``. ``"eigen"``: the previous releases' arithmetic, operation for
-#: operation, so that the reference runs of tests/data/reference (compared bit for bit on the numpy and scipy they
-#: were made with) still reproduce; ``"dense"`` is the fast path (benchmarks/bench_exact.py), to become the
-#: default once those reference runs are remade.
-DENSE_DEFAULT = "eigen"
+#: The dense path of the default ``method=None``: ``"dense"``, the fast path (benchmarks/bench_exact.py).
+#: ``"eigen"`` is the previous releases' arithmetic, operation for operation: tests/test_reference.py runs it
+#: against the reference runs bit for bit, and the default against them to 1e-12 V with the same positions (an
+#: exact comparator tie no longer depends on the last bits: :data:`spicelearn.model.rules.TIE`).
+DENSE_DEFAULT = "dense"
 
 #: ``method="dense"`` takes the eigen path where the Chebyshev expansion needs more terms than this
 #: (measured: ``benchmarks/bench_exact.py --crossover``).
