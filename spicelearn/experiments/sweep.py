@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import ConfigError, SpicelearnError
 from ..files import atomic_path, atomic_write, check_target
 from ..progress import Progress
-from ..runfile import save_run, write_netcdf
+from ..runfile import open_netcdf, save_run, write_netcdf
 from .spec import SweepSpec, batch_key, check_options, point_id, run, run_batch
 
 __all__ = ["run_sweep", "open_cluster", "combine", "run_point", "point_paths", "SUMMARY_THRESHOLD", "SUMMARY_WINDOW"]
@@ -355,8 +355,7 @@ def combine(out_dir, spec: SweepSpec | None = None):
                 errors[pid] = fh.read().strip()
             continue
         try:
-            with xr.open_dataset(path) as ds:
-                ds = ds.load()
+            ds = open_netcdf(path)
         except (OSError, ValueError, RuntimeError) as exc:
             raise SpicelearnError(f"point file {path!r} cannot be read ({exc}); delete it to run the point again") \
                 from None
