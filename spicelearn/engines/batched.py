@@ -187,16 +187,41 @@ def chebyshev_coefficients(a: np.ndarray, rho: np.ndarray) -> tuple:
     a = np.maximum(a * (1.0 - 1e-9), 0.0)  # below the rounding of the bounds
     j = np.ceil(_GRID * np.log2(np.maximum(rho + 1e-9 * a, 2.0 ** (_GRID_MIN / _GRID)))).astype(int)
     half = 2.0 ** (j / _GRID)
-    keys, inverse = np.unique(j, return_inverse=True)
-    rows = [_bessel_terms(int(k)) for k in keys]
-    table = np.zeros((len(rows), max(r.size for r in rows)))
-    for i, r in enumerate(rows):
-        table[i, :r.size] = r
+    table, size = _TABLE.rows(j)
     scale = np.exp(-a)
     decayed = scale <= CHEBYSHEV_TOL
     scale[decayed] = 0.0
-    terms = np.where(decayed, 0, np.array([r.size for r in rows])[inverse.reshape(-1)])
-    return table[inverse.reshape(-1)] * scale[:, None], a + half, half, terms
+    return table * scale[:, None], a + half, half, np.where(decayed, 0, size)
+
+
+class _BesselTable:
+    """The rows of :func:`_bessel_terms` for a contiguous range of grid indices, zero-padded into one array, so
+    that every tick looks its boards' rows up by indexing (computing only rows never needed before)."""
+
+    def __init__(self):
+        self.j0, self.coef, self.size = 0, np.zeros((0, 1)), np.zeros(0, dtype=int)
+
+    def rows(self, j: np.ndarray) -> tuple:
+        """``(coef (B, m), size (B,))``: the rows of grid indices ``j`` (B,), ``m`` the longest of them."""
+        lo, hi = int(j.min()), int(j.max())
+        if not self.size.size or lo < self.j0 or hi >= self.j0 + self.size.size:
+            j0 = min(lo, self.j0) if self.size.size else lo
+            j1 = max(hi + 1, self.j0 + self.size.size) if self.size.size else hi + 1
+            coef, size = np.zeros((j1 - j0, self.coef.shape[1])), np.zeros(j1 - j0, dtype=int)
+            coef[self.j0 - j0:self.j0 - j0 + self.size.size], size[self.j0 - j0:self.j0 - j0 + self.size.size] = \
+                self.coef, self.size
+            self.j0, self.coef, self.size = j0, coef, size
+        idx = j - self.j0
+        for i in np.unique(idx[self.size[idx] == 0]):
+            row = _bessel_terms(int(i) + self.j0)
+            if row.size > self.coef.shape[1]:
+                self.coef = np.pad(self.coef, ((0, 0), (0, row.size - self.coef.shape[1])))
+            self.coef[i, :row.size], self.size[i] = row, row.size
+        size = self.size[idx]
+        return self.coef[idx, :int(size.max())], size
+
+
+_TABLE = _BesselTable()
 
 
 @dataclass(frozen=True, eq=False)
