@@ -8,8 +8,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["finite", "positive", "check_steps", "check_eta", "check_R", "check_seed", "check_record_memory", "show",
-           "RECORD_MEMORY_LIMIT"]
+__all__ = ["finite", "positive", "check_steps", "check_eta", "check_R", "check_seed", "check_record_memory",
+           "record_bytes", "show", "RECORD_MEMORY_LIMIT"]
 
 #: Memory a run may allocate for its record (bytes): far above any sensible run, below this machine's.
 RECORD_MEMORY_LIMIT = 8 * 2**30
@@ -71,10 +71,16 @@ def check_seed(name: str, seed, allow_none: bool = False) -> int | None:
     return int(seed)
 
 
+def record_bytes(steps: int, n_nodes: int, n_edges: int) -> int:
+    """Bytes of the record of a run (voltages of both twins per node, an int16 or float per edge, a few scalars
+    per step), at most."""
+    return steps * (2 * 8 * n_nodes + 8 * n_edges + 32)
+
+
 def check_record_memory(steps: int, n_nodes: int, n_edges: int, what: str = "the run") -> int:
-    """``steps``, after checking that the record of a run (voltages of both twins per node, an int16 or
-    float per edge, a few scalars per step) fits in :data:`RECORD_MEMORY_LIMIT`; the message says how much."""
-    need = steps * (2 * 8 * n_nodes + 8 * n_edges + 32)
+    """``steps``, after checking that the record of a run (:func:`record_bytes`) fits in
+    :data:`RECORD_MEMORY_LIMIT`; the message says how much."""
+    need = record_bytes(steps, n_nodes, n_edges)
     if need > RECORD_MEMORY_LIMIT:
         raise ConfigError(f"`steps`={steps} needs {need / 2**30:.3g} GiB for the record of {what} (the limit is "
                           f"{RECORD_MEMORY_LIMIT / 2**30:g} GiB); run fewer steps, or several runs one after another")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .blas import limit_for
-from .checks import check_record_memory, check_seed, check_steps
+from .checks import check_record_memory, check_seed, check_steps, record_bytes
 from .engines import get_engine
 from .engines.base import Engine
 from .errors import ConfigError, SpicelearnError
@@ -28,8 +28,8 @@ from .model.task import BoundTask, bind
 from .progress import Progress
 from .runfile import make_dataset
 
-__all__ = ["train", "train_batch", "run_loop", "run_batch", "supervisors", "replay", "replay_run", "ReplayResult", "initial_positions", "make_board", "Decide",
-           "streams", "jittered_durations", "STREAMS"]
+__all__ = ["train", "train_batch", "run_loop", "run_batch", "supervisors", "replay", "replay_run", "ReplayResult",
+           "initial_positions", "make_board", "Decide", "streams", "jittered_durations", "STREAMS"]
 
 
 def initial_positions(network: CompiledNetwork, hardware: Hardware, positions=None) -> np.ndarray:
@@ -482,11 +482,11 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
             raise ConfigError(f"`runs[{i}]` must be a mapping of {BATCH_RUN_KEYS}, got "
                               f"{extra if extra else type(r).__name__}")
     net = network if isinstance(network, CompiledNetwork) else load_network(network, network_seed=network_seed)
-    again = [(bind(net, r.get("task", "default")), r.get("hardware"), r.get("board"), r.get("rule"), r.get("seed", 0),
+    inputs = [(bind(net, r.get("task", "default")), r.get("hardware"), r.get("board"), r.get("rule"), r.get("seed", 0),
                r.get("board_seed"), r.get("positions"), steps) for r in runs]
-    prepared = [_prepare(*args) for args in again]
+    prepared = [_prepare(*args) for args in inputs]
     if chunk is None:
-        chunk = max(1, BATCH_RECORD_MEMORY // (steps * (2 * 8 * net.n_nodes + 8 * net.n_edges + 32)))
+        chunk = max(1, BATCH_RECORD_MEMORY // record_bytes(steps, net.n_nodes, net.n_edges))
     elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ConfigError(f"`chunk` must be an integer >= 1 (boards at once), got {chunk!r}")
     bar = Progress(steps * len(runs), label=f"train {len(runs)} boards on {net.name} (batched)", enabled=progress,
@@ -498,7 +498,7 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
                 part = prepared[lo:lo + chunk]
                 n = len(part)
                 if n == 1:  # numpy's stacked products take other loops for a stack of one (other roundings): a lone
-                    part.append(_prepare(*again[lo]))  # board runs beside its copy, so that its bits are a batch's
+                    part.append(_prepare(*inputs[lo]))  # board runs beside its copy, so that its bits are a batch's
                 engine = BatchedExactEngine(net, [r.task for r in part], [r.board for r in part])
                 decide = Decide.rules([r.board for r in part], [r.rule_fn for r in part],
                                       [r.rngs["noise"] for r in part], [r.rngs["miss"] for r in part])
