@@ -33,10 +33,9 @@ duration (B,))``, ``set_positions``, ``equilibrium_free -> (B, N)``, and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Sequence
-
-import math
 
 import numpy as np
 import scipy.linalg as sla
