@@ -37,7 +37,8 @@ from ..progress import Progress
 from ..runfile import open_netcdf, save_run, write_netcdf
 from .spec import SweepSpec, batch_key, check_options, point_id, run, run_batch
 
-__all__ = ["run_sweep", "open_cluster", "combine", "run_point", "point_paths", "SUMMARY_THRESHOLD", "SUMMARY_WINDOW"]
+__all__ = ["run_sweep", "open_cluster", "combine", "run_point", "point_paths", "read_point", "SUMMARY_THRESHOLD",
+           "SUMMARY_WINDOW"]
 
 #: The lab's criterion for tau in the summaries: the error below 1e-3 of its start for 10 steps.
 SUMMARY_THRESHOLD, SUMMARY_WINDOW = 1e-3, 10
@@ -349,14 +350,15 @@ class _Point:
         return self.variables["mse"][1].size
 
 
-def _read_point(path: str) -> _Point:
-    """A point file's :class:`_Point`, read with netCDF4 directly: a tenth of the time of opening it with xarray
-    (22 ms a file), which made combining a sweep of a thousand points take 20 s."""
+def read_point(path: str, names=_COMBINED) -> _Point:
+    """A point file's attributes and its variables ``names`` (those it has), read with netCDF4 directly: a tenth
+    of the time of opening it with xarray (22 ms a file), which made combining a sweep of a thousand points, or
+    gathering a Monte Carlo's parts, take 20 s."""
     import netCDF4
 
     with netCDF4.Dataset(path) as nc:
         nc.set_auto_mask(False)
-        variables = {v: (tuple(nc[v].dimensions), np.asarray(nc[v][...])) for v in _COMBINED if v in nc.variables}
+        variables = {v: (tuple(nc[v].dimensions), np.asarray(nc[v][...])) for v in names if v in nc.variables}
         return _Point(attrs={k: nc.getncattr(k) for k in nc.ncattrs()}, variables=variables)
 
 
@@ -387,7 +389,7 @@ def combine(out_dir, spec: SweepSpec | None = None):
                 errors[pid] = fh.read().strip()
             continue
         try:
-            results[pid] = _read_point(path)
+            results[pid] = read_point(path)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise SpicelearnError(f"point file {path!r} cannot be read ({exc}); delete it to run the point again") \
                 from None

@@ -218,8 +218,7 @@ def _parts(folder: str, spec: SweepSpec) -> dict:
     """The drawn part values of every board of a sweep, as ``boards.nc`` variables (NaN for a failed board)."""
     import xarray as xr
 
-    from ..runfile import open_netcdf
-    from .sweep import point_paths
+    from .sweep import point_paths, read_point
 
     names = {"r_ab": ("twin", "edge"), "capacitance": ("twin", None), "offset": ("comparator", "edge"),
              "wiper": ("twin", "edge"), "leakage": ("twin", "edge")}
@@ -229,15 +228,13 @@ def _parts(folder: str, spec: SweepSpec) -> dict:
         path = point_paths(folder, options)[0]
         if not os.path.exists(path):
             continue
-        ds = open_netcdf(path)
-        for v in names:
-            if v in ds:
-                arr = ds[v].values
-                if v == "capacitance" and arr.ndim == 1:
-                    arr = np.broadcast_to(arr, (2, arr.size))
-                dims = ("twin", ds[v].dims[-1]) if v == "capacitance" else names[v]
-                store = found.setdefault(v, (dims, np.full((len(points),) + arr.shape, np.nan)))
-                store[1][i] = arr
+        point = read_point(path, tuple(names))
+        for v, (file_dims, arr) in point.variables.items():
+            if v == "capacitance" and arr.ndim == 1:
+                arr = np.broadcast_to(arr, (2, arr.size))
+            dims = ("twin", file_dims[-1]) if v == "capacitance" else names[v]
+            store = found.setdefault(v, (dims, np.full((len(points),) + arr.shape, np.nan)))
+            store[1][i] = arr
     out = {v: (("board",) + dims, arr) for v, (dims, arr) in found.items()}
     return out
 
