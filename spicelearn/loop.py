@@ -303,11 +303,11 @@ def run_batch(engine, steps: int, start: np.ndarray, decide, *, clamps=None, dur
     p = np.asarray(start)
     supervise = supervisors(tasks, boards)
     state = engine.init(p, default_clamp=supervise)
-    d0 = V_T - engine.voltages(state)[0][:, tgt]
+    vf = engine.voltages(state)[0]
+    d0 = V_T - vf[:, tgt]
     period = np.array([b.period for b in boards])
     bar = progress if progress is not None else Progress(steps, enabled=False)
-    for k in range(steps):
-        vf = engine.voltages(state)[0]
+    for k in range(steps):  # vf: the free twins' voltages of the state (a tick does not change them)
         clamp = supervise(vf) if clamps is None else clamps[k]
         state = engine.relax(state, clamp, period if durations is None else durations[k])  # 1-2: clamps, relaxation
         vf, vc = engine.voltages(state)

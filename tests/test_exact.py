@@ -107,13 +107,13 @@ def reference_relax(net, hw, driven, v0, v_driven_new, positions, t):
     return out
 
 
-@pytest.mark.parametrize("model", ["per_edge", "global"])
-@pytest.mark.parametrize("R", [0.01, 1.0, 100.0])
-def test_twins_match_matrix_exponential(d64, model, R):
+def _relax_against_expm(d64, model, R, seed, method=None):
+    """One relaxation of delaunay64's twins from random voltages at random positions, checked against
+    ``reference_relax`` (the matrix exponential) to 1e-12; returns ``(engine, task, hardware, positions, state)``."""
     task = load_task("random:5,3,4", d64).bind(d64)
     hw = Hardware.from_R(R, capacitance=220e-6, capacitance_model=model)
-    eng = ExactEngine(d64, task, Board.nominal(d64, hw))
-    rng = np.random.default_rng(2)
+    eng = ExactEngine(d64, task, Board.nominal(d64, hw), method=method)
+    rng = np.random.default_rng(seed)
     pos = rng.integers(0, 128, d64.n_edges)
     st = eng.state(pos, rng.normal(size=64), rng.normal(size=64), clamp=[0.1, 0.2, 0.3])
     clamp = np.array([-0.3, 0.0, 0.7])
@@ -125,6 +125,13 @@ def test_twins_match_matrix_exponential(d64, model, R):
     scale = np.abs(st.v_clamped).max()
     np.testing.assert_allclose(out.v_free, ref_f, rtol=0, atol=1e-12 * scale)
     np.testing.assert_allclose(out.v_clamped, ref_c, rtol=0, atol=1e-12 * scale)
+    return eng, task, hw, pos, out
+
+
+@pytest.mark.parametrize("model", ["per_edge", "global"])
+@pytest.mark.parametrize("R", [0.01, 1.0, 100.0])
+def test_twins_match_matrix_exponential(d64, model, R):
+    _relax_against_expm(d64, model, R, seed=2)
 
 
 @pytest.mark.parametrize("model", ["per_edge", "global"])
@@ -196,21 +203,7 @@ def test_power_is_non_negative_and_decreases_while_relaxing(d64):
 @pytest.mark.parametrize("model", ["per_edge", "global"])
 @pytest.mark.parametrize("R", [0.001, 0.03, 0.3, 3.0, 1000.0])
 def test_fast_paths_match_matrix_exponential(d64, method, model, R):
-    task = load_task("random:5,3,4", d64).bind(d64)
-    hw = Hardware.from_R(R, capacitance=220e-6, capacitance_model=model)
-    eng = ExactEngine(d64, task, Board.nominal(d64, hw), method=method)
-    rng = np.random.default_rng(7)
-    pos = rng.integers(0, 128, d64.n_edges)
-    st = eng.state(pos, rng.normal(size=64), rng.normal(size=64), clamp=[0.1, 0.2, 0.3])
-    clamp = np.array([-0.3, 0.0, 0.7])
-    out = eng.relax(st, clamp, hw.period)
-    S, T = task.source_index, task.target_index
-    ref_f = reference_relax(d64, hw, S, st.v_free, task.source_voltage, pos, hw.period)
-    both = np.concatenate([S, T])
-    ref_c = reference_relax(d64, hw, both, st.v_clamped, np.concatenate([task.source_voltage, clamp]), pos, hw.period)
-    scale = np.abs(st.v_clamped).max()
-    np.testing.assert_allclose(out.v_free, ref_f, rtol=0, atol=1e-12 * scale)
-    np.testing.assert_allclose(out.v_clamped, ref_c, rtol=0, atol=1e-12 * scale)
+    eng, task, hw, pos, out = _relax_against_expm(d64, model, R, seed=7, method=method)
     # the equilibrium is a direct solve: exact, and Kirchhoff's current law holds at every floating node
     L = d64.laplacian(hw.pot.conductance(pos))
     v_eq = eng.equilibrium_free(out)

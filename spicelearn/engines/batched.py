@@ -38,16 +38,15 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
-import scipy.linalg as sla
 from scipy.special import ive
 
 from ..errors import ConfigError, NetworkError
 from ..model.board import Board
 from ..model.network import CompiledNetwork
 from ..model.task import BoundTask
-from .exact import contour_quadrature
+from .exact import capacitor_frame, contour_quadrature
 
-__all__ = ["BatchedExactEngine", "BatchState", "batch_memory"]
+__all__ = ["BatchedExactEngine", "BatchState"]
 
 _QUAD_S, _QUAD_W = contour_quadrature()
 
@@ -244,12 +243,6 @@ class BatchState:
     clamped: _Tick = None
 
 
-def batch_memory(network: CompiledNetwork, n_floating: int | None = None) -> int:
-    """Bytes the engine holds per board on ``network`` (frames of both twins and one tick's decompositions)."""
-    n = network.n_nodes if n_floating is None else n_floating
-    return 8 * 2 * (4 * n * n + 2 * n * network.n_edges)
-
-
 class BatchedExactEngine:
     """The exact engine on B boards at once (see module docstring).
 
@@ -311,22 +304,14 @@ class BatchedExactEngine:
 
     # -- helpers -------------------------------------------------------------------
     def _frames(self, twin: int) -> _Frames:
-        """Every board's frame of ``twin``; boards with the same capacitors share one computation."""
-        net, F, nc = self.network, self.floating, self.n_c
-        BF_T = net.incidence[:, F].T
+        """Every board's frame of ``twin`` (:func:`~spicelearn.engines.exact.capacitor_frame`); boards with the
+        same capacitors share one computation."""
         cache, out = {}, []
         for board in self.boards:
-            c = board.twin_capacitance(twin)
-            key = (board.hardware.capacitance_model, c.tobytes())
+            key = (board.hardware.capacitance_model, board.twin_capacitance(twin).tobytes())
             if key not in cache:
-                LC = board.capacitance_matrix(net, twin)
-                try:
-                    K = np.linalg.cholesky(LC[np.ix_(F, F)])
-                except np.linalg.LinAlgError:
-                    raise NetworkError("the capacitance matrix of the floating nodes is singular: "
-                                       "some floating node has no capacitive path to a driven node") from None
-                Kinv = sla.solve_triangular(K, np.eye(K.shape[0]), lower=True)
-                cache[key] = (K, Kinv, Kinv @ BF_T, K[nc:, nc:].T)
+                f = capacitor_frame(self.network, board, self.floating, self.n_c, twin)
+                cache[key] = (f.K, f.Kinv, f.W, f.K22T)
             out.append(cache[key])
         return _Frames(*(np.stack(parts) for parts in zip(*out)))
 

@@ -84,8 +84,8 @@ from ..model.network import CompiledNetwork
 from ..model.task import BoundTask
 from .base import Engine, EngineState
 
-__all__ = ["ExactEngine", "ExactState", "contour_quadrature", "chebyshev_plan", "METHODS", "SPARSE_FROM",
-           "CHEBYSHEV_MAX_TERMS", "DENSE_DEFAULT"]
+__all__ = ["ExactEngine", "ExactState", "contour_quadrature", "capacitor_frame", "chebyshev_plan", "METHODS",
+           "SPARSE_FROM", "CHEBYSHEV_MAX_TERMS", "DENSE_DEFAULT"]
 
 #: The engine's ways of solving a tick (``ExactEngine(..., method=...)``).
 METHODS = ("auto", "dense", "chebyshev", "eigen", "sparse")
@@ -267,6 +267,20 @@ class _Frame:
     K22T: np.ndarray  # (M_T, M_T): y2 = K22^T v_T
 
 
+def capacitor_frame(network: CompiledNetwork, board: Board, floating: np.ndarray, n_c: int, twin: int) -> _Frame:
+    """The coordinates of one twin's capacitors on its floating nodes ``floating`` (clamped-floating first, then
+    the ``M_T`` targets; ``n_c`` of the former): ``L_C[FF] = K K^T``, ``W = K^-1 B_F^T``, ``K22T`` (the targets'
+    block of ``K^T``)."""
+    LC = board.capacitance_matrix(network, twin)
+    try:
+        K = np.linalg.cholesky(LC[np.ix_(floating, floating)])
+    except np.linalg.LinAlgError:
+        raise NetworkError("the capacitance matrix of the floating nodes is singular: "
+                           "some floating node has no capacitive path to a driven node") from None
+    Kinv = sla.solve_triangular(K, np.eye(K.shape[0]), lower=True)
+    return _Frame(K=K, Kinv=Kinv, W=Kinv @ network.incidence[:, floating].T, K22T=K[n_c:, n_c:].T)
+
+
 class ExactEngine(Engine):
     """Exact RC transient of the free and clamped twins (see module docstring).
 
@@ -358,15 +372,7 @@ class ExactEngine(Engine):
 
     # -- helpers ---------------------------------------------------------------
     def _frame(self, twin: int) -> _Frame:
-        LC = self.board.capacitance_matrix(self.network, twin)
-        try:
-            K = np.linalg.cholesky(LC[np.ix_(self.floating, self.floating)])
-        except np.linalg.LinAlgError:
-            raise NetworkError("the capacitance matrix of the floating nodes is singular: "
-                               "some floating node has no capacitive path to a driven node") from None
-        Kinv = sla.solve_triangular(K, np.eye(K.shape[0]), lower=True)
-        return _Frame(K=K, Kinv=Kinv, W=Kinv @ self.network.incidence[:, self.floating].T,
-                      K22T=K[self.n_c:, self.n_c:].T)
+        return capacitor_frame(self.network, self.board, self.floating, self.n_c, twin)
 
     def _conductance(self, positions, twin: int) -> np.ndarray:
         """The board's conductances at ``positions`` (E,), from the table (the same numbers)."""
