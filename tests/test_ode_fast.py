@@ -128,7 +128,7 @@ def test_warm_restart_after_floor_events_changes_nothing(pair):
     out = []
     for warm in (True, False):
         out.append(integrate_floored(m.rhs, m.pack(s0), 0.0, t, n_g=m.E, g_floor=m.g_floor,
-                                     raw_rate=lambda x: m._raw_dg(x, 1.0), args=(1.0, 1.0), jac=m.jac,
+                                     raw_rate=lambda x, edges=None: m._raw_dg(x, 1.0, edges), args=(1.0, 1.0), jac=m.jac,
                                      method="LSODA", rtol=1e-8, atol=1e-11, warm_restart=warm))
     assert out[0].n_events == out[1].n_events > 0
     assert np.max(np.abs(out[0].y[:m.E] - out[1].y[:m.E])) < 1e-6

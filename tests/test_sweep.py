@@ -14,7 +14,7 @@ import spicelearn.experiments.spec as spec_module
 from spicelearn.cli import main
 from spicelearn.errors import ConfigError, SpicelearnError
 from spicelearn.experiments.spec import SweepSpec, load_spec
-from spicelearn.experiments.sweep import combine, run_sweep
+from spicelearn.experiments.sweep import combine, open_cluster, run_sweep
 from spicelearn.loop import train
 from spicelearn.model.hardware import Comparator, Hardware
 
@@ -177,7 +177,13 @@ def test_a_local_cluster_of_two_processes_runs_exact_and_ngspice_points(tmp_path
     # delaunay64 and a random task: no exact comparator ties at the uniform start (lab16's symmetry has them)
     spec = SweepSpec(base={"network": "delaunay64", "task": "random:5,3,0", "steps": 20, "capacitance": 22e-6},
                      grid={"backend": ["exact", "ngspice"], "R": [0.5, 2.0]})
-    ds = run_sweep(spec, tmp_path / "out", workers=2, progress=False)
+    with open_cluster(2) as cluster:
+        ds = run_sweep(spec, tmp_path / "out", cluster=cluster, progress=False)
+        # the workers' environment: one BLAS thread, and glibc's own malloc thresholds (no MALLOC_TRIM_THRESHOLD_,
+        # which would serve numpy's large temporaries by fresh mmaps)
+        env = cluster.client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                                          os.environ.get("OMP_NUM_THREADS")))
+    assert sorted(env.values()) == [(None, "1"), (None, "1")]
     assert (ds.error.values == "").all()
     # the engines agree point by point (the comparators see voltages 1e-5 V apart at most)
     np.testing.assert_allclose(ds.mse.sel(backend="ngspice").values, ds.mse.sel(backend="exact").values,

@@ -42,17 +42,20 @@ solved for all steps at once (:func:`free_equilibria`).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+from scipy import sparse
 
 from ..blas import limit_for
 from ..checks import check_eta, check_R, check_record_memory, check_steps, finite
 from ..errors import ConfigError, NetworkError, SpicelearnError, TaskError
+from ..model.equilibria import Equilibria
 from ..model.hardware import CAPACITANCE_MODELS
-from ..model.network import CompiledNetwork, equilibrium
+from ..model.network import CompiledNetwork
 from ..model.rules import continuous_rule
 from ..model.task import BoundTask, bind, nudge
 from ..runfile import make_dataset
@@ -155,6 +158,23 @@ class OdeModel:
                                    "node has no capacitive path to a driven node") from None
             self.P = self.Minv_C @ Lc[np.ix_(self.clamped_nodes, tgt)]  # (nC, M_T)
 
+    @functools.cached_property
+    def free_equilibria(self) -> Equilibria:
+        """The free twin's equilibria at many conductance vectors (the symbolic analysis, done once)."""
+        return Equilibria(self.network, self.free_nodes)
+
+    @functools.cached_property
+    def clamped_equilibria(self) -> Equilibria:
+        """The clamped twin's equilibria at many conductance vectors."""
+        return Equilibria(self.network, self.clamped_nodes)
+
+    def equilibria(self, G) -> tuple[np.ndarray, np.ndarray]:
+        """Free and clamped equilibria at conductances ``G`` (T, E), each shape (T, N)."""
+        v_free = self.free_equilibria(G, self._v_template)
+        v_driven = np.repeat(self._v_template[None, :], v_free.shape[0], axis=0)
+        v_driven[:, self.task.target_index] = self.clamp(v_free)
+        return v_free, self.clamped_equilibria(G, v_driven)
+
     # -- voltages ------------------------------------------------------------
     def clamp(self, v_free: np.ndarray) -> np.ndarray:
         """Clamp voltages: the supervisor's nudge ``v_T^F + eta (V_T - v_T^F)``, shape (M_T,)."""
@@ -162,14 +182,12 @@ class OdeModel:
 
     def equilibrium(self, g) -> tuple[np.ndarray, np.ndarray]:
         """Free and clamped equilibria at conductances ``g``, each shape (N,)."""
-        g = np.asarray(g, dtype=float)
-        v_free = self.equilibrium_free(g)
-        c = self.clamp(v_free)
-        return v_free, equilibrium(self.network, g, self.clamped_nodes, self.task.driven_voltages(c))
+        v_free, v_clamped = self.equilibria(np.asarray(g, dtype=float)[None, :])
+        return v_free[0], v_clamped[0]
 
     def equilibrium_free(self, g) -> np.ndarray:
         """Free equilibrium at ``g``, shape (N,)."""
-        return equilibrium(self.network, np.asarray(g, dtype=float), self.free_nodes, self._v_template)
+        return self.free_equilibria(np.asarray(g, dtype=float)[None, :], self._v_template)[0]
 
     def _to_v(self, u, w, c=None) -> np.ndarray:
         v = self._v_template.copy()
@@ -221,9 +239,11 @@ class OdeModel:
         dvC = self.B_C @ w + self.B_T @ c + self.b_S
         return g, dvF, dvC
 
-    def _raw_dg(self, x, gamma_l):
+    def _raw_dg(self, x, gamma_l, edges=None):
+        """``dg/dt`` without the floor, shape (E,), or of the edges at the indices ``edges`` only."""
         _, dvF, dvC = self._parts(x)
-        return continuous_rule(dvF, dvC, self.eta, gamma_l)
+        dg = continuous_rule(dvF, dvC, self.eta, gamma_l)
+        return dg if edges is None else dg[edges]
 
     def rhs(self, t, x, gamma_l: float, gamma_p: float, frozen=None) -> np.ndarray:
         """``dx/dt`` of ``x = (g, u, w)``, shape (E + nF + nC,); edges in ``frozen`` (E,) hold their g."""
@@ -285,7 +305,8 @@ class OdeModel:
         """As :meth:`integrate`, but the packed states: ``y`` (n, len(t_eval)) (see :meth:`voltages`)."""
         gamma_l, gamma_p = float(gamma_l), float(gamma_p)
         sol = integrate_floored(self.rhs, self.pack(state), state.t, t_eval, n_g=self.E, g_floor=self.g_floor,
-                                raw_rate=lambda x: self._raw_dg(x, gamma_l), args=(gamma_l, gamma_p),
+                                raw_rate=lambda x, edges=None: self._raw_dg(x, gamma_l, edges),
+                                args=(gamma_l, gamma_p),
                                 jac=self.jac, method=method, rtol=rtol, atol=atol, learning=gamma_l > 0)
         self.nfev, self.n_events = sol.nfev, sol.n_events
         return sol
@@ -337,6 +358,12 @@ class NudgeOdeModel(OdeModel):
         #: currents into the floating nodes, (du, dd) = -gamma_p MT @ (g dv_F, g e), shape (nF + nC, 2E)
         self.MT = np.ascontiguousarray(np.block([[self.B_F.T, np.zeros((nF, E))], [np.zeros((nC, E)), self.B_C.T]]))
         self._c_pos = np.searchsorted(self.free_nodes, self.clamped_nodes)  # C inside u
+        # M and MT by their nonzeros (two per row of M): products as a gather and a bincount, a few us each
+        # and out of the cache's way (the dense pair is half a megabyte)
+        self._M_nz, self._MT_nz = _nonzeros(self.M), _nonzeros(self.MT)
+        #: the Jacobian as a sparse linear map of six edge vectors (see jac)
+        self._jac_map = self._jacobian_map()
+        self._held_rows = {}  # rows of M for the edges held at the floor, by edge set (see _raw_dg)
 
     def pack(self, state: OdeState) -> np.ndarray:
         u = state.v_free[self.free_nodes]
@@ -359,18 +386,28 @@ class NudgeOdeModel(OdeModel):
         return np.array(g), vf, vc
 
     def _drops(self, x):
-        y = self.M @ x[self.E:]
+        y = _product(self._M_nz, x[self.E:])
         y += self.c0
         return y[:self.E], y[self.E:]  # dv_F, e
 
-    def _raw_dg(self, x, gamma_l):
-        dvF, e = self._drops(x)
+    def _raw_dg(self, x, gamma_l, edges=None):
+        if edges is None:
+            dvF, e = self._drops(x)
+        else:  # a few edges (those held at the floor, the same set at every step of a segment): their rows
+            key = np.asarray(edges).tobytes()
+            if key not in self._held_rows:
+                rows = np.concatenate([edges, self.E + np.asarray(edges)])
+                self._held_rows = {key: (self.M[rows], self.c0[rows])}  # the segment's set only
+            M, c0 = self._held_rows[key]
+            y = M @ x[self.E:]
+            y += c0
+            dvF, e = y[:len(edges)], y[len(edges):]
         return (-gamma_l) * (dvF + (0.5 * self.eta) * e) * e
 
     def rhs(self, t, x, gamma_l: float, gamma_p: float, frozen=None) -> np.ndarray:
         """``dx/dt`` of ``x = (g, u, d)``, shape (E + nF + nC,); edges in ``frozen`` (E,) hold their g."""
         E = self.E
-        y = self.M @ x[E:]
+        y = _product(self._M_nz, x[E:])
         y += self.c0
         dvF, e = y[:E], y[E:]
         out = np.empty(x.size)
@@ -380,50 +417,68 @@ class NudgeOdeModel(OdeModel):
         g = x[:E]
         y[:E] *= g
         y[E:] *= g
-        out[E:] = self.MT @ y
+        out[E:] = _product(self._MT_nz, y)
         out[E:] *= -gamma_p
         return out
+
+    def _jacobian_map(self):
+        """The Jacobian's entries as a sparse map ``J.ravel() = K @ s`` of ``s`` (6E,) (see :meth:`jac`)."""
+        E, M, MT = self.E, self.M, self.MT
+        n = E + M.shape[1]
+        flat, src, val = [], [], []
+
+        def add(rows, cols, which, vals):
+            flat.append(rows * n + cols)
+            src.append(which)
+            val.append(vals)
+
+        for half in (0, 1):  # d(dg)/d(u, d): rows of M scaled by s_0 = -gl e and s_1 = -gl (dvF + eta e)
+            r, c = np.nonzero(M[half * E:(half + 1) * E])
+            add(r, E + c, half * E + r, M[half * E + r, c])
+        for half in (0, 1):  # d(du, dd)/dg: columns of MT scaled by s_2 = -gp dvF and s_3 = -gp e
+            i, r = np.nonzero(MT[:, half * E:(half + 1) * E])
+            add(E + i, r, (2 + half) * E + r, MT[i, half * E + r])
+        # d(du, dd)/d(u, d) = -gp MT diag(g, g) M: the outer products of edge k, scaled by s_4.. = -gp (g, g)
+        for k in range(2 * E):
+            i, j = np.nonzero(MT[:, k])[0], np.nonzero(M[k])[0]
+            i, j = np.repeat(i, j.size), np.tile(j, i.size)
+            add(E + i, E + j, np.full(i.size, 4 * E + k), MT[i, k] * M[k, j])
+        return sparse.csc_matrix((np.concatenate(val), (np.concatenate(flat), np.concatenate(src))),
+                                 shape=(n * n, 6 * E))  # by columns: a product scatters into zeros
 
     def jac(self, t, x, gamma_l: float, gamma_p: float, frozen=None) -> np.ndarray:
         """Analytic Jacobian of :meth:`rhs`, dense, shape (n, n)."""
         E = self.E
         dvF, e = self._drops(x)
         g = x[:E]
-        J = np.zeros((x.size, x.size))
-        J[:E, E:] = (-gamma_l) * (e[:, None] * self.M[:E] + (dvF + self.eta * e)[:, None] * self.M[E:])
-        if frozen is not None:
-            J[:E][frozen] = 0.0
-        J[E:, :E] = (-gamma_p) * (self.MT[:, :E] * dvF + self.MT[:, E:] * e)
-        J[E:, E:] = (-gamma_p) * (self.MT * np.concatenate([g, g])) @ self.M
-        return J
+        s = np.concatenate([e, dvF + self.eta * e, dvF, e, g, g])
+        s[:2 * E] *= -gamma_l
+        s[2 * E:] *= -gamma_p
+        if frozen is not None:  # held edges: rows of dg zero
+            s[:E][frozen] = 0.0
+            s[E:2 * E][frozen] = 0.0
+        return (self._jac_map @ s).reshape(x.size, x.size)
+
+
+def _nonzeros(A: np.ndarray) -> tuple:
+    """``(rows, columns, values, n_rows)`` of the nonzeros of a dense matrix (see :func:`_product`)."""
+    r, c = np.nonzero(A)
+    return r, c, A[r, c], A.shape[0]
+
+
+def _product(nz: tuple, x: np.ndarray) -> np.ndarray:
+    """``A @ x`` from the nonzeros ``nz`` of ``A`` (:func:`_nonzeros`)."""
+    r, c, v, n = nz
+    return np.bincount(r, weights=v * x[c], minlength=n)
 
 
 def free_equilibria(model: OdeModel, G, chunk: int = 512) -> np.ndarray:
     """Free equilibria at many conductance vectors at once: ``G`` (T, E) -> node voltages (T, N).
 
-    The same solve as :meth:`OdeModel.equilibrium_free`, batched: the
-    Laplacians of the floating nodes are assembled from a sparse edge-to-entry
-    map and solved as one stack.
+    The same solve as :meth:`OdeModel.equilibrium_free`, batched through the model's
+    :class:`~spicelearn.model.equilibria.Equilibria` (``chunk`` vectors factorised at once).
     """
-    from scipy import sparse
-
-    G = np.atleast_2d(np.asarray(G, dtype=float))
-    nF = model.nF
-    K = getattr(model, "_laplacian_map", None)
-    if K is None:  # row e: the entries B_F[e, i] B_F[e, j] of the edge's outer product
-        K = sparse.csr_matrix(np.einsum("ei,ej->eij", model.B_F, model.B_F).reshape(model.E, nF * nF))
-        model._laplacian_map = K
-    out = np.repeat(model._v_template[None, :], G.shape[0], axis=0)
-    for lo in range(0, G.shape[0], chunk):
-        g = G[lo:lo + chunk]
-        L = np.asarray((K.T @ g.T).T).reshape(-1, nF, nF)
-        b = -(g * model.b_S) @ model.B_F
-        try:
-            out[lo:lo + chunk, model.free_nodes] = np.linalg.solve(L, b[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            raise NetworkError("the conductance matrix of the floating nodes is singular: "
-                               "a floating part of the network has no path to a driven node") from None
-    return out
+    return model.free_equilibria(G, model._v_template, chunk=chunk)
 
 
 @dataclass(frozen=True)
@@ -528,7 +583,7 @@ def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, r
 
     The floor makes the system piecewise smooth. An edge that reaches the
     floor while pushed down is held there (a terminal event ends the
-    segment) until its rate ``raw_rate(x)`` (shape (n_g,)) exceeds
+    segment) until its rate exceeds
     ``release_rate`` (another event); the integrator restarts at each event,
     so each segment is smooth and keeps the solver's order. The small release
     threshold stops chattering where an edge's optimum sits on the floor
@@ -542,6 +597,9 @@ def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, r
     Parameters
     ----------
     fun, jac : callables ``(t, x, *args, frozen)``; ``jac`` is used by implicit methods.
+    raw_rate : callable ``(x, edges=None)``
+        ``dg/dt`` without the floor, shape (n_g,), or of the edges at the indices ``edges`` only
+        (called at every step with the held edges).
     x0 : ndarray, shape (n,)
     t0 : float
     t_eval : array, increasing, all > t0
@@ -557,11 +615,13 @@ def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, r
         x[:n_g][frozen] = g_floor
         active = ~frozen
 
+        moving, held = np.flatnonzero(active), np.flatnonzero(frozen)
+
         def hit(t, y, *a):  # an active edge reaches the floor (to within the solver's error)
-            return float(np.min(y[:n_g][active]) - (g_floor - atol)) if active.any() else 1.0
+            return float(y[moving].min() - (g_floor - atol)) if moving.size else 1.0
 
         def release(t, y, *a):  # a held edge is pushed up again
-            return float(np.max(raw_rate(y)[frozen])) - release_rate if frozen.any() else -1.0
+            return float(raw_rate(y, held).max()) - release_rate if held.size else -1.0
 
         hit.terminal, hit.direction = True, -1
         release.terminal, release.direction = True, 1
@@ -590,9 +650,9 @@ def integrate_floored(fun, x0, t0: float, t_eval, *, n_g: int, g_floor: float, r
         # hysteresis: the edge that caused the event changes side, whatever rounding says
         frozen = frozen.copy()
         if kind == 0:
-            frozen[np.flatnonzero(active)[np.argmin(x[:n_g][active])]] = True
+            frozen[moving[np.argmin(x[moving])]] = True
         else:
-            frozen[np.flatnonzero(frozen)[np.argmax(raw_rate(x)[frozen])]] = False
+            frozen[held[np.argmax(raw_rate(x, held))]] = False
     return FlooredSolution(np.concatenate(ts), np.concatenate(ys, axis=1), nfev, n_events)
 
 

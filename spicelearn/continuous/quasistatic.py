@@ -55,14 +55,11 @@ class QuasistaticModel:
         """Equilibrium states at the times ``t_eval`` (> 0), starting at ``g0`` at t = 0."""
         g0 = self.ode.init(g0).g
         sol = integrate_floored(self.rhs, g0, 0.0, t_eval, n_g=g0.size, g_floor=self.g_floor,
-                                raw_rate=lambda g: self.rate(g, gamma_l), args=(float(gamma_l),),
+                                raw_rate=lambda g, edges=None: self.rate(g, gamma_l)[edges if edges is not None else slice(None)], args=(float(gamma_l),),
                                 method=method, rtol=rtol, atol=atol)
         self.nfev, self.n_events = sol.nfev, sol.n_events
-        out = []
-        for i, t in enumerate(sol.t):
-            vf, vc = self.ode.equilibrium(sol.y[:, i])
-            out.append(OdeState(float(t), sol.y[:, i].copy(), vf, vc))
-        return out
+        vf, vc = self.ode.equilibria(sol.y.T)
+        return [OdeState(float(t), sol.y[:, i].copy(), vf[i], vc[i]) for i, t in enumerate(sol.t)]
 
 
 def train_quasistatic(network, task, *, eta: float = 1e-3, steps: int = 3000, g0=1.0, g_floor: float = 1e-6,

@@ -132,11 +132,11 @@ def failed_runs(ds) -> np.ndarray:
     return ds.error.values.astype(str) != ""
 
 
-def _figure_sweep(cfg: FigureConfig, out_dir: str, name: str, grid: dict, base: dict, ms: int, k_eig: int = 3):
+def _figure_sweep(cfg: FigureConfig, out_dir: str, name: str, grid: dict, base: dict, ms: int, cluster, k_eig: int = 3):
     """A sweep of the paper's model through the sweep machinery, in the shape the figures read.
 
-    The sweep lives in ``out_dir/sweeps/<name>`` (resumable: a rerun runs only the points not
-    done, failed ones again). Returns a Dataset with dims (R, task, step): ``mse_eq``, ``mse``
+    The sweep lives in ``out_dir/sweeps/<name>`` and runs on ``cluster`` (:func:`~.sweep.open_cluster`);
+    it is resumable: a rerun runs only the points not done, failed ones again. Returns a Dataset with dims (R, task, step): ``mse_eq``, ``mse``
     normalised by the error at the start, ``tau`` (steps to ``mse_eq < 1e-6``), ``frequency``
     of the ``mse_eq`` oscillations, ``eig`` (R, task, rank) top eigenvalues of the contrastive
     Hessian at the end, ``error``, ``feasible`` (task).
@@ -152,8 +152,7 @@ def _figure_sweep(cfg: FigureConfig, out_dir: str, name: str, grid: dict, base: 
     if "task" not in base and "task" not in grid:
         grid = {**grid, "task": [f"random:{ms},3,{s}" for s in range(cfg.tasks)]}
     spec = SweepSpec(base={"network": "delaunay64", "steps": cfg.steps, **base}, grid=grid, keep="errors")
-    workers = 0 if cfg.processes == 1 else cfg.processes  # one process: no cluster
-    raw = run_sweep(spec, os.path.join(out_dir, "sweeps", name), workers=workers, progress=True)
+    raw = run_sweep(spec, os.path.join(out_dir, "sweeps", name), cluster=cluster, progress=True)
     if "R" not in raw.dims:  # the quasistatic limit, reported at R = 0
         raw = raw.expand_dims(R=[0.0])
     if "task" not in raw.dims:
@@ -187,23 +186,24 @@ def _figure_sweep(cfg: FigureConfig, out_dir: str, name: str, grid: dict, base: 
     return out
 
 
-def _curves(cfg: FigureConfig, out_dir: str, ms: int, with_qs: bool):
+def _curves(cfg: FigureConfig, out_dir: str, ms: int, with_qs: bool, cluster):
     """The error curves at the R of ``cfg.R_curves`` on task 0, and the quasistatic limit."""
     task = f"random:{ms},3,0"
     ds = _figure_sweep(cfg, out_dir, f"curves_ms{ms}_{cfg.steps}steps", {"R": list(cfg.R_curves)},
-                       {"backend": "ode", "task": task}, ms)
+                       {"backend": "ode", "task": task}, ms, cluster)
     qs = _figure_sweep(cfg, out_dir, f"quasistatic_ms{ms}_{cfg.steps}steps", {"task": [task]},
-                       {"backend": "quasistatic"}, ms) if with_qs else None
+                       {"backend": "quasistatic"}, ms, cluster) if with_qs else None
     return ds, qs
 
 
-def _grid(cfg: FigureConfig, out_dir: str):
+def _grid(cfg: FigureConfig, out_dir: str, cluster):
     """The R x task sweep of Fig. 2 c-d and Fig. 3 (M_S = 10, M_T = 3), in ``out_dir/sweeps/grid_...``:
     both figures read it, and a rerun runs only what is not done yet."""
-    return _figure_sweep(cfg, out_dir, f"grid_ms10_{cfg.steps}steps", {"R": list(cfg.R_grid)}, {"backend": "ode"}, 10)
+    return _figure_sweep(cfg, out_dir, f"grid_ms10_{cfg.steps}steps", {"R": list(cfg.R_grid)}, {"backend": "ode"}, 10,
+                         cluster)
 
 
-def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
+def fig2(cfg: FigureConfig, out_dir: str, cluster) -> list[str]:
     """Fig. 2: a-b error curves (M_S = 5, M_T = 3); c final error and d tau against R (M_S = 10, M_T = 3)."""
     import matplotlib
 
@@ -213,8 +213,8 @@ def fig2(cfg: FigureConfig, out_dir: str) -> list[str]:
 
     from ..runfile import save_run
 
-    curves, qs = _curves(cfg, out_dir, 5, True)
-    grid_all = _grid(cfg, out_dir)
+    curves, qs = _curves(cfg, out_dir, 5, True, cluster)
+    grid_all = _grid(cfg, out_dir, cluster)
     grid, n_ok = _feasible(grid_all)
     failed = failed_runs(grid)
     fig, axes = plt.subplots(1, 4, figsize=(17, 4))
@@ -261,7 +261,7 @@ def _fit_attrs(name, fits):
     return out
 
 
-def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
+def fig3(cfg: FigureConfig, out_dir: str, cluster) -> list[str]:
     """Fig. 3: a oscillation frequency (per 1/gamma_p) and b top contrastive-Hessian eigenvalues against R."""
     import matplotlib
 
@@ -270,7 +270,7 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
 
     from ..runfile import save_run
 
-    grid_all = _grid(cfg, out_dir)
+    grid_all = _grid(cfg, out_dir, cluster)
     grid, n_ok = _feasible(grid_all)
     R = grid.R.values
     failed = failed_runs(grid)
@@ -308,7 +308,7 @@ def fig3(cfg: FigureConfig, out_dir: str) -> list[str]:
     return [png, nc, *lines]
 
 
-def fig5(cfg: FigureConfig, out_dir: str) -> list[str]:
+def fig5(cfg: FigureConfig, out_dir: str, cluster) -> list[str]:
     """Fig. 5: nonequilibrium error against a training steps and b real time (M_S = 5, M_T = 3)."""
     import matplotlib
 
@@ -317,7 +317,7 @@ def fig5(cfg: FigureConfig, out_dir: str) -> list[str]:
 
     from ..runfile import save_run
 
-    curves, _ = _curves(cfg, out_dir, 5, False)
+    curves, _ = _curves(cfg, out_dir, 5, False, cluster)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     _curves_panel(axes[0], curves, "mse", False)
     _curves_panel(axes[1], curves, "mse", True)
@@ -341,4 +341,8 @@ def make_figure(name: str, cfg: FigureConfig, out_dir: str) -> list[str]:
     if not os.path.isdir(out_dir):
         os.makedirs(out_dir, exist_ok=True)
     check_target(os.path.join(out_dir, f"{name}.png"), "--out-dir")  # a read-only folder fails now, not later
-    return {"fig2": fig2, "fig3": fig3, "fig5": fig5}[name](cfg, out_dir)
+    from .sweep import open_cluster
+
+    # one cluster for the figure's sweeps (opened when the first has points to run); one process: none
+    with open_cluster(0 if cfg.processes == 1 else cfg.processes) as cluster:
+        return {"fig2": fig2, "fig3": fig3, "fig5": fig5}[name](cfg, out_dir, cluster)
