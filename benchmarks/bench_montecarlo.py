@@ -44,6 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     design = load_design(DESIGN)
     with tempfile.TemporaryDirectory() as tmp, open_cluster(args.workers) as cluster:
+        print(f"cluster of {cluster.workers} workers started (not timed)")  # opened at first use: here
         wall_b, ds = _sweep(design, args.boards, args.steps, True, cluster, os.path.join(tmp, "batched"))
         wall_s, _ = _sweep(design, args.single_boards, args.steps, False, cluster, os.path.join(tmp, "single"))
     rate_b, rate_s = 60 * args.boards / wall_b, 60 * args.single_boards / wall_s

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from ..model.network import equilibrium
 from ..runfile import tau
 
 __all__ = ["tau", "oscillation_frequency", "Contrastive", "contrastive", "hessian_top_eigenvalues", "PowerLaw",
@@ -119,8 +120,9 @@ def contrastive(network, task, g, eta: float = 1e-3, hessian: bool = True) -> Co
     m = OdeModel(network, task, eta=eta)
     eta = m.eta
     g = m.check_g(g)
-    dvF = np.asarray(network.incidence, dtype=float) @ m.equilibrium_free(g)
-    d = m.V_T - m.equilibrium_free(g)[task.target_index]
+    v_free = equilibrium(network, g, m.free_nodes, task.driven_voltages())  # one vector: one dense solve
+    dvF = np.asarray(network.incidence, dtype=float) @ v_free
+    d = m.V_T - v_free[task.target_index]
     BgF, BgC = m.B_F.T * g, m.B_C.T * g
     AB = np.linalg.solve(BgF @ m.B_F, m.B_F.T)  # A B_F^T, (nF, E)
     X = np.linalg.solve(BgC @ m.B_C, m.B_C.T)  # L_CC^-1 B_C^T, (nC, E)

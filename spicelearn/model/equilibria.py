@@ -120,10 +120,12 @@ class Equilibria:
             return p if p == q else index[(max(p, q), min(p, q))]
 
         # each pivot k updates the entries (p, q), p >= q, of its rows: pairs into its column, and targets
-        self._pairs = []
+        self._pairs, tril = [], {}
         for k in range(n):
             rows = self._rows[k]
-            p, q = np.tril_indices(rows.size)
+            if rows.size not in tril:
+                tril[rows.size] = np.tril_indices(rows.size)
+            p, q = tril[rows.size]
             self._pairs.append((p, q, np.array([entry(int(rows[i]), int(rows[j])) for i, j in zip(p, q)],
                                                dtype=int)))
         # assembly: entries = A_map @ g, right-hand side = b_map @ (g * voltage at the driven end)
