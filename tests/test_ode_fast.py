@@ -71,6 +71,17 @@ def test_jacobian_matches_finite_difference(pair):
     assert np.max(np.abs(J - fd)) < 1e-7 * np.max(np.abs(J))
 
 
+def test_rates_of_held_edges_are_those_of_the_full_rate(pair):
+    """The release event reads the rates of the held edges only (their rows, cached per edge set)."""
+    twins, m = pair
+    for seed, held in [(3, [4]), (4, [0, 17, 90]), (3, [4])]:  # a set, another, the first again
+        x = m.pack(off_equilibrium(m, seed=seed))
+        held = np.array(held)
+        np.testing.assert_allclose(m._raw_dg(x, 2.0, held), m._raw_dg(x, 2.0)[held], rtol=1e-12, atol=1e-15)
+        y = twins.pack(off_equilibrium(twins, seed=seed))
+        np.testing.assert_array_equal(twins._raw_dg(y, 2.0, held), twins._raw_dg(y, 2.0)[held])
+
+
 def test_batched_equilibria_are_the_equilibria(pair, d64):
     twins, _ = pair
     G = np.random.default_rng(5).uniform(1e-6, 4.0, (40, d64.n_edges))
