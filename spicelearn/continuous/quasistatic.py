@@ -39,11 +39,12 @@ class QuasistaticModel:
         self.task, self.eta, self.g_floor = task, self.ode.eta, self.ode.g_floor
         self.equilibrium_free = self.ode.equilibrium_free
 
-    def rate(self, g, gamma_l: float = 1.0) -> np.ndarray:
-        """``dg/dt`` without the floor, shape (E,)."""
+    def rate(self, g, gamma_l: float = 1.0, edges=None) -> np.ndarray:
+        """``dg/dt`` without the floor, shape (E,), or of the edges at the indices ``edges`` only."""
         vf, vc = self.ode.equilibrium(g)
         B = self.ode.network.incidence
-        return continuous_rule(B @ vf, B @ vc, self.eta, gamma_l)
+        dg = continuous_rule(B @ vf, B @ vc, self.eta, gamma_l)
+        return dg if edges is None else dg[edges]
 
     def rhs(self, t, g, gamma_l: float, frozen) -> np.ndarray:
         dg = self.rate(g, gamma_l)
@@ -55,7 +56,7 @@ class QuasistaticModel:
         """Equilibrium states at the times ``t_eval`` (> 0), starting at ``g0`` at t = 0."""
         g0 = self.ode.init(g0).g
         sol = integrate_floored(self.rhs, g0, 0.0, t_eval, n_g=g0.size, g_floor=self.g_floor,
-                                raw_rate=lambda g, edges=None: self.rate(g, gamma_l)[edges if edges is not None else slice(None)], args=(float(gamma_l),),
+                                raw_rate=lambda g, edges=None: self.rate(g, gamma_l, edges), args=(float(gamma_l),),
                                 method=method, rtol=rtol, atol=atol)
         self.nfev, self.n_events = sol.nfev, sol.n_events
         vf, vc = self.ode.equilibria(sol.y.T)

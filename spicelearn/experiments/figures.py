@@ -132,14 +132,15 @@ def failed_runs(ds) -> np.ndarray:
     return ds.error.values.astype(str) != ""
 
 
-def _figure_sweep(cfg: FigureConfig, out_dir: str, name: str, grid: dict, base: dict, ms: int, cluster, k_eig: int = 3):
+def _figure_sweep(cfg: FigureConfig, out_dir: str, name: str, grid: dict, base: dict, ms: int, cluster,
+                  k_eig: int = 3):
     """A sweep of the paper's model through the sweep machinery, in the shape the figures read.
 
     The sweep lives in ``out_dir/sweeps/<name>`` and runs on ``cluster`` (:func:`~.sweep.open_cluster`);
-    it is resumable: a rerun runs only the points not done, failed ones again. Returns a Dataset with dims (R, task, step): ``mse_eq``, ``mse``
-    normalised by the error at the start, ``tau`` (steps to ``mse_eq < 1e-6``), ``frequency``
-    of the ``mse_eq`` oscillations, ``eig`` (R, task, rank) top eigenvalues of the contrastive
-    Hessian at the end, ``error``, ``feasible`` (task).
+    it is resumable: a rerun runs only the points not done, failed ones again. Returns a Dataset with dims
+    (R, task, step): ``mse_eq``, ``mse`` normalised by the error at the start, ``tau`` (steps to
+    ``mse_eq < 1e-6``), ``frequency`` of the ``mse_eq`` oscillations, ``eig`` (R, task, rank) top
+    eigenvalues of the contrastive Hessian at the end, ``error``, ``feasible`` (task).
     """
     import xarray as xr
 

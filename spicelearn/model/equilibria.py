@@ -22,7 +22,7 @@ import numpy as np
 from scipy import sparse
 
 from ..errors import NetworkError
-from .network import CompiledNetwork
+from .network import SINGULAR_CONDUCTANCE, CompiledNetwork
 
 __all__ = ["Equilibria", "minimum_degree_order"]
 
@@ -30,9 +30,6 @@ __all__ = ["Equilibria", "minimum_degree_order"]
 CHUNK = 512
 #: Fewer vectors than this go through dense LAPACK solves instead (the loop over pivots costs more).
 DENSE_BELOW = 8
-
-_SINGULAR = ("the conductance matrix of the floating nodes is singular: "
-             "a floating part of the network has no path to a driven node")
 
 
 def minimum_degree_order(adjacency: list) -> tuple[np.ndarray, list]:
@@ -185,7 +182,7 @@ class Equilibria:
         try:
             return np.linalg.solve(A, b.T[..., None])[..., 0].T
         except np.linalg.LinAlgError:
-            raise NetworkError(_SINGULAR) from None
+            raise NetworkError(SINGULAR_CONDUCTANCE) from None
 
     def _solve(self, V, b):
         """Factorise the stack of entries ``V`` (nnz, T) in place and solve for ``b`` (n, T), pivot order."""
@@ -200,7 +197,7 @@ class Equilibria:
                 V[c] = l
         D = V[:n]
         if not np.all(D > 0):
-            raise NetworkError(_SINGULAR)
+            raise NetworkError(SINGULAR_CONDUCTANCE)
         for k in range(n):  # L y = b
             c = self._cols[k]
             if c.size:

@@ -19,7 +19,7 @@ import numpy as np
 from ..checks import check_seed
 from ..errors import NetworkError
 
-__all__ = ["CompiledNetwork", "compile_network", "load_network", "equilibrium", "BUILTIN_NETWORKS"]
+__all__ = ["CompiledNetwork", "compile_network", "load_network", "equilibrium", "SINGULAR_CONDUCTANCE", "BUILTIN_NETWORKS"]
 
 N_POSITIONS = 128
 
@@ -123,6 +123,11 @@ class CompiledNetwork:
         return g
 
 
+#: The error of an equilibrium whose floating nodes' conductance matrix is singular.
+SINGULAR_CONDUCTANCE = ("the conductance matrix of the floating nodes is singular: "
+                        "a floating part of the network has no path to a driven node")
+
+
 def equilibrium(network: CompiledNetwork, g: np.ndarray, floating: np.ndarray, v: np.ndarray) -> np.ndarray:
     """DC node voltages, shape (N,): ``v`` (N,) on the driven nodes, Kirchhoff's current law on ``floating``.
 
@@ -141,8 +146,7 @@ def equilibrium(network: CompiledNetwork, g: np.ndarray, floating: np.ndarray, v
     try:
         out[floating] = np.linalg.solve(L[np.ix_(floating, floating)], -L[np.ix_(floating, fixed)] @ out[fixed])
     except np.linalg.LinAlgError:
-        raise NetworkError("the conductance matrix of the floating nodes is singular: "
-                           "a floating part of the network has no path to a driven node") from None
+        raise NetworkError(SINGULAR_CONDUCTANCE) from None
     return out
 
 
