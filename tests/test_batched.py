@@ -114,6 +114,20 @@ def test_a_boards_run_does_not_depend_on_the_rest_of_its_batch():
             np.testing.assert_array_equal(alone[v].values, whole[i][v].values, err_msg=f"run {i}: {v}")
 
 
+def test_a_boards_run_on_delaunay64_does_not_depend_on_its_batch():
+    """Nominal boards on a larger network build their matrices with BLAS products across the batch
+    (``_rowwise``): still bit for bit the same run alone, in a batch of odd or even size, and in chunks."""
+    net = sl.load_network("delaunay64")
+    runs = [dict(task="random:5,3,0", hardware=Hardware.from_R(R, comparator=Comparator(noise=0.01)), seed=s)
+            for R, s in ((1.0, 0), (0.3, 1), (3.0, 2), (1.0, 3), (0.05, 4))]
+    whole = train_batch(net, runs, steps=40)
+    parts = train_batch(net, runs, steps=40, chunk=2) + train_batch(net, runs[:3], steps=40)
+    alone = train_batch(net, [runs[3]], steps=40)
+    for i, other in ((1, parts[1]), (4, parts[4]), (2, parts[7]), (3, alone[0])):
+        for v in ("position", "v_free", "v_clamped", "mse_eq"):
+            np.testing.assert_array_equal(other[v].values, whole[i][v].values, err_msg=f"run {i}: {v}")
+
+
 def _engine(n=3, model="per_edge"):
     bound = bind("lab16", "default")
     hw = Hardware(capacitance_model=model, pot=Potentiometer(tolerance=0.3), capacitor=Capacitor(tolerance=0.2))

@@ -1,28 +1,33 @@
 """The batched ``exact`` engine: B runs on one network in lockstep, each on its own board.
 
-The physics and the arithmetic are those of :mod:`spicelearn.engines.exact`,
-with a leading batch axis on every array: the twins' RC transient between
-ticks solved exactly in the coordinates ``y = K^T v_F`` of each board's
-capacitors (``L_C[FF] = K K^T``), one symmetric eigensolve of
-``A = W diag(g) W^T`` per board and tick, the clamped twin through the Schur
-complement of the resolvent and the 15-node contour quadrature. Every stacked
-operation (``np.matmul``, ``np.linalg.eigh``, ``np.linalg.solve``) calls the
-same LAPACK or BLAS kernel on each board's slice as the single engine does on
-its arrays, so a batch of B runs gives the voltages of B single runs.
+The physics is that of :mod:`spicelearn.engines.exact`, with a leading batch axis on every array: the
+twins' RC transient between ticks solved exactly in the coordinates ``y = K^T v_F`` of each board's
+capacitors (``L_C[FF] = K K^T``), where each tick's matrix is ``A = W diag(g) W^T``. Per tick and
+board: one Cholesky solve of ``A`` for both twins' equilibria (the clamped twin's by the block inverse),
+and the transients by a Chebyshev expansion of ``exp(-x)`` on the bounds of the spectrum (one stacked
+matrix-vector product per term for both twins: the clamped twin's matrix is the leading block of the
+free twin's); where the expansion would be long (small R), one eigensolve per board and the contour
+quadrature of the clamped twin's resolvent. A batch of B runs gives the voltages of B single runs to
+rounding (``tests/test_batched.py``: positions equal, voltages within 1e-10 V).
 
-The B runs share the network and its source and target nodes; each has its
-own board (part values, capacitance model, capacitors of each twin), task
-voltages and clock period. Memory: the engine holds, per board, three
-``(n_F, n_F)`` matrices and ``W`` ``(n_F, E)`` for each twin frame, and the
-decomposition of the tick, about ``8 (4 n_F^2 + 2 n_F E)`` bytes per board
-and twin (lab16: 3 kB; delaunay64: 0.25 MB).
+The B runs share the network and its source and target nodes; each has its own board (part values,
+capacitance model, capacitors of each twin), task voltages and clock period. Where every board has the
+same capacitors (nominal boards, or boards whose only imperfections are in their pots and comparators),
+the boards share one frame and ``A`` of the whole batch is one product of the conductances with a table
+of the edges' ``w_e (x) w_e`` (:class:`_Shared`: einsum with the batch last for small networks, one BLAS
+product for larger ones); otherwise each board has its own frame.
 
-The array code uses only ``matmul``, ``eigh``, ``solve``, ``cholesky``,
-elementwise functions and fancy indexing, with state passed in and out as
-frozen dataclasses: what ``jax.numpy`` or ``torch`` offer under the same names
-(see docs/architecture.md). Each board's arithmetic is its own (per-slice products, per-board paths, einsum's
-loops rather than BLAS across boards), so a board's run does not depend on the rest of its batch, with one
-exception: numpy takes other loops for a stack of one, which round differently
+Memory: per board, three ``(n_F, n_F)`` matrices and ``W`` ``(n_F, E)`` for each twin frame, and the
+tick's operators, about ``8 (4 n_F^2 + 2 n_F E)`` bytes per board and twin (lab16: 3 kB; delaunay64:
+0.25 MB); a shared frame instead holds its table once, ``8 n_F^2 E`` bytes (delaunay64: 4 MB, bounded by
+:data:`SHARED_TABLE_MAX`).
+
+The array code uses only ``matmul``, ``einsum``, ``eigh``, ``solve``, a Cholesky solve, elementwise
+functions and fancy indexing, with state passed in and out as frozen dataclasses: what ``jax.numpy`` or
+``torch`` offer under the same names (see docs/architecture.md). A board's run does not depend on the rest
+of its batch, bit for bit (a sweep resumed after a kill, whose batches are composed differently, ends with
+the same files): products are per slice, per board or row by row (:func:`_rowwise` keeps OpenBLAS's rows
+alike), with one exception: numpy takes other loops for a stack of one, which round differently
 (:func:`spicelearn.loop.train_batch` never runs a board alone).
 
 The protocol is the single engines' (:mod:`spicelearn.engines.base`) with a
@@ -38,11 +43,12 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
+from scipy.linalg import lapack
 from scipy.special import ive
 
 from ..errors import ConfigError, NetworkError
 from ..model.board import Board
-from ..model.network import CompiledNetwork
+from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR, CompiledNetwork
 from ..model.task import BoundTask
 from .exact import capacitor_frame, contour_quadrature
 
@@ -61,6 +67,19 @@ def _mv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.matmul(a, x[..., None])[..., 0]
 
 
+def _cross3(u: np.ndarray, v: np.ndarray) -> tuple:
+    """The cross product of stacks of 3-vectors (..., 3), as its three components (numpy's ``cross`` costs
+    more in its set-up than in its arithmetic here)."""
+    u0, u1, u2 = u[..., 0], u[..., 1], u[..., 2]
+    v0, v1, v2 = v[..., 0], v[..., 1], v[..., 2]
+    return u1 * v2 - u2 * v1, u2 * v0 - u0 * v2, u0 * v1 - u1 * v0
+
+
+def _dot3(u: np.ndarray, w: tuple) -> np.ndarray:
+    """``u . w`` for a stack of 3-vectors u (..., 3) and one given by its components w."""
+    return u[..., 0] * w[0] + u[..., 1] * w[1] + u[..., 2] * w[2]
+
+
 def _solve_small(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a^-1 b`` for stacks of small systems, a (..., m, m), b (..., m): by cofactors for m <= 3 (a few
     elementwise operations on the whole stack, where LAPACK would be called once per matrix), else LAPACK."""
@@ -72,12 +91,49 @@ def _solve_small(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         x0 = a[..., 1, 1] * b[..., 0] - a[..., 0, 1] * b[..., 1]
         x1 = a[..., 0, 0] * b[..., 1] - a[..., 1, 0] * b[..., 0]
         return np.stack([x0, x1], axis=-1) / det[..., None]
-    if m == 3:
-        c = np.stack([np.cross(a[..., 1, :], a[..., 2, :]), np.cross(a[..., 2, :], a[..., 0, :]),
-                      np.cross(a[..., 0, :], a[..., 1, :])], axis=-1)  # adjugate: c[..., i, j] = cof(a)[j, i]
-        det = np.sum(a[..., 0, :] * c[..., :, 0], axis=-1)
-        return np.sum(c * b[..., None, :], axis=-1) / det[..., None]
+    if m == 3:  # Cramer's rule: x_i = det(a with column i replaced by b) / det(a), by triple products
+        c0, c1, c2 = a[..., :, 0], a[..., :, 1], a[..., :, 2]
+        x12, x20, x01 = _cross3(c1, c2), _cross3(c2, c0), _cross3(c0, c1)
+        det = _dot3(c0, x12)
+        out = np.empty(np.broadcast_shapes(a.shape[:-1], b.shape), dtype=np.result_type(a, b))
+        out[..., 0], out[..., 1], out[..., 2] = _dot3(b, x12), _dot3(b, x20), _dot3(b, x01)
+        out /= det[..., None]
+        return out
     return np.linalg.solve(a, b[..., None])[..., 0]
+
+
+def _rowwise(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``x @ m`` for x (B, k) and one matrix m (k, n), a row per board: one BLAS product for the whole batch.
+
+    A row of the product must not depend on the other rows (a board's run is its own, whatever its batch):
+    OpenBLAS computes every row alike except a lone last row of an odd count, so an odd batch is padded
+    with a row of zeros (``tests/test_batched.py`` checks a board alone, in a batch and in chunks bit for bit).
+    """
+    if x.shape[0] % 2:
+        return (np.concatenate([x, np.zeros((1, x.shape[1]))]) @ m)[:-1]
+    return x @ m
+
+
+def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^-1 b`` for a stack of symmetric positive-definite systems a (B, n, n), b (B, n, k).
+
+    Up to :data:`_SMALL` unknowns numpy's stacked LU solve (one call for the whole batch); above, LAPACK's
+    Cholesky solve board by board (half the work of the LU, and numpy's stacked solve copies each matrix
+    twice). Raises :class:`~spicelearn.errors.NetworkError` where a matrix is singular (a floating island).
+    """
+    if a.shape[-1] <= _SMALL:
+        try:
+            return np.linalg.solve(a, b)
+        except np.linalg.LinAlgError:
+            raise NetworkError(_SINGULAR) from None
+    out = np.array(_t(b))  # (B, k, n): each board's right-hand sides a Fortran-ordered (n, k), solved in place
+    posv = lapack.dposv
+    for i in range(a.shape[0]):
+        _, x, info = posv(a[i], out[i].T, lower=1, overwrite_b=1)
+        if info != 0:
+            raise NetworkError(_SINGULAR)
+        out[i] = x.T
+    return _t(out)
 
 
 def _reciprocal(re: np.ndarray, im: np.ndarray) -> np.ndarray:
@@ -97,6 +153,21 @@ class _Frames:
     Kinv: np.ndarray  # (B, n_F, n_F)
     W: np.ndarray  # (B, n_F, E)
     K22T: np.ndarray  # (B, M_T, M_T)
+
+
+@dataclass(frozen=True, eq=False)
+class _Shared:
+    """One twin's frame where every board of the batch has the same capacitors (nominal boards): ``vec(A_b)``
+    is one product of the conductances with the table of ``w_e (x) w_e``, and the changes of frame a product
+    with one matrix. ``kr`` (n_F^2, E) for small networks (einsum, batch last), else ``krT`` (E, n_F^2) and
+    ``WT`` (E, n_F) for BLAS (:func:`_rowwise`)."""
+
+    W: np.ndarray  # (n_F, E)
+    Kinv: np.ndarray  # (n_F, n_F)
+    K: np.ndarray  # (n_F, n_F)
+    kr: np.ndarray | None = None
+    krT: np.ndarray | None = None
+    WT: np.ndarray | None = None
 
 
 class _Tick:
@@ -146,6 +217,9 @@ _TABLES: dict = {}
 #: Up to this many floating nodes the recurrence runs with the batch axis last (measured: 5x faster for lab16's 7
 #: at B = 1000; slower than B matrix products at delaunay64's 59).
 _SMALL = 24
+#: A batch of boards with one frame builds its matrices from a table of n_F^2 E entries up to this many
+#: (delaunay64: 0.5 million, 4 MB); above, board by board.
+SHARED_TABLE_MAX = 2 ** 22
 
 
 def _bessel_terms(j: int) -> np.ndarray:
@@ -315,13 +389,18 @@ class BatchedExactEngine:
             out.append(cache[key])
         return _Frames(*(np.stack(parts) for parts in zip(*out)))
 
-    def _shared_frame(self, frames: _Frames):
-        """``(kr, W)`` where every board has the same frame and the network is small: ``kr`` (n_F^2, E) the columns
-        ``w_e (x) w_e``, so that ``vec(A_b) = kr g_b`` for all boards at once; None otherwise."""
+    def _shared_frame(self, frames: _Frames) -> "_Shared | None":
+        """The frame every board of the batch has (:class:`_Shared`), or None where the boards' frames differ or
+        its table of ``w_e (x) w_e`` would pass :data:`SHARED_TABLE_MAX` entries."""
         W = frames.W[0]
-        if self.n_f > _SMALL or not all(np.array_equal(W, w) for w in frames.W[1:]):
+        if self.n_f * self.n_f * W.shape[1] > SHARED_TABLE_MAX or \
+                not all(np.array_equal(W, w) for w in frames.W[1:]):
             return None
-        return (W[:, None, :] * W[None, :, :]).reshape(self.n_f * self.n_f, -1), W
+        kr = (W[:, None, :] * W[None, :, :]).reshape(self.n_f * self.n_f, -1)
+        if self.n_f <= _SMALL:
+            return _Shared(W=W, kr=kr, Kinv=frames.Kinv[0], K=frames.K[0])
+        return _Shared(W=W, krT=np.ascontiguousarray(kr.T), WT=np.ascontiguousarray(W.T), Kinv=frames.Kinv[0],
+                       K=frames.K[0])
 
     def conductance(self, positions: np.ndarray, twin: int) -> np.ndarray:
         """Conductance (S) of every edge of every board's ``twin`` at ``positions`` (B, E), shape (B, E)."""
@@ -336,20 +415,18 @@ class BatchedExactEngine:
 
     def _tick(self, twin: int, g: np.ndarray) -> _Tick:
         frames, shared = self.frames[twin], self._shared[twin]
-        if shared is not None:  # small networks, one frame for the whole batch: A of every board in one einsum
-            kr, W = shared  # (einsum's loops, not BLAS: each board's sums in one order whatever the batch)
-            gT = np.ascontiguousarray(g.T)
-            A = np.moveaxis(np.einsum("xe,eb->xb", kr, gT).reshape(self.n_f, self.n_f, self.size), -1, 0)
-            r = np.einsum("ie,eb->bi", W, gT * self.b_src.T)
+        if shared is not None and shared.kr is not None:  # small networks: A of every board in one einsum
+            gT = np.ascontiguousarray(g.T)  # (einsum's loops, not BLAS: each board's sums in one order whatever
+            A = np.moveaxis(np.einsum("xe,eb->xb", shared.kr, gT).reshape(self.n_f, self.n_f, self.size), -1, 0)
+            r = np.einsum("ie,eb->bi", shared.W, gT * self.b_src.T)  # the batch)
+        elif shared is not None:  # one frame, larger networks: vec(A_b) = sum_e g_be w_e (x) w_e, one product
+            A = _rowwise(g, shared.krT).reshape(self.size, self.n_f, self.n_f)
+            r = _rowwise(g * self.b_src, shared.WT)
         else:
             A = (frames.W * g[:, None, :]) @ _t(frames.W)
             r = _mv(frames.W, g * self.b_src)
-        try:
-            Z = np.linalg.solve(A, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, A.shape[:1]
-                                                                                   + self._unit_T.shape)], axis=2))
-        except np.linalg.LinAlgError:
-            raise NetworkError("the conductance matrix of the floating nodes is singular: a floating part of the "
-                               "network has no path to a driven node") from None
+        Z = _solve_spd(A, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, A.shape[:1]
+                                                                          + self._unit_T.shape)], axis=2))
         nc = self.n_c
         if self._ratio_c[twin] is not None:  # per-edge capacitors: the spectrum lies within the edges' g / c
             ratio = g * self._ratio_c[twin]
@@ -360,10 +437,17 @@ class BatchedExactEngine:
 
     def _to_v(self, y: np.ndarray, twin: int = 0) -> np.ndarray:
         v = self._v_template.copy()
-        v[:, self.floating] = _mv(_t(self.frames[twin].Kinv), y)
+        shared = self._shared[twin]
+        if shared is not None and shared.krT is not None:
+            v[:, self.floating] = _rowwise(y, shared.Kinv)  # v_F = K^-T y, a row per board
+        else:
+            v[:, self.floating] = _mv(_t(self.frames[twin].Kinv), y)
         return v
 
     def _to_y(self, v: np.ndarray, twin: int = 0) -> np.ndarray:
+        shared = self._shared[twin]
+        if shared is not None and shared.krT is not None:
+            return _rowwise(v[:, self.floating], shared.K)  # y = K^T v_F
         return _mv(_t(self.frames[twin].K), v[:, self.floating])
 
     @staticmethod
@@ -450,6 +534,17 @@ class BatchedExactEngine:
 
             def apply(y):
                 return np.einsum("kijb,kjb->kib", M, y)
+        elif clamped is free:  # one matrix per board for both twins, the clamped twin's targets zeroed
+            M = np.multiply(free.A, s[:, None, None])[:, None]  # (B, 1, n, n), broadcast over the twins
+            M[:, 0, idx, idx] -= shift[:, None]
+            X = np.zeros((B, 2, n, 1))
+            X[:, 0, :, 0], X[:, 1, :nc, 0] = x, x1
+            c = coef.T[:, :, None, None, None]  # (m, B, 1, 1, 1)
+
+            def apply(y):
+                out = M @ y
+                out[:, 1, nc:] = 0.0  # [2u [y1; 0]]_1 = 2u_11 y1: the rows of A11
+                return out
         else:
             M = np.zeros((B, 2, n, n))
             np.multiply(free.A, s[:, None, None], out=M[:, 0])
@@ -464,10 +559,13 @@ class BatchedExactEngine:
                 return M @ y
         acc = c[0] * X
         if m > 1:
-            prev, cur = X, 0.5 * apply(X)
+            prev, cur = X, apply(X)
+            cur *= 0.5
             acc += c[1] * cur
             for k in range(2, m):
-                prev, cur = cur, apply(cur) - prev
+                nxt = apply(cur)
+                nxt -= prev
+                prev, cur = cur, nxt
                 acc += c[k] * cur
         if n <= _SMALL:
             return acc[0].T, acc[1, :nc].T
