@@ -38,19 +38,17 @@ duration (B,))``, ``set_positions``, ``equilibrium_free -> (B, N)``, and
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 from scipy.linalg import lapack
-from scipy.special import ive
 
 from ..errors import ConfigError, NetworkError
 from ..model.board import Board
 from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR, CompiledNetwork
 from ..model.task import BoundTask
-from .exact import capacitor_frame, contour_quadrature
+from .exact import CHEBYSHEV_TOL, capacitor_frame, chebyshev_plan, contour_quadrature
 
 __all__ = ["BatchedExactEngine", "BatchState"]
 
@@ -241,12 +239,9 @@ class _Tick:
         return self._eigen
 
 
-#: Chebyshev expansions of the transient stop where the tail of the coefficients is below this.
-CHEBYSHEV_TOL = 1e-16
 #: Half-widths of the expansions' intervals are rounded up to powers of 2^(1/_GRID) (so that their Bessel
 #: coefficients are computed once and kept) and are at least 2^(_GRID_MIN / _GRID).
 _GRID, _GRID_MIN = 64, -64 * 40
-_TABLES: dict = {}
 #: Up to this many floating nodes the recurrence runs with the batch axis last (measured: 5x faster for lab16's 7
 #: at B = 1000; slower than B matrix products at delaunay64's 59).
 _SMALL = 24
@@ -260,19 +255,10 @@ _BLOCKS = 4
 
 
 def _bessel_terms(j: int) -> np.ndarray:
-    """``2 (-1)^k I_k(rho) e^{-rho}`` for ``k = 0..m`` (the first halved), ``rho = 2^(j / _GRID)``, up to the first
-    ``m`` whose tail is below :data:`CHEBYSHEV_TOL`: ``exp(-x) = e^{-a} sum_k c_k T_k((x - a) / rho - 1)`` on
-    ``[a, a + 2 rho]``."""
-    if j not in _TABLES:
-        rho = 2.0 ** (j / _GRID)
-        kmax = int(rho + 12.0 * math.sqrt(rho) + 40.0)
-        c = ive(np.arange(kmax + 1), rho)
-        c[1:] *= 2.0
-        c[1::2] *= -1.0
-        tail = np.cumsum(np.abs(c[::-1]))[::-1]
-        m = int(np.argmax(tail <= CHEBYSHEV_TOL)) if tail[-1] <= CHEBYSHEV_TOL else kmax + 1
-        _TABLES[j] = c[:max(m, 1)].copy()
-    return _TABLES[j]
+    """The coefficients of ``exp(-x) = sum_k c_k T_k(x / rho - 1)`` on ``[0, 2 rho]``, ``rho = 2^(j / _GRID)``
+    (:func:`~spicelearn.engines.exact.chebyshev_plan`: ``2 (-1)^k I_k(rho) e^{-rho}``, the first halved, up to
+    where the tail is below :data:`CHEBYSHEV_TOL`); on ``[a, a + 2 rho]`` they are scaled by ``e^{-a}``."""
+    return chebyshev_plan(0.0, 2.0 * 2.0 ** (j / _GRID), CHEBYSHEV_TOL)[2]
 
 
 def chebyshev_coefficients(a: np.ndarray, rho: np.ndarray) -> tuple:
