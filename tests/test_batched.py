@@ -80,6 +80,23 @@ def test_task_voltages_may_differ_within_a_batch_on_delaunay64():
     assert_same_runs(train_batch(net, runs, steps=40), _singles(net, runs, 40))
 
 
+def test_larger_networks_with_global_capacitance_and_imperfect_boards_are_their_single_runs():
+    """delaunay64 through the paths above the small-network size: a shared frame with global capacitance
+    (Gershgorin bounds), boards whose capacitors differ (each its own frame), twins that differ (each twin its own
+    matrix in the Chebyshev products), and the eigen path at small R."""
+    net = sl.load_network("delaunay64")
+    imperfect = Hardware.from_R(1.0, pot=Potentiometer(tolerance=0.1, twin_mismatch=0.02),
+                                capacitor=Capacitor(tolerance=0.1), comparator=Comparator(noise=0.01))
+    spread = np.random.default_rng(3).integers(0, 128, net.n_edges)  # wide spectra: the eigen path at small R
+    for model in ("global", "per_edge"):  # one frame for each batch: the shared frame's paths
+        runs = [dict(task="random:5,3,0", hardware=Hardware.from_R(R, capacitance_model=model,
+                                                                    comparator=Comparator(noise=0.01)),
+                     seed=s, positions=spread) for R, s in ((1.0, 0), (0.01, 1))]
+        assert_same_runs(train_batch(net, runs, steps=30), _singles(net, runs, 30))
+    runs = [dict(task="random:5,3,0", hardware=imperfect, seed=2, board_seed=b) for b in range(2)]
+    assert_same_runs(train_batch(net, runs, steps=30), _singles(net, runs, 30))
+
+
 def test_custom_rules_run_board_by_board_with_the_same_draws():
     def inverted(dv_free, dv_clamped, offset, noise, rng):
         return ~xor_rule(dv_free, dv_clamped, offset, noise, rng)
