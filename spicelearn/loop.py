@@ -21,7 +21,7 @@ from .engines import get_engine
 from .engines.base import Engine
 from .errors import ConfigError, SpicelearnError
 from .model.board import Board
-from .model.hardware import Hardware
+from .model.hardware import Hardware, step_positions
 from .model.network import CompiledNetwork
 from .model.rules import comparator_inputs, comparator_rule, fires
 from .model.task import BoundTask, bind
@@ -151,7 +151,7 @@ class Decide:
                 up[idx] = fires(x1) ^ fires(x2)
             for b in custom:
                 up[b] = rule_fns[b](dvf[b], dvc[b], boards[b].offset, sigma[b], rngs[b])
-            new = np.clip(p + np.where(up, 1, -1), 0, top)
+            new = step_positions(p, up, top)
             if draws is not None:
                 new = np.where(draws[:, j] < miss[:, None], p, new)
             return new

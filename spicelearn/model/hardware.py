@@ -34,7 +34,7 @@ from ..checks import check_eta, positive
 from ..errors import ConfigError
 from .task import nudge
 
-__all__ = ["Potentiometer", "Capacitor", "Comparator", "Supervisor", "Hardware", "R0", "CAPACITANCE_MODELS", "RULES",
+__all__ = ["Potentiometer", "step_positions", "Capacitor", "Comparator", "Supervisor", "Hardware", "R0", "CAPACITANCE_MODELS", "RULES",
            "DEFAULT_CAPACITANCE", "DISTRIBUTIONS", "POT_PARTS", "pot_part"]
 
 #: Reference resistance of the scaled learning rate: gamma_p = 1 / (R0 c).
@@ -73,6 +73,15 @@ def _nonnegative(name: str, value, unit: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"`{name}` must be finite and >= 0 {unit}, got {value!r}")
     return float(value)
+
+
+def step_positions(position: np.ndarray, up: np.ndarray, top) -> np.ndarray:
+    """Every pot one position up (``up`` true) or down, within ``0..top`` (an int, or an array that broadcasts,
+    one top per board); integers, a new array."""
+    position = np.asarray(position)
+    new = np.where(up, position + 1, position - 1)
+    np.maximum(new, 0, out=new)
+    return np.minimum(new, top, out=new)
 
 
 @dataclass(frozen=True)
@@ -143,7 +152,7 @@ class Potentiometer:
 
     def step(self, position: np.ndarray, up: np.ndarray) -> np.ndarray:
         """Move every pot one position up (``up`` true) or down, clipped to the range."""
-        return np.clip(np.asarray(position) + np.where(up, 1, -1), 0, self.n_positions - 1)
+        return step_positions(position, up, self.n_positions - 1)
 
     def check_positions(self, position, n_edges: int) -> np.ndarray:
         """Validate an array of positions of ``n_edges`` edges."""
