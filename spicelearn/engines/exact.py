@@ -184,6 +184,42 @@ def _inv_small(Q: np.ndarray) -> np.ndarray:
     return np.linalg.inv(Q)
 
 
+class _Recurrence:
+    """Buffers of the Chebyshev recurrence ``T_{k+1} = [-I, 2u] [T_{k-1}; T_k]`` on ``cols`` vectors of ``n``:
+    the terms ``T_k`` (n, cols) are adjacent blocks of one buffer, so that each term is one matrix product with
+    ``M = [-I, 2u]`` (n, 2n) and no copy; ``zero`` (an index of a term) is set to zero after every product."""
+
+    def __init__(self, n: int, cols: int, zero=None):
+        self.n, self.cols, self.zero = n, cols, zero
+        self.buf, self.views = np.zeros((0, n, cols)), []
+
+    def start(self, m: int) -> np.ndarray:
+        """Room for ``m`` terms; returns ``T_0`` (n, cols) to fill (its ``zero`` entries are zero)."""
+        if self.buf.shape[0] < m:
+            m = max(m, 32, 2 * self.buf.shape[0])
+            n, c = self.n, self.cols
+            self.buf = buf = np.zeros((m, n, c))
+            flat = buf.reshape(-1)
+            z = self.zero if self.zero is not None else slice(0, 0)
+            self.views = [(flat[(k - 1) * n * c:(k + 1) * n * c].reshape(2 * n, c), buf[k + 1], buf[k + 1][z])
+                          for k in range(1, m - 1)]
+        return self.buf[0]
+
+    def run(self, M: np.ndarray, coef: np.ndarray) -> np.ndarray:
+        """``sum_k coef[k] T_k`` (n, cols) from the ``T_0`` that :meth:`start` returned."""
+        m, buf, n = coef.size, self.buf, self.n
+        if m > 1:
+            t1 = buf[1]
+            np.dot(M[:, n:], buf[0], out=t1)  # T_1 = u T_0
+            t1 *= 0.5
+            t1[self.zero if self.zero is not None else slice(0, 0)] = 0.0
+            dot = M.dot
+            for x, y, z in self.views[:m - 2]:
+                dot(x, out=y)
+                z.fill(0.0)
+        return coef.dot(buf[:m].reshape(m, -1)).reshape(n, self.cols)
+
+
 class _Operators:
     """What the tick's positions fix for one twin: ``A`` (n_F, n_F), the equilibria, the spectrum's bounds.
 
@@ -255,6 +291,10 @@ class ExactState(EngineState):
 
     ops: object = None
     ops_c: object = None
+    #: ``(v_free, v_clamped, y_free (n_F,), y1 (n_C,))``: the coordinates of both twins in their capacitors'
+    #: frames where the engine computed them (``method="dense"``), valid while ``v_free`` and ``v_clamped`` are
+    #: these very arrays (a state made by ``dataclasses.replace`` with other voltages recomputes them).
+    coords: tuple | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -360,15 +400,21 @@ class ExactEngine(Engine):
             en = network.edge_nodes
             self._ends = np.concatenate([en[:, 0], en[:, 1]])
             self._inv_c = tuple(1.0 / board.twin_capacitance(t) for t in (0, 1))
-        # Chebyshev recurrences T_{k+1} = [-I, 2u] [T_{k-1}; T_k], one matrix-vector product per term and
-        # twin: [T_{k-1}; T_k] are adjacent rows of a flat buffer
+        # Chebyshev recurrences T_{k+1} = [-I, 2u] [T_{k-1}; T_k], one matrix product per term: [T_{k-1}; T_k]
+        # are adjacent blocks of one buffer (_Recurrence); equal twins share the free twin's matrix
         self._M = (np.hstack([-np.eye(nf), np.zeros((nf, nf))]), np.hstack([-np.eye(nc), np.zeros((nc, nc))]))
-        # node voltages: [v_F; v_S] in a buffer, then one permutation into node order
-        self._z = np.concatenate([np.zeros(nf), task.source_voltage])
-        self._perm = np.argsort(np.concatenate([self.floating, src]))
         self._Mdiag = tuple(M.reshape(-1)[M.shape[0]::2 * M.shape[0] + 1] for M in self._M)  # views: diagonal of 2u
-        self._buf = None
-        self._work(32)
+        self._pair = _Recurrence(nf, 2, zero=(slice(nc, None), 1))  # both twins, the clamped one's targets zero
+        self._single = (_Recurrence(nf, 1), _Recurrence(nc, 1))  # twins with matrices of their own
+        # node voltages v = y @ Kp + v_src: Kp (n_F, N) is K^-1 with its columns at the floating nodes (zero at
+        # the sources), v_src the source voltages at their nodes; both twins in one product where they share a frame
+        def node_map(Kinv):
+            Kp = np.zeros((nf, n))
+            Kp[:, self.floating] = Kinv
+            return Kp
+
+        kp_free = node_map(free.Kinv)
+        self._Kp = (kp_free, kp_free if self.frames[1] is free else node_map(self.frames[1].Kinv))
 
     # -- helpers ---------------------------------------------------------------
     def _frame(self, twin: int) -> _Frame:
@@ -428,13 +474,31 @@ class ExactEngine(Engine):
             G, h = np.zeros((nc, x.shape[1] - 1)), ystar[:nc].copy()
         return _Operators(A, ystar, G, h, lo, hi, nc)
 
-    def _to_v(self, y: np.ndarray, twin: int = 0, clamp: np.ndarray | None = None) -> np.ndarray:
-        """Node voltages (N,) from ``y`` (n_F,) of one twin's frame; the targets at ``clamp`` where given."""
-        z = self._z
-        self._KinvT[twin].dot(y, out=z[:y.size])
-        if clamp is not None:
-            z[self.n_c:y.size] = clamp
-        return z.take(self._perm)
+    def _to_v(self, y: np.ndarray) -> np.ndarray:
+        """Node voltages (N,) of the free twin from its coordinates ``y`` (n_F,)."""
+        return y.dot(self._Kp[0]) + self._v_template
+
+    def _dense_state(self, positions, ops, ops_c, clamp, y_free, y1, y2) -> ExactState:
+        """The state with the twins at ``y_free`` (n_F,) and ``[y1, y2]`` ((n_C,), (M_T,)); the clamped twin's
+        targets exactly at ``clamp``."""
+        Kp = self._Kp
+        if Kp[0] is Kp[1]:
+            Y = np.empty((2, y_free.size))
+            Y[0], Y[1, :y1.size], Y[1, y1.size:] = y_free, y1, y2
+            v_free, v_clamped = Y.dot(Kp[0]) + self._v_template
+        else:
+            v_free, v_clamped = self._to_v(y_free), np.concatenate([y1, y2]).dot(Kp[1]) + self._v_template
+        v_clamped[self.task.target_index] = clamp
+        return ExactState(positions, v_free, v_clamped, clamp, ops, ops_c, (v_free, v_clamped, y_free, y1))
+
+    def _coords(self, state: ExactState) -> tuple:
+        """``(y_free (n_F,), y1 (n_C,))`` of a state: the clamped twin's ``y1`` is its floating nodes' charge,
+        conserved across a step of the clamps."""
+        c = state.coords
+        if c is not None and c[0] is state.v_free and c[1] is state.v_clamped:
+            return c[2], c[3]
+        F = self.floating
+        return self._KT[0] @ state.v_free[F], self._KT_top @ state.v_clamped[F]
 
     def _chebyshev(self, ops: _Operators, ops_c: _Operators, duration: float):
         """The tick's expansion ``(center, half, coef)`` for ``exp(-duration A)``, or None where ``dense``
@@ -451,53 +515,32 @@ class ExactEngine(Engine):
             return None
         return plan
 
-    def _work(self, m: int) -> None:
-        """Buffers of ``m`` Chebyshev terms per twin, and the views the recurrence reads and writes."""
-        if self._buf is not None and self._buf[0].shape[0] >= m:
-            return
-        m = max(m, 2 * (0 if self._buf is None else self._buf[0].shape[0]))
-        bufs = tuple(np.zeros((m, M.shape[0])) for M in self._M)
-        flat = tuple(b.reshape(-1) for b in bufs)
-        views = [[(f[(k - 1) * M.shape[0]:(k + 1) * M.shape[0]], b[k + 1]) for k in range(1, m - 1)]
-                 for f, b, M in zip(flat, bufs, self._M)]
-        self._buf, self._views = bufs, views
-
     def _chebyshev_transient(self, ops, ops_c, plan, duration: float, bf: np.ndarray, bc: np.ndarray):
         """``exp(-t A) bf`` (n_F,) and ``exp(-t A11) bc`` (n_C,) by the Chebyshev recurrence of ``plan``."""
         center, half, coef = plan
-        m = coef.size
         nf, nc = bf.size, self.n_c
-        if m == 0:
+        if coef.size == 0:
             return np.zeros(nf), np.zeros(nc)
         (Mf, Mc), (df, dc) = self._M, self._Mdiag
         s, d = 2.0 * duration / half, 2.0 * center / half  # 2u(tA) = s A - d I, u = (tA - center) / half
-        Bf = Mf[:, nf:]
-        np.multiply(ops.A, s, out=Bf)
+        np.multiply(ops.A, s, out=Mf[:, nf:])
         df -= d
-        if ops_c is ops:
-            Mc[:, nc:] = Bf[:nc, :nc]
-        else:
-            np.multiply(ops_c.A[:nc, :nc], s, out=Mc[:, nc:])
-            dc -= d
-        self._work(m)
-        (bufF, bufC), (viewsF, viewsC) = self._buf, self._views
-        bufF[0] = bf
-        bufC[0] = bc
-        if m > 1:
-            np.dot(Bf, bf, out=bufF[1])  # T_1 = u T_0
-            bufF[1] *= 0.5
-            if nc:
-                np.dot(Mc[:, nc:], bc, out=bufC[1])
-                bufC[1] *= 0.5
-                dotF, dotC = Mf.dot, Mc.dot
-                for (x, y), (xc, yc) in zip(viewsF[:m - 2], viewsC):
-                    dotF(x, out=y)
-                    dotC(xc, out=yc)
-            else:
-                dotF = Mf.dot
-                for x, y in viewsF[:m - 2]:
-                    dotF(x, out=y)
-        return coef.dot(bufF[:m]), (coef.dot(bufC[:m]) if nc else bc.copy())
+        if ops_c is ops:  # one product per term for both twins: the clamped twin's matrix is the leading block
+            x = self._pair.start(coef.size)
+            x[:, 0] = bf
+            x[:nc, 1] = bc
+            r = self._pair.run(Mf, coef)
+            return r[:, 0], r[:nc, 1]
+        np.multiply(ops_c.A[:nc, :nc], s, out=Mc[:, nc:])
+        dc -= d
+        out = []
+        for rec, M, b in zip(self._single, (Mf, Mc), (bf, bc)):
+            if b.size == 0:
+                out.append(b.copy())
+                continue
+            rec.start(coef.size)[:, 0] = b
+            out.append(rec.run(M, coef)[:, 0])
+        return tuple(out)
 
     @staticmethod
     def _sub_resolvent(ops: _Operators, b: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -600,16 +643,14 @@ class ExactEngine(Engine):
                 clamp = self.default_clamp(v_free)
             v_clamped = self._sparse.equilibrium_clamped(ops_c, clamp)
             return ExactState(positions, v_free, v_clamped, clamp, ops, ops_c)
-        v_free = self._to_v(ops.ystar)
         if clamp is None:
-            clamp = self.default_clamp(v_free)
+            clamp = self.default_clamp(self._to_v(ops.ystar))
         y2 = self.frames[1].K22T @ clamp
-        v_clamped = self._to_v(np.concatenate([ops_c.h - ops_c.G @ y2, y2]), 1, clamp)
-        return ExactState(positions, v_free, v_clamped, clamp, ops, ops_c)
+        return self._dense_state(positions, ops, ops_c, clamp, ops.ystar, ops_c.h - ops_c.G @ y2, y2)
 
     def _set_positions(self, state: ExactState, positions) -> ExactState:
         ops, ops_c = self._decompositions(positions)
-        return ExactState(positions, state.v_free, state.v_clamped, state.clamp, ops, ops_c)
+        return ExactState(positions, state.v_free, state.v_clamped, state.clamp, ops, ops_c, state.coords)
 
     def _equilibrium_free(self, state: ExactState) -> np.ndarray:
         if self._sparse is not None:
@@ -626,13 +667,13 @@ class ExactEngine(Engine):
             v_free, v_clamped = self._sparse.relax(ops, ops_c, state.v_free, state.v_clamped, state.clamp,
                                                    clamp, duration)
             return ExactState(state.positions, v_free, v_clamped, clamp, ops, ops_c)
-        F = self.floating
         ystar = ops.ystar
-        bf = self._KT[0] @ state.v_free[F] - ystar  # free twin: sources constant
+        y_free, y1 = self._coords(state)
+        bf = y_free - ystar  # free twin: sources constant
         # clamped twin: y1 conserved across the clamp step; y2 follows the clamps
         y2 = self.frames[1].K22T @ clamp
         y1star = ops_c.h - ops_c.G @ y2
-        bc = self._KT_top @ state.v_clamped[F] - y1star
+        bc = y1 - y1star
         plan = self._chebyshev(ops, ops_c, duration)
         if plan is None:
             lam, U = ops._decomposed()[:2]
@@ -640,6 +681,4 @@ class ExactEngine(Engine):
             rc = self._sub_resolvent(ops_c, bc, _QUAD_S / duration, _QUAD_W / duration) if nc else bc
         else:
             rf, rc = self._chebyshev_transient(ops, ops_c, plan, duration, bf, bc)
-        v_free = self._to_v(ystar + rf)
-        v_clamped = self._to_v(np.concatenate([y1star + rc, y2]), 1, clamp)
-        return ExactState(state.positions, v_free, v_clamped, clamp, ops, ops_c)
+        return self._dense_state(state.positions, ops, ops_c, clamp, ystar + rf, y1star + rc, y2)
