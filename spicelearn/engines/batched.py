@@ -48,7 +48,7 @@ from ..errors import ConfigError, NetworkError
 from ..model.board import Board
 from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR, CompiledNetwork
 from ..model.task import BoundTask
-from .exact import CHEBYSHEV_TOL, capacitor_frame, chebyshev_plan, contour_quadrature
+from .exact import CHEBYSHEV_TOL, capacitor_frame, chebyshev_plan, contour_quadrature, laplacian_map
 
 __all__ = ["BatchedExactEngine", "BatchState"]
 
@@ -100,18 +100,6 @@ def _solve_small(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.solve(a, b[..., None])[..., 0]
 
 
-def _rowwise(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """``x @ m`` for x (B, k) and one matrix m (k, n), a row per board: one BLAS product for the whole batch.
-
-    A row of the product must not depend on the other rows (a board's run is its own, whatever its batch):
-    OpenBLAS computes every row alike except a lone last row of an odd count, so an odd batch is padded
-    with a row of zeros (``tests/test_batched.py`` checks a board alone, in a batch and in chunks bit for bit).
-    """
-    if x.shape[0] % 2:
-        return (np.concatenate([x, np.zeros((1, x.shape[1]))]) @ m)[:-1]
-    return x @ m
-
-
 def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a^-1 b`` for a stack of symmetric positive-definite systems a (B, n, n), b (B, n, k).
 
@@ -145,60 +133,21 @@ def _reciprocal(re: np.ndarray, im: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class _Frames:
-    """Each board's coordinates of one twin's capacitors: ``L_C[FF] = K K^T``, ``W = K^-1 B_F^T``."""
+    """The coordinates of one twin's capacitors on every board: ``L_C[FF] = K K^T``, ``W = K^-1 B_F^T``. Every
+    array has a leading axis of B, or of 1 where all boards have the same capacitors (nominal boards), which
+    broadcasts in every product: each board's product is then one of the same shape with the same matrix."""
 
-    K: np.ndarray  # (B, n_F, n_F) lower triangular
-    Kinv: np.ndarray  # (B, n_F, n_F)
-    W: np.ndarray  # (B, n_F, E)
-    K22T: np.ndarray  # (B, M_T, M_T)
+    K: np.ndarray  # (B | 1, n_F, n_F) lower triangular
+    Kinv: np.ndarray  # (B | 1, n_F, n_F)
+    KinvT: np.ndarray  # (B | 1, n_F, n_F), contiguous
+    W: np.ndarray  # (B | 1, n_F, E)
+    K22T: np.ndarray  # (B | 1, M_T, M_T)
+    Kp: np.ndarray  # (B | 1, n_F, N): K^-1 with its columns at the floating nodes (v = y Kp + sources)
+    kr: np.ndarray | None = None  # (n_F^2, E): w_e (x) w_e of a shared frame of a small network (einsum)
 
-
-@dataclass(frozen=True, eq=False)
-class _Shared:
-    """One twin's frame where every board of the batch has the same capacitors (nominal boards): ``vec(A_b)``
-    is one product of the conductances with the table of ``w_e (x) w_e``, and the changes of frame a product
-    with one matrix. ``kr`` (n_F^2, E) for small networks (einsum, batch last); for larger ones ``tab``
-    (E, *), the table of the blocks on and above the diagonal of ``A`` (:data:`_BLOCKS` x :data:`_BLOCKS`
-    blocks: ``A`` is symmetric, so its lower blocks are copies), for BLAS (:func:`_rowwise`), and ``WT``
-    (E, n_F)."""
-
-    W: np.ndarray  # (n_F, E)
-    Kinv: np.ndarray  # (n_F, n_F)
-    K: np.ndarray  # (n_F, n_F)
-    kr: np.ndarray | None = None
-    tab: np.ndarray | None = None
-    blocks: tuple = ()  # (rows, cols, columns of tab) of each block of tab
-    WT: np.ndarray | None = None
-
-    @classmethod
-    def of(cls, W: np.ndarray, Kinv: np.ndarray, K: np.ndarray) -> "_Shared":
-        n = W.shape[0]
-        kr = W[:, None, :] * W[None, :, :]  # (n, n, E): exactly symmetric in its first two axes
-        if n <= _SMALL:
-            return cls(W=W, Kinv=Kinv, K=K, kr=kr.reshape(n * n, -1))
-        cuts = np.linspace(0, n, _BLOCKS + 1).astype(int)
-        parts, blocks, at = [], [], 0
-        for a in range(_BLOCKS):
-            for b in range(a, _BLOCKS):
-                rows, cols = slice(cuts[a], cuts[a + 1]), slice(cuts[b], cuts[b + 1])
-                part = kr[rows, cols].reshape(-1, kr.shape[2])
-                blocks.append((rows, cols, slice(at, at + part.shape[0])))
-                parts.append(part)
-                at += part.shape[0]
-        return cls(W=W, Kinv=Kinv, K=K, tab=np.ascontiguousarray(np.concatenate(parts).T), blocks=tuple(blocks),
-                   WT=np.ascontiguousarray(W.T))
-
-    def matrices(self, g: np.ndarray) -> np.ndarray:
-        """``A_b = W diag(g_b) W^T`` of every board, shape (B, n_F, n_F), from the conductances g (B, E)."""
-        B, n = g.shape[0], self.W.shape[0]
-        flat = _rowwise(g, self.tab)
-        A = np.empty((B, n, n))
-        for rows, cols, at in self.blocks:
-            block = flat[:, at].reshape(B, rows.stop - rows.start, cols.stop - cols.start)
-            A[:, rows, cols] = block
-            if rows != cols:
-                A[:, cols, rows] = _t(block)
-        return A
+    @property
+    def shared(self) -> bool:
+        return self.K.shape[0] == 1
 
 
 class _Tick:
@@ -245,13 +194,6 @@ _GRID, _GRID_MIN = 64, -64 * 40
 #: Up to this many floating nodes the recurrence runs with the batch axis last (measured: 5x faster for lab16's 7
 #: at B = 1000; slower than B matrix products at delaunay64's 59).
 _SMALL = 24
-#: A batch of boards with one frame builds its matrices from a table of n_F^2 E entries up to this many
-#: (delaunay64: 0.5 million, 4 MB); above, board by board.
-SHARED_TABLE_MAX = 2 ** 22
-#: A shared frame's matrices are built in this many row blocks by as many column blocks, those on and above
-#: the diagonal (4: 10 of 16 blocks; on delaunay64 at B = 64 a tick took 7.6 ms with the full matrix, 6.8 ms with
-#: 3, 6.7 with 4 and 6 blocks, 6.9 with 8, in one run).
-_BLOCKS = 4
 
 
 def _bessel_terms(j: int) -> np.ndarray:
@@ -374,11 +316,15 @@ class BatchedExactEngine:
         self.floating = np.concatenate([task.clamped_floating, task.target_index])
         self.n_c = task.clamped_floating.size
         self.size = len(boards)
+        self.n_f = self.floating.size
         free = self._frames(0)
         self.frames = (free, free if all(b.capacitors_identical for b in boards) else self._frames(1))
         self._twins_identical = all(b.twins_identical for b in boards)
-        self.n_f = self.floating.size
-        self._shared = tuple(self._shared_frame(f) for f in self.frames)
+        # larger networks: each board's floating Laplacian by one bincount over the batch (slots of board b offset
+        # by b n_F^2), then A = K^-1 L K^-T
+        slot, self._Ledge, self._Lsign = laplacian_map(network, self.floating)
+        self._Lslot = (np.arange(self.size)[:, None] * self.n_f ** 2 + slot).reshape(-1)
+        self._scratch = {}  # the Chebyshev recurrence's buffers (_recurrence_buffers)
         # bounds of the spectra: per-edge capacitors, the edges' g / c; otherwise (or a batch of both models)
         # Gershgorin's
         per_edge = all(b.hardware.capacitance_model == "per_edge" for b in boards)
@@ -402,24 +348,28 @@ class BatchedExactEngine:
     # -- helpers -------------------------------------------------------------------
     def _frames(self, twin: int) -> _Frames:
         """Every board's frame of ``twin`` (:func:`~spicelearn.engines.exact.capacitor_frame`); boards with the
-        same capacitors share one computation."""
+        same capacitors share one computation, and a batch whose boards all have the same, one frame."""
         cache, out = {}, []
         for board in self.boards:
             key = (board.hardware.capacitance_model, board.twin_capacitance(twin).tobytes())
             if key not in cache:
                 f = capacitor_frame(self.network, board, self.floating, self.n_c, twin)
-                cache[key] = (f.K, f.Kinv, f.W, f.K22T)
+                Kp = np.zeros((self.n_f, self.network.n_nodes))
+                Kp[:, self.floating] = f.Kinv
+                cache[key] = (f.K, f.Kinv, np.ascontiguousarray(f.Kinv.T), f.W, f.K22T, Kp)
             out.append(cache[key])
-        return _Frames(*(np.stack(parts) for parts in zip(*out)))
+        frames = _Frames(*(np.stack(parts) for parts in zip(*(out[:1] if len(cache) == 1 else out))))
+        if frames.shared and self.n_f <= _SMALL:
+            W = frames.W[0]
+            frames = replace(frames, kr=(W[:, None, :] * W[None, :, :]).reshape(self.n_f ** 2, -1))
+        return frames
 
-    def _shared_frame(self, frames: _Frames) -> "_Shared | None":
-        """The frame every board of the batch has (:class:`_Shared`), or None where the boards' frames differ or
-        its table of ``w_e (x) w_e`` would pass :data:`SHARED_TABLE_MAX` entries."""
-        W = frames.W[0]
-        if self.n_f * self.n_f * W.shape[1] > SHARED_TABLE_MAX or \
-                not all(np.array_equal(W, w) for w in frames.W[1:]):
-            return None
-        return _Shared.of(W, frames.Kinv[0], frames.K[0])
+    def _laplacians(self, g: np.ndarray) -> np.ndarray:
+        """The floating nodes' Laplacian ``L_G[FF]`` of every board at conductances ``g`` (B, E), (B, n_F, n_F);
+        each board's entries summed in one order whatever the batch."""
+        w = (g[:, self._Ledge] * self._Lsign).reshape(-1)
+        n = self.n_f
+        return np.bincount(self._Lslot, weights=w, minlength=self.size * n * n).reshape(self.size, n, n)
 
     def conductance(self, positions: np.ndarray, twin: int) -> np.ndarray:
         """Conductance (S) of every edge of every board's ``twin`` at ``positions`` (B, E), shape (B, E)."""
@@ -433,16 +383,16 @@ class BatchedExactEngine:
         return free, self._tick(1, self.conductance(positions, 1))
 
     def _tick(self, twin: int, g: np.ndarray) -> _Tick:
-        frames, shared = self.frames[twin], self._shared[twin]
-        if shared is not None and shared.kr is not None:  # small networks: A of every board in one einsum
+        frames = self.frames[twin]
+        if frames.kr is not None:  # small networks, one frame: A of every board in one einsum
             gT = np.ascontiguousarray(g.T)  # (einsum's loops, not BLAS: each board's sums in one order whatever
-            A = np.moveaxis(np.einsum("xe,eb->xb", shared.kr, gT).reshape(self.n_f, self.n_f, self.size), -1, 0)
-            r = np.einsum("ie,eb->bi", shared.W, gT * self.b_src.T)  # the batch)
-        elif shared is not None:  # one frame, larger networks: vec(A_b) = sum_e g_be w_e (x) w_e, one product
-            A = shared.matrices(g)
-            r = _rowwise(g * self.b_src, shared.WT)
-        else:
+            A = np.moveaxis(np.einsum("xe,eb->xb", frames.kr, gT).reshape(self.n_f, self.n_f, self.size), -1, 0)
+            r = np.einsum("ie,eb->bi", frames.W[0], gT * self.b_src.T)  # the batch)
+        elif self.n_f <= _SMALL:
             A = (frames.W * g[:, None, :]) @ _t(frames.W)
+            r = _mv(frames.W, g * self.b_src)
+        else:  # A = K^-1 L_G[FF] K^-T board by board (two n_F^3 products, not n_F^2 E)
+            A = np.matmul(np.matmul(frames.Kinv, self._laplacians(g), out=self._work(g.shape[0])), frames.KinvT)
             r = _mv(frames.W, g * self.b_src)
         Z = _solve_spd(A, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, A.shape[:1]
                                                                           + self._unit_T.shape)], axis=2))
@@ -455,18 +405,17 @@ class BatchedExactEngine:
         return _Tick(A=A, ystar=-Z[:, :, 0], P=Z[:, :nc, 1:], Q=Z[:, nc:, 1:], lo=lo, hi=hi, n_c=nc)
 
     def _to_v(self, y: np.ndarray, twin: int = 0) -> np.ndarray:
-        v = self._v_template.copy()
-        shared = self._shared[twin]
-        if shared is not None and shared.tab is not None:
-            v[:, self.floating] = _rowwise(y, shared.Kinv)  # v_F = K^-T y, a row per board
-        else:
+        """Node voltages (B, N) from the coordinates ``y`` (B, n_F) of one twin: ``v_F = K^-T y``."""
+        if self.n_f <= _SMALL:
+            v = self._v_template.copy()
             v[:, self.floating] = _mv(_t(self.frames[twin].Kinv), y)
+            return v
+        v = np.matmul(y[:, None, :], self.frames[twin].Kp)[:, 0]  # a row per board: y^T K^-1, scattered
+        v += self._v_template
         return v
 
     def _to_y(self, v: np.ndarray, twin: int = 0) -> np.ndarray:
-        shared = self._shared[twin]
-        if shared is not None and shared.tab is not None:
-            return _rowwise(v[:, self.floating], shared.K)  # y = K^T v_F
+        """The coordinates ``y = K^T v_F`` (B, n_F) of one twin from node voltages (B, N)."""
         return _mv(_t(self.frames[twin].K), v[:, self.floating])
 
     @staticmethod
@@ -553,42 +502,64 @@ class BatchedExactEngine:
 
             def apply(y):
                 return np.einsum("kijb,kjb->kib", M, y)
-        elif clamped is free:  # one matrix per board for both twins, the clamped twin's targets zeroed
-            M = np.multiply(free.A, s[:, None, None])[:, None]  # (B, 1, n, n), broadcast over the twins
-            M[:, 0, idx, idx] -= shift[:, None]
-            X = np.zeros((B, 2, n, 1))
-            X[:, 0, :, 0], X[:, 1, :nc, 0] = x, x1
-            c = coef.T[:, :, None, None, None]  # (m, B, 1, 1, 1)
 
-            def apply(y):
-                out = M @ y
-                out[:, 1, nc:] = 0.0  # [2u [y1; 0]]_1 = 2u_11 y1: the rows of A11
-                return out
-        else:
-            M = np.zeros((B, 2, n, n))
-            np.multiply(free.A, s[:, None, None], out=M[:, 0])
-            np.multiply(clamped.A[:, :nc, :nc], s[:, None, None], out=M[:, 1, :nc, :nc])
-            M[:, 0, idx, idx] -= shift[:, None]
-            M[:, 1, idc, idc] -= shift[:, None]
-            X = np.zeros((B, 2, n, 1))
-            X[:, 0, :, 0], X[:, 1, :nc, 0] = x, x1
-            c = coef.T[:, :, None, None, None]  # (m, B, 1, 1, 1)
-
-            def apply(y):
-                return M @ y
-        acc = c[0] * X
-        if m > 1:
-            prev, cur = X, apply(X)
-            cur *= 0.5
-            acc += c[1] * cur
-            for k in range(2, m):
-                nxt = apply(cur)
-                nxt -= prev
-                prev, cur = cur, nxt
-                acc += c[k] * cur
-        if n <= _SMALL:
+            acc = c[0] * X
+            if m > 1:
+                prev, cur = X, apply(X)
+                cur *= 0.5
+                acc += c[1] * cur
+                for k in range(2, m):
+                    nxt = apply(cur)
+                    nxt -= prev
+                    prev, cur = cur, nxt
+                    acc += c[k] * cur
             return acc[0].T, acc[1, :nc].T
-        return acc[:, 0, :, 0], acc[:, 1, :nc, 0]
+        # larger networks: the terms T_k (B, P, n, C) of the batch one after another in a buffer kept between ticks,
+        # a matrix product per term; equal twins share each board's matrix (P = 1, the twins its C = 2 columns, the
+        # clamped twin's target rows zeroed: [2u [y1; 0]]_1 = 2u_11 y1), twins that differ have one each (P = 2,
+        # the clamped twin's A11 padded with zeros)
+        P = 1 if clamped is free else 2
+        M, buf = self._recurrence_buffers(P, B, m)
+        np.multiply(free.A, s[:, None, None], out=M[:, 0])
+        M[:, 0, idx, idx] -= shift[:, None]
+        if P == 2:
+            np.multiply(clamped.A[:, :nc, :nc], s[:, None, None], out=M[:, 1, :nc, :nc])
+            M[:, 1, idc, idc] -= shift[:, None]
+        t0 = buf[0]
+        t0.fill(0.0)
+        t0[:, 0, :, 0] = x
+        t0[:, P - 1, :nc, 2 - P] = x1
+        for k in range(1, m):
+            t = buf[k]
+            np.matmul(M, buf[k - 1], out=t)
+            if k == 1:
+                t *= 0.5  # T_1 = u T_0
+            else:
+                t -= buf[k - 2]
+            if P == 1:
+                t[:, 0, nc:, 1] = 0.0
+        # sum_k coef_k T_k, the terms in order for every board (einsum's loop: trailing zero coefficients of a
+        # shorter expansion add exact zeros, so a board's sum does not depend on the batch's longest expansion)
+        acc = np.einsum("bk,kbpnc->bpnc", coef, buf)
+        return acc[:, 0, :, 0], acc[:, P - 1, :nc, 2 - P]
+
+    def _work(self, B: int) -> np.ndarray:
+        """A scratch stack of B matrices (B, n_F, n_F), kept between ticks."""
+        w = self._scratch.get("work")
+        if w is None:
+            w = self._scratch["work"] = np.empty((self.size, self.n_f, self.n_f))
+        return w[:B]
+
+    def _recurrence_buffers(self, P: int, B: int, m: int) -> tuple:
+        """The recurrence's matrices ``M`` (B, P, n_F, n_F) and its terms (m, B, P, n_F, 2 / P) for B of the
+        batch's boards: views of buffers kept between ticks (fresh megabytes every tick cost their pages again);
+        the padding of M stays zero."""
+        M, buf = self._scratch.get(P, (None, None))
+        if M is None or buf.shape[0] < m:
+            M = np.zeros((self.size, P, self.n_f, self.n_f)) if M is None else M
+            buf = np.zeros((max(m, 32), self.size, P, self.n_f, 2 // P))
+            self._scratch[P] = M, buf
+        return M[:B], buf[:m, :B]
 
     def _check_positions(self, positions) -> np.ndarray:
         p = np.asarray(positions)

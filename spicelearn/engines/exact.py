@@ -84,7 +84,8 @@ from ..model.network import CompiledNetwork
 from ..model.task import BoundTask
 from .base import Engine, EngineState
 
-__all__ = ["ExactEngine", "ExactState", "contour_quadrature", "capacitor_frame", "chebyshev_plan", "METHODS",
+__all__ = ["ExactEngine", "ExactState", "contour_quadrature", "capacitor_frame", "chebyshev_plan", "laplacian_map",
+           "METHODS",
            "SPARSE_FROM", "CHEBYSHEV_MAX_TERMS", "DENSE_DEFAULT"]
 
 #: The engine's ways of solving a tick (``ExactEngine(..., method=...)``).
@@ -162,6 +163,29 @@ def chebyshev_plan(lo: float, hi: float, tol: float = CHEBYSHEV_TOL) -> tuple:
     tail = np.cumsum(np.abs(c[::-1]))[::-1]  # tail[k] = sum_{j >= k} |c_j|
     m = int(np.argmax(tail <= tol)) - 1 if tail[-1] <= tol else kmax
     return center, half, c[:max(m, 0) + 1].copy()
+
+
+def laplacian_map(network: CompiledNetwork, floating: np.ndarray) -> tuple:
+    """Where each edge's conductance enters the Laplacian of the nodes ``floating`` (n_F,), ``L_G[FF]``:
+    ``L.flat = bincount(slot, weights=g[edge] * sign, minlength=n_F**2)`` for conductances ``g`` (E,).
+
+    Returns
+    -------
+    slot, edge : ndarray of int, shape (K,)
+    sign : ndarray, shape (K,)
+        +1 on the diagonal, -1 off it; every edge between two floating nodes gives four entries, an edge
+        with one floating end one.
+    """
+    nf = floating.size
+    index = np.full(network.n_nodes, -1)
+    index[floating] = np.arange(nf)
+    a, b = index[network.edge_nodes[:, 0]], index[network.edge_nodes[:, 1]]
+    e = np.arange(network.n_edges)
+    both = (a >= 0) & (b >= 0)
+    slot = np.concatenate([(a * nf + a)[a >= 0], (b * nf + b)[b >= 0], (a * nf + b)[both], (b * nf + a)[both]])
+    edge = np.concatenate([e[a >= 0], e[b >= 0], e[both], e[both]])
+    sign = np.concatenate([np.ones((a >= 0).sum() + (b >= 0).sum()), -np.ones(2 * both.sum())])
+    return slot, edge, sign
 
 
 def _inv_small(Q: np.ndarray) -> np.ndarray:
@@ -368,16 +392,13 @@ class ExactEngine(Engine):
         nc, nf = self.n_c, self.floating.size
         self._Kinv = tuple(np.ascontiguousarray(f.Kinv) for f in self.frames)
         # the floating nodes' Laplacian L_G[FF] (n_F, n_F) as contributions of the edges: slot, edge, sign
+        self._Lslot, self._Ledge, self._Lsign = laplacian_map(network, self.floating)
+        # B_F^T diag(g) b_src: each edge's source drop at its floating ends (+ at u, - at v)
         en = network.edge_nodes
         index = np.full(n, -1)
         index[self.floating] = np.arange(nf)
         a, b = index[en[:, 0]], index[en[:, 1]]
         e = np.arange(network.n_edges)
-        both = (a >= 0) & (b >= 0)
-        self._Lslot = np.concatenate([(a * nf + a)[a >= 0], (b * nf + b)[b >= 0], (a * nf + b)[both], (b * nf + a)[both]])
-        self._Ledge = np.concatenate([e[a >= 0], e[b >= 0], e[both], e[both]])
-        self._Lsign = np.concatenate([np.ones((a >= 0).sum() + (b >= 0).sum()), -np.ones(2 * both.sum())])
-        # B_F^T diag(g) b_src: each edge's source drop at its floating ends (+ at u, - at v)
         self._rrow = np.concatenate([a[a >= 0], b[b >= 0]])
         self._redge = np.concatenate([e[a >= 0], e[b >= 0]])
         self._rcoef = np.concatenate([self.b_src[a >= 0], -self.b_src[b >= 0]])
