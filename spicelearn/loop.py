@@ -112,6 +112,7 @@ class Decide:
         comparator_inputs`); a custom rule function is called board by board."""
         B, E = len(boards), boards[0].n_edges
         offset = np.stack([b.offset for b in boards])  # (B, 2, E)
+        offset = offset if offset.any() else None  # x + 0.0 is x: ideal comparators add nothing
         sigma = np.array([b.hardware.comparator.noise for b in boards])
         miss = np.array([b.hardware.pot.miss_probability for b in boards])
         top = np.array([[b.hardware.pot.n_positions - 1] for b in boards])
@@ -141,11 +142,13 @@ class Decide:
                 for b in missing:
                     draws[b] = miss_rngs[b].random((n, E))
             eu, ev = edge_nodes
-            dvf, dvc = vf[:, eu] - vf[:, ev], vc[:, eu] - vc[:, ev]
+            dvf = vf.take(eu, axis=1) - vf.take(ev, axis=1)
+            dvc = vc.take(eu, axis=1) - vc.take(ev, axis=1)
             up = np.empty(p.shape, dtype=bool)
             for inputs, idx in groups:
                 x1, x2 = inputs(dvf[idx], dvc[idx])
-                x1, x2 = x1 + offset[idx, 0], x2 + offset[idx, 1]
+                if offset is not None:
+                    x1, x2 = x1 + offset[idx, 0], x2 + offset[idx, 1]
                 if noise is not None:
                     x1, x2 = x1 + noise[idx, j, 0], x2 + noise[idx, j, 1]
                 up[idx] = fires(x1) ^ fires(x2)
@@ -299,7 +302,7 @@ def run_batch(engine, steps: int, start: np.ndarray, decide, *, clamps=None, dur
     position = np.empty((steps, B, net.n_edges), dtype=np.int16)
     v_free = np.empty((steps, B, net.n_nodes))
     v_clamped = np.empty((steps, B, net.n_nodes))
-    mse_eq = np.empty((steps, B))
+    eq_target = np.empty((steps, B, tgt.size))  # the free equilibria's target voltages, for mse_eq
     p = np.asarray(start)
     supervise = supervisors(tasks, boards)
     state = engine.init(p, default_clamp=supervise)
@@ -315,9 +318,10 @@ def run_batch(engine, steps: int, start: np.ndarray, decide, *, clamps=None, dur
         p = decide(k, p, vf, vc, edge_nodes)  # 4: clock tick
         position[k] = p
         state = engine.set_positions(state, p)
-        mse_eq[k] = _rowdot(V_T - engine.equilibrium_free(state)[:, tgt])  # 5: equilibrium error
+        eq_target[k] = engine.equilibrium_free(state)[:, tgt]  # 5: equilibrium error (below)
         bar.update(k + 1)
     mse = np.sum((V_T - v_free[:, :, tgt]) ** 2, axis=-1)
+    mse_eq = np.sum((V_T - eq_target) ** 2, axis=-1)
     ok = np.isfinite(mse) & np.isfinite(mse_eq)
     bad = ~(ok.all(axis=0) & np.isfinite(v_clamped).all(axis=(0, 2)))
     if np.any(bad):

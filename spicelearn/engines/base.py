@@ -158,7 +158,7 @@ class Engine(abc.ABC):
     def _check_clamp(self, clamp) -> np.ndarray:
         c = np.asarray(clamp, dtype=float)
         shape = self.task.target_index.shape
-        if c.shape != shape or not np.all(np.isfinite(c)):
+        if c.shape != shape or not np.isfinite(c).all():
             raise ConfigError(f"`clamp` must be finite volts with shape {shape}, got {np.asarray(clamp)!r:.80}")
         return c
 

@@ -210,38 +210,39 @@ def _inv_small(Q: np.ndarray) -> np.ndarray:
 
 class _Recurrence:
     """Buffers of the Chebyshev recurrence ``T_{k+1} = [-I, 2u] [T_{k-1}; T_k]`` on ``cols`` vectors of ``n``:
-    the terms ``T_k`` (n, cols) are adjacent blocks of one buffer, so that each term is one matrix product with
-    ``M = [-I, 2u]`` (n, 2n) and no copy; ``zero`` (an index of a term) is set to zero after every product."""
+    the terms ``T_k`` (n, cols) are adjacent blocks of one buffer, after a block of zeros (``T_{-1}``, so that
+    ``2 T_1 = [-I, 2u] [0; T_0]``), and each term is one matrix product with ``M = [-I, 2u]`` (n, 2n) and no
+    copy; ``zero`` (an index of a term) is set to zero after every product."""
 
     def __init__(self, n: int, cols: int, zero=None):
-        self.n, self.cols, self.zero = n, cols, zero
-        self.buf, self.views = np.zeros((0, n, cols)), []
+        self.n, self.cols, self.zero = n, cols, zero if zero is not None else slice(0, 0)
+        self.buf, self.views = np.zeros((1, n, cols)), []
 
     def start(self, m: int) -> np.ndarray:
         """Room for ``m`` terms; returns ``T_0`` (n, cols) to fill (its ``zero`` entries are zero)."""
-        if self.buf.shape[0] < m:
+        if self.buf.shape[0] < m + 1:
             m = max(m, 32, 2 * self.buf.shape[0])
             n, c = self.n, self.cols
-            self.buf = buf = np.zeros((m, n, c))
+            self.buf = buf = np.zeros((m + 1, n, c))  # buf[k + 1] = T_k
             flat = buf.reshape(-1)
-            z = self.zero if self.zero is not None else slice(0, 0)
-            self.views = [(flat[(k - 1) * n * c:(k + 1) * n * c].reshape(2 * n, c), buf[k + 1], buf[k + 1][z])
-                          for k in range(1, m - 1)]
-        return self.buf[0]
+            self.views = [(flat[k * n * c:(k + 2) * n * c].reshape(2 * n, c), buf[k + 2], buf[k + 2][self.zero])
+                          for k in range(m - 1)]
+        return self.buf[1]
 
     def run(self, M: np.ndarray, coef: np.ndarray) -> np.ndarray:
         """``sum_k coef[k] T_k`` (n, cols) from the ``T_0`` that :meth:`start` returned."""
-        m, buf, n = coef.size, self.buf, self.n
+        m, buf = coef.size, self.buf
         if m > 1:
-            t1 = buf[1]
-            np.dot(M[:, n:], buf[0], out=t1)  # T_1 = u T_0
-            t1 *= 0.5
-            t1[self.zero if self.zero is not None else slice(0, 0)] = 0.0
             dot = M.dot
-            for x, y, z in self.views[:m - 2]:
+            views = self.views
+            x, y, z = views[0]
+            dot(x, out=y)  # 2 T_1 = 2u T_0
+            y *= 0.5
+            z.fill(0.0)
+            for x, y, z in views[1:m - 1]:
                 dot(x, out=y)
                 z.fill(0.0)
-        return coef.dot(buf[:m].reshape(m, -1)).reshape(n, self.cols)
+        return coef.dot(buf[1:m + 1].reshape(m, -1)).reshape(self.n, self.cols)
 
 
 class _Operators:
@@ -393,15 +394,6 @@ class ExactEngine(Engine):
         self._Kinv = tuple(np.ascontiguousarray(f.Kinv) for f in self.frames)
         # the floating nodes' Laplacian L_G[FF] (n_F, n_F) as contributions of the edges: slot, edge, sign
         self._Lslot, self._Ledge, self._Lsign = laplacian_map(network, self.floating)
-        # B_F^T diag(g) b_src: each edge's source drop at its floating ends (+ at u, - at v)
-        en = network.edge_nodes
-        index = np.full(n, -1)
-        index[self.floating] = np.arange(nf)
-        a, b = index[en[:, 0]], index[en[:, 1]]
-        e = np.arange(network.n_edges)
-        self._rrow = np.concatenate([a[a >= 0], b[b >= 0]])
-        self._redge = np.concatenate([e[a >= 0], e[b >= 0]])
-        self._rcoef = np.concatenate([self.b_src[a >= 0], -self.b_src[b >= 0]])
         self._rhs = np.zeros((nf, 1 + tgt.size), order="F")  # [r, E_T]
         self._rhs[nc + np.arange(tgt.size), 1 + np.arange(tgt.size)] = 1.0
         # contiguous copies of what every tick multiplies by
@@ -477,9 +469,9 @@ class ExactEngine(Engine):
         Kinv = self._Kinv[twin]
         A = Kinv.dot(L).dot(self._KinvT[twin])
         # one Cholesky solve for the equilibrium and the target columns of A^-1: A X = [r, E_T],
-        # r = K^-1 B_F^T diag(g) B_S V_S
+        # r = W diag(g) B_S V_S
         rhs = self._rhs
-        rhs[:, 0] = Kinv.dot(np.bincount(self._rrow, weights=g.take(self._redge) * self._rcoef, minlength=nf))
+        rhs[:, 0] = frame.W.dot(g * self.b_src)
         x, info = lapack.dposv(A, rhs, lower=1)[1:]
         if info != 0:
             raise NetworkError("the conductance matrix of the floating nodes is singular: "
