@@ -13,21 +13,25 @@ rounding (``tests/test_batched.py``: positions equal, voltages within 1e-10 V).
 The B runs share the network and its source and target nodes; each has its own board (part values,
 capacitance model, capacitors of each twin), task voltages and clock period. Where every board has the
 same capacitors (nominal boards, or boards whose only imperfections are in their pots and comparators),
-the boards share one frame and ``A`` of the whole batch is one product of the conductances with a table
-of the edges' ``w_e (x) w_e`` (:class:`_Shared`: einsum with the batch last for small networks, one BLAS
-product for larger ones); otherwise each board has its own frame.
+the boards share one frame (:class:`_Frames` with a leading axis of one, which broadcasts); otherwise each
+board has its own. Small networks (up to :data:`_SMALL` floating nodes) build ``A`` of every board from a
+table of the edges' ``w_e (x) w_e`` by one einsum with the batch axis last, and run the recurrence the
+same way; larger ones build each board's ``A = K^-1 L_G[FF] K^-T`` by two matrix products (its
+Laplacian from one ``bincount`` over the batch) and run the recurrence as one stacked product per term.
 
-Memory: per board, three ``(n_F, n_F)`` matrices and ``W`` ``(n_F, E)`` for each twin frame, and the
-tick's operators, about ``8 (4 n_F^2 + 2 n_F E)`` bytes per board and twin (lab16: 3 kB; delaunay64:
-0.25 MB); a shared frame instead holds its table once, ``8 n_F^2 E`` bytes (delaunay64: 4 MB, bounded by
-:data:`SHARED_TABLE_MAX`).
+Memory: per board, three ``(n_F, n_F)`` matrices, ``W`` ``(n_F, E)`` and the node map ``(n_F, N)`` for
+each twin frame (once for a shared frame), the tick's operators and the recurrence's terms, about
+``8 (5 n_F^2 + 2 n_F E + 2 m n_F)`` bytes per board and twin for ``m`` terms (lab16: 4 kB; delaunay64:
+0.3 MB).
 
-The array code uses only ``matmul``, ``einsum``, ``eigh``, ``solve``, a Cholesky solve, elementwise
-functions and fancy indexing, with state passed in and out as frozen dataclasses: what ``jax.numpy`` or
-``torch`` offer under the same names (see docs/architecture.md). A board's run does not depend on the rest
-of its batch, bit for bit (a sweep resumed after a kill, whose batches are composed differently, ends with
-the same files): products are per slice, per board or row by row (:func:`_rowwise` keeps OpenBLAS's rows
-alike), with one exception: numpy takes other loops for a stack of one, which round differently
+The array code uses only ``matmul``, ``einsum``, ``eigh``, ``solve``, a Cholesky solve, ``bincount``,
+elementwise functions and fancy indexing, with state passed in and out as frozen dataclasses: what
+``jax.numpy`` or ``torch`` offer under the same names (see docs/architecture.md). A board's run does not
+depend on the rest of its batch, bit for bit (a sweep resumed after a kill, whose batches are composed
+differently, ends with the same files): every product is one per board (a stacked ``matmul`` calls BLAS
+once per board with the same shapes), einsum's loops sum in one order, and no BLAS product runs across
+boards (OpenBLAS rounds a row of a product by its place among the rows on some processors: its SkylakeX
+kernels, for instance). One exception: numpy takes other loops for a stack of one, which round differently
 (:func:`spicelearn.loop.train_batch` never runs a board alone).
 
 The protocol is the single engines' (:mod:`spicelearn.engines.base`) with a

@@ -32,11 +32,13 @@ clamped twin) is computed one of two ways, chosen per tick (``method="dense"``):
   global capacitance: ``[0, 2 max_i sum_{j~i} g_j / C_i]``, Gershgorin), so
   ``exp(-x)`` is expanded in Chebyshev polynomials on that interval, with
   coefficients ``2 (-1)^k e^{-t lo} I_k(rho)`` (modified Bessel functions, exact
-  tail bound) truncated where the tail is below ``1e-15``. Each twin's three-term
-  recurrence ``T_{k+1} = [-I, 2u] [T_{k-1}; T_k]`` is one matrix-vector product per
-  term (the terms are adjacent rows of one buffer). The interval is
-  rounded outward on a grid (1.1 % steps) so that the coefficients are computed
-  once per interval and cached.
+  tail bound) truncated where the tail is below ``1e-15``. The three-term
+  recurrence ``T_{k+1} = [-I, 2u] [T_{k-1}; T_k]`` is one matrix product per term
+  for both twins (:class:`_Recurrence`: the terms are adjacent blocks of one buffer,
+  the twins its two columns; the clamped twin's vector has zeros at the targets, so
+  ``A`` times it is ``A11`` times it where the target rows are zeroed again). The
+  interval is rounded outward on a grid (1.1 % steps) so that the coefficients are
+  computed once per interval and cached.
 * **eigen** (every regime): one symmetric eigensolve ``A = U diag(lam) U^T``
   (computed only when needed, and cached with the tick's operators); the free
   twin decays mode by mode; the clamped twin's resolvents follow from those of
@@ -55,8 +57,12 @@ nothing: the twins sit at their equilibria.
 Networks of :data:`SPARSE_FROM` floating nodes or more take the sparse path of
 :mod:`spicelearn.engines.sparse` (sparse factorisations of the Laplacians and a
 shift-and-invert Krylov approximation of the exponential's action); ``method``
-forces a path. The default (``method=None``) is :data:`DENSE_DEFAULT` below
-that size: ``eigen``, the previous releases' arithmetic bit for bit (see there).
+forces a path. The default (``method=None``) is :data:`DENSE_DEFAULT` (``dense``)
+below that size; ``eigen`` is the arithmetic of spicelearn 0.2, operation for operation.
+
+Node voltages come from the coordinates by one product with ``K^-1`` scattered to the
+floating nodes' columns (both twins at once where their capacitors are equal), and a
+state keeps the coordinates it was made from, so the next tick starts from them.
 
 Both capacitance models share this code: ``global`` is ``L_C = diag(C)``.
 
@@ -91,9 +97,10 @@ __all__ = ["ExactEngine", "ExactState", "contour_quadrature", "capacitor_frame",
 #: The engine's ways of solving a tick (``ExactEngine(..., method=...)``).
 METHODS = ("auto", "dense", "chebyshev", "eigen", "sparse")
 
-#: ``method="auto"`` takes the sparse path from this many floating nodes of the free twin on
-#: (measured: ``benchmarks/bench_large.py``).
-SPARSE_FROM = 250
+#: ``method="auto"`` takes the sparse path from this many floating nodes of the free twin on (measured:
+#: ``benchmarks/bench_large.py --sizes 240 256 272 288 304 --repeats 7``: sparse / dense 1.31 at 256 nodes,
+#: 1.27 at 272, 0.87 at 288; the dense path's paired recurrence moved it up from 250).
+SPARSE_FROM = 280
 
 #: The dense path of the default ``method=None``: ``"dense"``, the fast path (benchmarks/bench_exact.py).
 #: ``"eigen"`` is the previous releases' arithmetic, operation for operation: tests/test_reference.py runs it
