@@ -523,23 +523,16 @@ class BatchedExactEngine:
             np.multiply(np.moveaxis(clamped.A, 0, -1)[:nc, :nc], s, out=M[1, :nc, :nc])
             M[0, idx, idx] -= shift
             M[1, idc, idc] -= shift
-            X = np.zeros((2, n, B))
-            X[0], X[1, :nc] = x.T, x1.T
-            c = coef.T[:, None, None, :]  # (m, 1, 1, B)
-
-            def apply(y):
-                return np.einsum("kijb,kjb->kib", M, y)
-
-            acc = c[0] * X
-            if m > 1:
-                prev, cur = X, apply(X)
-                cur *= 0.5
-                acc += c[1] * cur
-                for k in range(2, m):
-                    nxt = apply(cur)
-                    nxt -= prev
-                    prev, cur = cur, nxt
-                    acc += c[k] * cur
+            terms = self._small_terms(B, m)  # (m, 2, n, B): T_k of both twins, the batch axis last
+            terms[0].fill(0.0)
+            terms[0, 0], terms[0, 1, :nc] = x.T, x1.T
+            for k in range(1, m):
+                t = np.einsum("kijb,kjb->kib", M, terms[k - 1], out=terms[k])
+                if k == 1:
+                    t *= 0.5  # T_1 = u T_0
+                else:
+                    t -= terms[k - 2]
+            acc = np.einsum("kb,kpib->pib", coef.T, terms)  # the terms in order (see below)
             return acc[0].T, acc[1, :nc].T
         # larger networks: the terms T_k (B, P, n, C) of the batch one after another in a buffer kept between ticks,
         # a matrix product per term; equal twins share each board's matrix (P = 1, the twins its C = 2 columns, the
@@ -569,6 +562,14 @@ class BatchedExactEngine:
         # shorter expansion add exact zeros, so a board's sum does not depend on the batch's longest expansion)
         acc = np.einsum("bk,kbpnc->bpnc", coef, buf)
         return acc[:, 0, :, 0], acc[:, P - 1, :nc, 2 - P]
+
+    def _small_terms(self, B: int, m: int) -> np.ndarray:
+        """The terms of a small network's recurrence (m, 2, n_F, B) for B of the batch's boards, a view of a buffer
+        kept between ticks."""
+        buf = self._scratch.get("small")
+        if buf is None or buf.shape[0] < m:
+            buf = self._scratch["small"] = np.zeros((max(m, 32), 2, self.n_f, self.size))
+        return buf[:m, ..., :B]
 
     def _work(self, B: int) -> np.ndarray:
         """A scratch stack of B matrices (B, n_F, n_F), kept between ticks."""
