@@ -91,8 +91,7 @@ from ..model.task import BoundTask
 from .base import Engine, EngineState
 
 __all__ = ["ExactEngine", "ExactState", "contour_quadrature", "capacitor_frame", "chebyshev_plan", "laplacian_map",
-           "METHODS",
-           "SPARSE_FROM", "CHEBYSHEV_MAX_TERMS", "DENSE_DEFAULT"]
+           "METHODS", "SPARSE_FROM", "CHEBYSHEV_MAX_TERMS", "DENSE_DEFAULT"]
 
 #: The engine's ways of solving a tick (``ExactEngine(..., method=...)``).
 METHODS = ("auto", "dense", "chebyshev", "eigen", "sparse")

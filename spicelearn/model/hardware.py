@@ -165,7 +165,7 @@ class Potentiometer:
         if not integral or p.min() < 0 or p.max() >= self.n_positions:
             raise ConfigError(f"`positions` must be integers in 0..{self.n_positions - 1}, got range "
                               f"[{np.nanmin(p)}, {np.nanmax(p)}]")
-        return p.astype(int, copy=False)
+        return p.astype(int)
 
 
 #: Digital potentiometers of the part library: name -> (positions, nominal R_AB in ohm). The AD5220 comes in
