@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -183,9 +184,15 @@ def main():
         print(f"{k:24s}: median {v:8.0f} steps/s  (min {min(rates[k]):.0f}, max {max(rates[k]):.0f})")
     same = np.array_equal(runs["dense"]["position"].values, runs["previous"]["position"].values)
     dv = max(float(np.abs(runs["dense"][k].values - runs["previous"][k].values).max()) for k in ("v_free", "v_clamped"))
-    bit = all(np.array_equal(runs["eigen"][k].values, runs["previous"][k].values) for k in ("v_free", "v_clamped"))
+    # this commit's eigen path against the previous engine's (its default where it has no `method`: f0490b2)
+    previous = engines["previous"]
+    if "method" in inspect.signature(previous).parameters:
+        previous = functools.partial(previous, method="eigen")
+        runs["previous eigen"] = train(net, task.task, hw, steps=args.steps, backend=previous)
+    ref = runs.get("previous eigen", runs["previous"])
+    bit = all(np.array_equal(runs["eigen"][k].values, ref[k].values) for k in ("v_free", "v_clamped"))
     print(f"train, dense / previous commit : {med['dense'] / med['previous']:.2f}x   (same positions: {same}; "
-          f"max |dv| {dv:.1e} V; eigen bit for bit the previous: {bit})")
+          f"max |dv| {dv:.1e} V; eigen bit for bit the previous engine's eigen path: {bit})")
     print(f"train, dense / naive           : {med['dense'] / med['naive']:.2f}x   (previous / naive: "
           f"{med['previous'] / med['naive']:.2f}x)")
     print(f"minimal loop, dense / naive    : {med['dense (minimal loop)'] / med['naive']:.2f}x   (previous / naive: "
