@@ -149,6 +149,20 @@ def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _t(out)
 
 
+def _recurrence(terms: np.ndarray, product, zero=None) -> None:
+    """The Chebyshev terms ``T_k = 2u T_{k-1} - T_{k-2}`` (``T_1 = u T_0``) in place in ``terms[1:]`` from ``terms[0]``;
+    ``product(y, out)`` writes ``2u y`` into ``out`` and returns it; ``zero`` indexes the entries of a term set to zero
+    after each product (the clamped twin's targets)."""
+    for k in range(1, terms.shape[0]):
+        t = product(terms[k - 1], terms[k])
+        if k == 1:
+            t *= 0.5
+        else:
+            t -= terms[k - 2]
+        if zero is not None:
+            t[zero] = 0.0
+
+
 def _reciprocal(re: np.ndarray, im: np.ndarray) -> np.ndarray:
     """``1 / (re + i im)`` in real arithmetic (a complex division costs several times more), complex."""
     den = re * re + im * im
@@ -351,7 +365,7 @@ class BatchedExactEngine:
         # by b n_F^2), then A = K^-1 L K^-T
         slot, self._Ledge, self._Lsign = laplacian_map(network, self.floating)
         self._Lslot = (np.arange(self.size)[:, None] * self.n_f ** 2 + slot).reshape(-1)
-        self._scratch = {}  # the Chebyshev recurrence's buffers (_recurrence_buffers)
+        self._scratch = {}  # buffers kept between ticks (_buffer)
         # bounds of the spectra: per-edge capacitors, the edges' g / c; otherwise (or a batch of both models)
         # Gershgorin's
         per_edge = all(b.hardware.capacitance_model == "per_edge" for b in boards)
@@ -419,7 +433,9 @@ class BatchedExactEngine:
             A = (frames.W * g[:, None, :]) @ _t(frames.W)
             r = _mv(frames.W, g * self.b_src)
         else:  # A = K^-1 L_G[FF] K^-T board by board (two n_F^3 products, not n_F^2 E)
-            A = np.matmul(np.matmul(frames.Kinv, self._laplacians(g), out=self._work(g.shape[0])), frames.KinvT)
+            KL = self._buffer("K^-1 L", (self.size, self.n_f, self.n_f))
+            np.matmul(frames.Kinv, self._laplacians(g), out=KL)
+            A = np.matmul(KL, frames.KinvT)
             r = _mv(frames.W, g * self.b_src)
         Z = _solve_spd(A, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, A.shape[:1]
                                                                           + self._unit_T.shape)], axis=2))
@@ -518,20 +534,15 @@ class BatchedExactEngine:
         s, shift = 2.0 * d / half, 2.0 * center / half
         idx, idc = np.arange(n), np.arange(nc)
         if n <= _SMALL:  # the batch axis last: one einsum over all boards beats B tiny matrix products
-            M = np.zeros((2, n, n, B))
+            M = self._buffer("small M", (2, n, n, self.size))[..., :B]  # the clamped twin's padding stays zero
             np.multiply(np.moveaxis(free.A, 0, -1), s, out=M[0])
             np.multiply(np.moveaxis(clamped.A, 0, -1)[:nc, :nc], s, out=M[1, :nc, :nc])
             M[0, idx, idx] -= shift
             M[1, idc, idc] -= shift
-            terms = self._small_terms(B, m)  # (m, 2, n, B): T_k of both twins, the batch axis last
+            terms = self._buffer("small terms", (m, 2, n, self.size))[..., :B]  # T_k, the batch axis last
             terms[0].fill(0.0)
             terms[0, 0], terms[0, 1, :nc] = x.T, x1.T
-            for k in range(1, m):
-                t = np.einsum("kijb,kjb->kib", M, terms[k - 1], out=terms[k])
-                if k == 1:
-                    t *= 0.5  # T_1 = u T_0
-                else:
-                    t -= terms[k - 2]
+            _recurrence(terms, lambda y, out: np.einsum("kijb,kjb->kib", M, y, out=out))
             acc = np.einsum("kb,kpib->pib", coef.T, terms)  # the terms in order (see below)
             return acc[0].T, acc[1, :nc].T
         # larger networks: the terms T_k (B, P, n, C) of the batch one after another in a buffer kept between ticks,
@@ -539,7 +550,8 @@ class BatchedExactEngine:
         # clamped twin's target rows zeroed: [2u [y1; 0]]_1 = 2u_11 y1), twins that differ have one each (P = 2,
         # the clamped twin's A11 padded with zeros)
         P = 1 if clamped is free else 2
-        M, buf = self._recurrence_buffers(P, B, m)
+        M = self._buffer(("M", P), (self.size, P, n, n))[:B]  # its padding stays zero
+        buf = self._buffer(("terms", P), (m, self.size, P, n, 2 // P))[:, :B]
         np.multiply(free.A, s[:, None, None], out=M[:, 0])
         M[:, 0, idx, idx] -= shift[:, None]
         if P == 2:
@@ -549,45 +561,21 @@ class BatchedExactEngine:
         t0.fill(0.0)
         t0[:, 0, :, 0] = x
         t0[:, P - 1, :nc, 2 - P] = x1
-        for k in range(1, m):
-            t = buf[k]
-            np.matmul(M, buf[k - 1], out=t)
-            if k == 1:
-                t *= 0.5  # T_1 = u T_0
-            else:
-                t -= buf[k - 2]
-            if P == 1:
-                t[:, 0, nc:, 1] = 0.0
+        _recurrence(buf, lambda y, out: np.matmul(M, y, out=out),
+                    zero=(slice(None), 0, slice(nc, None), 1) if P == 1 else None)
         # sum_k coef_k T_k, the terms in order for every board (einsum's loop: trailing zero coefficients of a
         # shorter expansion add exact zeros, so a board's sum does not depend on the batch's longest expansion)
         acc = np.einsum("bk,kbpnc->bpnc", coef, buf)
         return acc[:, 0, :, 0], acc[:, P - 1, :nc, 2 - P]
 
-    def _small_terms(self, B: int, m: int) -> np.ndarray:
-        """The terms of a small network's recurrence (m, 2, n_F, B) for B of the batch's boards, a view of a buffer
-        kept between ticks."""
-        buf = self._scratch.get("small")
-        if buf is None or buf.shape[0] < m:
-            buf = self._scratch["small"] = np.zeros((max(m, 32), 2, self.n_f, self.size))
-        return buf[:m, ..., :B]
-
-    def _work(self, B: int) -> np.ndarray:
-        """A scratch stack of B matrices (B, n_F, n_F), kept between ticks."""
-        w = self._scratch.get("work")
-        if w is None:
-            w = self._scratch["work"] = np.empty((self.size, self.n_f, self.n_f))
-        return w[:B]
-
-    def _recurrence_buffers(self, P: int, B: int, m: int) -> tuple:
-        """The recurrence's matrices ``M`` (B, P, n_F, n_F) and its terms (m, B, P, n_F, 2 / P) for B of the
-        batch's boards: views of buffers kept between ticks (fresh megabytes every tick cost their pages again);
-        the padding of M stays zero."""
-        M, buf = self._scratch.get(P, (None, None))
-        if M is None or buf.shape[0] < m:
-            M = np.zeros((self.size, P, self.n_f, self.n_f)) if M is None else M
-            buf = np.zeros((max(m, 32), self.size, P, self.n_f, 2 // P))
-            self._scratch[P] = M, buf
-        return M[:B], buf[:m, :B]
+    def _buffer(self, key, shape: tuple) -> np.ndarray:
+        """A zeroed array of ``shape`` kept between ticks under ``key`` (fresh megabytes every tick cost their pages
+        again); its first axis grows when a later call asks for more (the recurrence's terms)."""
+        buf = self._scratch.get(key)
+        if buf is None or buf.shape[0] < shape[0]:
+            rows = max(shape[0], 2 * buf.shape[0] if buf is not None else 0)
+            buf = self._scratch[key] = np.zeros((rows,) + tuple(shape[1:]))
+        return buf[:shape[0]]
 
     def _check_positions(self, positions) -> np.ndarray:
         p = np.asarray(positions)
