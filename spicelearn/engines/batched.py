@@ -17,7 +17,8 @@ the boards share one frame (:class:`_Frames` with a leading axis of one, which b
 board has its own. Small networks (up to :data:`_SMALL` floating nodes) build ``A`` of every board from a
 table of the edges' ``w_e (x) w_e`` by one einsum with the batch axis last, and run the recurrence the
 same way; larger ones build each board's ``A = K^-1 L_G[FF] K^-T`` by two matrix products (its
-Laplacian from one ``bincount`` over the batch) and run the recurrence as one stacked product per term.
+Laplacian from one ``bincount`` over the batch) and run the recurrence as stacked matrix-vector products, one
+per twin and term.
 
 Memory: per board, three ``(n_F, n_F)`` matrices, ``W`` ``(n_F, E)`` and the node map ``(n_F, N)`` for
 each twin frame (once for a shared frame), the tick's operators and the recurrence's terms, about
@@ -545,13 +546,14 @@ class BatchedExactEngine:
             _recurrence(terms, lambda y, out: np.einsum("kijb,kjb->kib", M, y, out=out))
             acc = np.einsum("kb,kpib->pib", coef.T, terms)  # the terms in order (see below)
             return acc[0].T, acc[1, :nc].T
-        # larger networks: the terms T_k (B, P, n, C) of the batch one after another in a buffer kept between ticks,
-        # a matrix product per term; equal twins share each board's matrix (P = 1, the twins its C = 2 columns, the
-        # clamped twin's target rows zeroed: [2u [y1; 0]]_1 = 2u_11 y1), twins that differ have one each (P = 2,
-        # the clamped twin's A11 padded with zeros)
+        # larger networks: the terms T_k (B, 2, n, 1) of the batch one after another in a buffer kept between ticks,
+        # the twins' vectors one column each, a matrix-vector product per twin and term (numpy takes gemv for a
+        # single column: two of them cost half a product with two columns); equal twins share each board's matrix
+        # (P = 1, broadcast; the clamped twin's target rows zeroed: [2u [y1; 0]]_1 = 2u_11 y1), twins that differ
+        # have one each (P = 2, the clamped twin's A11 padded with zeros)
         P = 1 if clamped is free else 2
         M = self._buffer(("M", P), (self.size, P, n, n))[:B]  # its padding stays zero
-        buf = self._buffer(("terms", P), (m, self.size, P, n, 2 // P))[:, :B]
+        buf = self._buffer("terms", (m, self.size, 2, n, 1))[:, :B]
         np.multiply(free.A, s[:, None, None], out=M[:, 0])
         M[:, 0, idx, idx] -= shift[:, None]
         if P == 2:
@@ -560,13 +562,12 @@ class BatchedExactEngine:
         t0 = buf[0]
         t0.fill(0.0)
         t0[:, 0, :, 0] = x
-        t0[:, P - 1, :nc, 2 - P] = x1
-        _recurrence(buf, lambda y, out: np.matmul(M, y, out=out),
-                    zero=(slice(None), 0, slice(nc, None), 1) if P == 1 else None)
+        t0[:, 1, :nc, 0] = x1
+        _recurrence(buf, lambda y, out: np.matmul(M, y, out=out), zero=(slice(None), 1, slice(nc, None)))
         # sum_k coef_k T_k, the terms in order for every board (einsum's loop: trailing zero coefficients of a
         # shorter expansion add exact zeros, so a board's sum does not depend on the batch's longest expansion)
-        acc = np.einsum("bk,kbpnc->bpnc", coef, buf)
-        return acc[:, 0, :, 0], acc[:, P - 1, :nc, 2 - P]
+        acc = np.einsum("bk,kbtn->btn", coef, buf[..., 0])
+        return acc[:, 0], acc[:, 1, :nc]
 
     def _buffer(self, key, shape: tuple) -> np.ndarray:
         """A zeroed array of ``shape`` kept between ticks under ``key`` (fresh megabytes every tick cost their pages
