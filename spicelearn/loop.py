@@ -434,12 +434,12 @@ def _prepare(bound: BoundTask, hardware, board, rule, seed, board_seed, position
                 durations=jittered_durations(b, steps, rngs["jitter"]), attrs=attrs)
 
 
-def _dataset(run: _Run, record: dict, backend: str):
-    """The run file of a finished run (:func:`spicelearn.runfile.make_dataset`)."""
+def _dataset(run: _Run, record: dict, backend: str, like=None):
+    """The run file of a finished run (:func:`spicelearn.runfile.make_dataset`; ``like`` a batch's previous one)."""
     b, steps = run.board, len(record["mse"])
     time = np.cumsum(record["duration"]) if "duration" in record else (np.arange(steps) + 1) * b.period
     return make_dataset(run.task, b, record=record, time=time, time_units="s",
-                        attrs={"backend": backend, **run.attrs})
+                        attrs={"backend": backend, **run.attrs}, like=like)
 
 
 #: Bytes of per-step records one batch of :func:`train_batch` holds at most; larger batches run in chunks.
@@ -514,7 +514,7 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
                 for r, record in zip(part[:n], records[:n]):
                     if r.durations is None:
                         record.pop("duration", None)
-                    out.append(_dataset(r, record, "exact"))
+                    out.append(_dataset(r, record, "exact", like=out[-1] if out else None))
     finally:
         bar.close()
     return out

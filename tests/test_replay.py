@@ -11,7 +11,7 @@ from spicelearn.errors import ConfigError
 from spicelearn.loop import replay_run, train
 from spicelearn.model.hardware import Hardware
 from spicelearn.model.network import load_network
-from spicelearn.runfile import load_run, run_inputs, save_run
+from spicelearn.runfile import load_run, make_dataset, run_inputs, save_run
 
 
 
@@ -43,6 +43,35 @@ def test_run_file_records_a_graphml_network_with_its_parts(tmp_path):
     assert board.gamma_l == ds.attrs["gamma_l"] and board.R == pytest.approx(0.5)
     res = replay_run(back, engines=("exact",))
     assert res.error_vs_record(0).max() == 0.0  # the exact engine repeats its own run bit for bit
+
+
+def _remade(ds, like):
+    """The run file of ``ds``'s run made again by make_dataset from its record, inputs and attributes."""
+    task, board, _ = run_inputs(ds)
+    keys = ("mse", "mse_eq", "v_free", "v_clamped", "mse0", "position", "position_start", "duration")
+    record = {k: ds[k].values for k in keys if k in ds}
+    return make_dataset(task, board, record=record, time=ds.time.values, time_units="s", attrs=dict(ds.attrs),
+                        like=like)
+
+
+@pytest.mark.parametrize("other", [dict(R=2.0, seed=5), dict(R=0.5, seed=1, capacitance_model="global"),
+                                   dict(R=1.0, seed=2, board_seed=3), dict(R=1.0, seed=2, steps=12)])
+def test_a_run_file_made_like_another_is_the_one_made_anew(other):
+    """A batch makes its run files by copying the previous one's layout (``like``): the same file as one built
+    anew, whether the layouts match (another rate and seed) or not (another capacitance model, imperfect parts
+    with their wiper and leakage, another length); the file it copied is left as it was."""
+    from spicelearn.model.hardware import Capacitor, Potentiometer
+
+    like = train("lab16", "default", Hardware.from_R(1.0), steps=20, seed=0)
+    kept = like.copy(deep=True)
+    hw = Hardware.from_R(other["R"], capacitance_model=other.get("capacitance_model", "per_edge"))
+    if "board_seed" in other:
+        hw = Hardware.from_R(other["R"], pot=Potentiometer(tolerance=0.1, wiper=50.0), capacitor=Capacitor(leakage=1e6))
+    ds = train("lab16", "default", hw, steps=other.get("steps", 20), seed=other["seed"],
+               board_seed=other.get("board_seed"))
+    made = _remade(ds, like)
+    assert made.identical(_remade(ds, None)) and made.identical(ds)
+    assert like.identical(kept)
 
 
 def test_a_builtin_seed_is_recorded_and_a_mismatch_refused(tmp_path):
