@@ -136,9 +136,11 @@ class Decide:
 
         def decide(k, p, vf, vc, edge_nodes):
             j = k % n
-            if j == 0:  # the next block of every stream's draws
+            if j == 0:  # the next block of every stream's draws (normal(0, s) is s times the standard draws)
                 for b in noisy:
-                    noise[b] = rngs[b].normal(0.0, sigma[b], size=(n, 2, E))
+                    rngs[b].standard_normal(out=noise[b])
+                if noisy:
+                    np.multiply(noise, sigma[:, None, None, None], out=noise)  # (boards without noise: zeros)
                 for b in missing:
                     draws[b] = miss_rngs[b].random((n, E))
             eu, ev = edge_nodes

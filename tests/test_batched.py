@@ -206,11 +206,13 @@ def test_a_long_relaxation_reaches_the_clamped_equilibrium_and_a_short_one_barel
 
 
 def test_block_draws_are_the_per_tick_draws():
-    """The decider draws 64 ticks of noise at once; numpy's generators give the same numbers either way."""
-    a, b = np.random.default_rng(3), np.random.default_rng(3)
-    block = a.normal(0.0, 0.01, size=(Decide.BLOCK, 2, 16))
-    ticks = np.array([[b.normal(0.0, 0.01, size=16) for _ in range(2)] for _ in range(Decide.BLOCK)])
-    np.testing.assert_array_equal(block, ticks)
+    """The decider draws 64 ticks of standard normal noise at once and scales them; numpy's generators give the
+    same numbers as a draw of N(0, sigma^2) per tick and comparator."""
+    for sigma in (0.01, 0.02, 0.3):
+        a, b = np.random.default_rng(3), np.random.default_rng(3)
+        block = a.standard_normal((Decide.BLOCK, 2, 16)) * sigma
+        ticks = np.array([[b.normal(0.0, sigma, size=16) for _ in range(2)] for _ in range(Decide.BLOCK)])
+        np.testing.assert_array_equal(block, ticks)
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
