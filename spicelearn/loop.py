@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .blas import limit_for
-from .checks import check_record_memory, check_seed, check_steps, record_bytes
+from .checks import check_record_memory, check_seed, check_steps
 from .engines import get_engine
 from .engines.base import Engine
 from .errors import ConfigError, SpicelearnError
@@ -444,8 +444,19 @@ def _dataset(run: _Run, record: dict, backend: str, like=None):
                         attrs={"backend": backend, **run.attrs}, like=like)
 
 
-#: Bytes of per-step records one batch of :func:`train_batch` holds at most; larger batches run in chunks.
+#: Bytes of per-step records one batch of :func:`train_batch` holds at most (:func:`batch_record_bytes`); larger
+#: batches run in chunks.
 BATCH_RECORD_MEMORY = 256 * 2**20
+
+
+def batch_record_bytes(steps: int, n_nodes: int, n_edges: int, n_targets: int) -> int:
+    """Bytes of per-step records that :func:`run_batch` holds per board at its peak, for ``steps`` steps: the
+    batch's arrays (int16 positions, both twins' voltages, the free equilibria's target voltages, the two errors)
+    and each board's copies of them for its run file (which the caller then owns)."""
+    batch = 2 * n_edges + 16 * n_nodes + 8 * n_targets + 16
+    copies = 2 * n_edges + 16 * n_nodes + 16
+    return steps * (batch + copies)
+
 
 #: The arguments of :func:`train` that each run of a batch may set (:func:`train_batch`).
 BATCH_RUN_KEYS = ("task", "hardware", "seed", "positions", "rule", "board", "board_seed")
@@ -492,7 +503,8 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
                r.get("board_seed"), r.get("positions"), steps) for r in runs]
     prepared = [_prepare(*args) for args in inputs]
     if chunk is None:
-        chunk = max(1, BATCH_RECORD_MEMORY // record_bytes(steps, net.n_nodes, net.n_edges))
+        n_targets = prepared[0].task.target_index.size  # (a batch shares its target nodes)
+        chunk = max(1, BATCH_RECORD_MEMORY // batch_record_bytes(steps, net.n_nodes, net.n_edges, n_targets))
     elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ConfigError(f"`chunk` must be an integer >= 1 (boards at once), got {chunk!r}")
     bar = Progress(steps * len(runs), label=f"train {len(runs)} boards on {net.name} (batched)", enabled=progress,

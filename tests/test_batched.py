@@ -244,3 +244,29 @@ def test_bad_batches_are_refused_with_the_reason():
     state = engine.init(np.full((3, bound.network.n_edges), 63), clamp=np.zeros((3, 2)))
     with pytest.raises(ConfigError, match="`duration`"):
         engine.relax(state, np.zeros((3, 2)), np.array([1.0, -1.0, 1.0]))
+
+
+def test_a_chunks_records_take_the_memory_their_bound_says(monkeypatch):
+    """``batch_record_bytes`` is what a chunk holds at its peak (its arrays and the boards' copies), up to the run
+    files' own positions (int32) and the engine: a chunk's memory is bounded as the docs say, and the bound is not
+    so loose that chunks are needlessly small."""
+    import tracemalloc
+
+    import spicelearn.loop as loop
+
+    steps, limit = 400, 4 * 2**20
+    monkeypatch.setattr(loop, "BATCH_RECORD_MEMORY", limit)
+    per_board = loop.batch_record_bytes(steps, 9, 16, 2)
+    B = limit // per_board
+    runs = [dict(hardware=Hardware.from_R(1.0, comparator=Comparator(noise=0.01)), seed=s) for s in range(B)]
+    train_batch("lab16", runs[:2], steps=10)  # imports and tables made once, outside the count
+    tracemalloc.start()
+    try:
+        out = train_batch("lab16", runs, steps=steps)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(out) == B and B * per_board <= limit
+    run_files_positions = B * steps * 16 * 4
+    engine = 2 * 2**20  # the engine's matrices, the noise draws of 64 ticks, the expansions' table
+    assert 0.8 * B * per_board <= peak <= B * per_board + run_files_positions + engine, (peak, B * per_board)
