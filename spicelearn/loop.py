@@ -445,8 +445,9 @@ def _dataset(run: _Run, record: dict, backend: str, like=None):
 
 
 #: Bytes of per-step records one batch of :func:`train_batch` holds at most (:func:`batch_record_bytes`); larger
-#: batches run in chunks.
-BATCH_RECORD_MEMORY = 256 * 2**20
+#: batches run in chunks (lab16 at 3000 steps: two chunks of 500 boards; a tick's fixed cost is spread over more
+#: boards the larger a chunk, and lab16's batched loop ran 1.4x faster with chunks of 1,000 than of 223).
+BATCH_RECORD_MEMORY = 2**30
 
 
 def batch_record_bytes(steps: int, n_nodes: int, n_edges: int, n_targets: int) -> int:
@@ -478,7 +479,8 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
     network_seed : int
     progress : bool
     chunk : int, optional
-        Boards simulated at once (default: as many as fit :data:`BATCH_RECORD_MEMORY`).
+        Boards simulated at once, at most (default: as many as fit :data:`BATCH_RECORD_MEMORY`); the batch runs in
+        as few chunks as that allows, of equal sizes.
 
     Returns
     -------
@@ -507,6 +509,7 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
         chunk = max(1, BATCH_RECORD_MEMORY // batch_record_bytes(steps, net.n_nodes, net.n_edges, n_targets))
     elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ConfigError(f"`chunk` must be an integer >= 1 (boards at once), got {chunk!r}")
+    chunk = -(-len(prepared) // -(-len(prepared) // chunk))  # as few chunks, of sizes as equal as they can be
     bar = Progress(steps * len(runs), label=f"train {len(runs)} boards on {net.name} (batched)", enabled=progress,
                    unit="board-steps")
     out = []

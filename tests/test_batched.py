@@ -108,10 +108,17 @@ def test_custom_rules_run_board_by_board_with_the_same_draws():
     assert batch[0].attrs["rule"] == "inverted"
 
 
-def test_chunks_give_the_same_runs_as_one_batch():
+def test_chunks_give_the_same_runs_as_one_batch(monkeypatch):
+    """Six runs at most four at once: two chunks of three (as few as allowed, of equal sizes), the same runs."""
+    import spicelearn.loop as loop
+
     runs = [dict(hardware=Hardware.from_R(R, comparator=Comparator(noise=0.01)), seed=s)
             for R in (0.5, 2.0) for s in range(3)]
-    whole, chunked = train_batch("lab16", runs, steps=50), train_batch("lab16", runs, steps=50, chunk=4)
+    whole = train_batch("lab16", runs, steps=50)
+    sizes, real = [], loop.run_batch
+    monkeypatch.setattr(loop, "run_batch", lambda engine, *a, **k: sizes.append(engine.size) or real(engine, *a, **k))
+    chunked = train_batch("lab16", runs, steps=50, chunk=4)
+    assert sizes == [3, 3]
     for a, b in zip(whole, chunked):
         np.testing.assert_array_equal(a.position.values, b.position.values)
         np.testing.assert_array_equal(a.v_free.values, b.v_free.values)
