@@ -252,7 +252,7 @@ def run_loop(engine: Engine, steps: int, start: np.ndarray, decide, *, clamps=No
     Returns
     -------
     dict
-        The record: ``position`` (steps, E) int16, ``position_start`` (E,), ``v_free``,
+        The record: ``position`` (steps, E) int32, ``position_start`` (E,), ``v_free``,
         ``v_clamped`` (steps, N), ``mse``, ``mse_eq`` (steps,), ``mse0``; ``duration``
         (steps,) where ``durations`` were given.
     """
@@ -293,7 +293,8 @@ def run_batch(engine, steps: int, start: np.ndarray, decide, *, clamps=None, dur
     Returns
     -------
     list of dict
-        Each board's record (:func:`run_loop`).
+        Each board's record (:func:`run_loop`): its arrays are views of the batch's, whose leading axis is the
+        board (one array per quantity, no copies; a run file kept alone keeps its batch's arrays).
     """
     net, tasks, boards = engine.network, engine.tasks, engine.boards
     B = len(boards)
@@ -301,9 +302,9 @@ def run_batch(engine, steps: int, start: np.ndarray, decide, *, clamps=None, dur
     V_T = np.stack([t.target_voltage for t in tasks])
     edge_nodes = tuple(net.edge_nodes.T)
     check_record_memory(steps * B, net.n_nodes, net.n_edges, f"{B} run(s) on {net.name!r}")
-    position = np.empty((steps, B, net.n_edges), dtype=np.int16)
-    v_free = np.empty((steps, B, net.n_nodes))
-    v_clamped = np.empty((steps, B, net.n_nodes))
+    position = np.empty((B, steps, net.n_edges), dtype=np.int32)  # board first: a board's record is a view
+    v_free = np.empty((B, steps, net.n_nodes))
+    v_clamped = np.empty((B, steps, net.n_nodes))
     eq_target = np.empty((steps, B, tgt.size))  # the free equilibria's target voltages, for mse_eq
     p = np.asarray(start)
     supervise = supervisors(tasks, boards)
@@ -316,27 +317,26 @@ def run_batch(engine, steps: int, start: np.ndarray, decide, *, clamps=None, dur
         clamp = supervise(vf) if clamps is None else clamps[k]
         state = engine.relax(state, clamp, period if durations is None else durations[k])  # 1-2: clamps, relaxation
         vf, vc = engine.voltages(state)
-        v_free[k], v_clamped[k] = vf, vc  # 3: record
+        v_free[:, k], v_clamped[:, k] = vf, vc  # 3: record
         p = decide(k, p, vf, vc, edge_nodes)  # 4: clock tick
-        position[k] = p
+        position[:, k] = p
         state = engine.set_positions(state, p)
         eq_target[k] = engine.equilibrium_free(state)[:, tgt]  # 5: equilibrium error (below)
         bar.update(k + 1)
-    mse = np.sum((V_T - v_free[:, :, tgt]) ** 2, axis=-1)
-    mse_eq = np.sum((V_T - eq_target) ** 2, axis=-1)
+    mse = np.sum((V_T[:, None] - v_free[:, :, tgt]) ** 2, axis=-1)  # (B, steps)
+    mse_eq = np.ascontiguousarray(np.sum((V_T - eq_target) ** 2, axis=-1).T)
     ok = np.isfinite(mse) & np.isfinite(mse_eq)
-    bad = ~(ok.all(axis=0) & np.isfinite(v_clamped).all(axis=(0, 2)))
+    bad = ~(ok.all(axis=1) & np.isfinite(v_clamped).all(axis=(1, 2)))
     if np.any(bad):
         b = int(np.argmax(bad))
         which = f" (board {b} of the batch)" if B > 1 else ""
         raise SpicelearnError(f"the run on {net.name!r}{which} gave non-finite voltages or errors (first at step "
-                              f"{int(np.argmin(ok[:, b]))}); check the task's voltages and the board's part values")
+                              f"{int(np.argmin(ok[b]))}); check the task's voltages and the board's part values")
     mse0 = _rowdot(d0)
     records = []
     for b in range(B):
-        record = dict(position=np.ascontiguousarray(position[:, b]), position_start=np.asarray(start[b]),
-                      mse=mse[:, b].copy(), mse_eq=mse_eq[:, b].copy(), v_free=np.ascontiguousarray(v_free[:, b]),
-                      v_clamped=np.ascontiguousarray(v_clamped[:, b]), mse0=float(mse0[b]))
+        record = dict(position=position[b], position_start=np.asarray(start[b]), mse=mse[b], mse_eq=mse_eq[b],
+                      v_free=v_free[b], v_clamped=v_clamped[b], mse0=float(mse0[b]))
         if durations is not None:
             record["duration"] = np.ascontiguousarray(durations[:, b])
         records.append(record)
@@ -451,12 +451,10 @@ BATCH_RECORD_MEMORY = 2**30
 
 
 def batch_record_bytes(steps: int, n_nodes: int, n_edges: int, n_targets: int) -> int:
-    """Bytes of per-step records that :func:`run_batch` holds per board at its peak, for ``steps`` steps: the
-    batch's arrays (int16 positions, both twins' voltages, the free equilibria's target voltages, the two errors)
-    and each board's copies of them for its run file (which the caller then owns)."""
-    batch = 2 * n_edges + 16 * n_nodes + 8 * n_targets + 16
-    copies = 2 * n_edges + 16 * n_nodes + 16
-    return steps * (batch + copies)
+    """Bytes of per-step records that :func:`run_batch` holds per board at its peak, for ``steps`` steps: int32
+    positions and both twins' voltages (which the run files then hold, as views), the free equilibria's target
+    voltages, the two errors (and a copy of one), the errors' temporaries."""
+    return steps * (4 * n_edges + 16 * n_nodes + 8 * n_targets + 24 + 16 * n_targets)
 
 
 #: The arguments of :func:`train` that each run of a batch may set (:func:`train_batch`).

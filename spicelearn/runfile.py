@@ -81,7 +81,7 @@ def make_dataset(task: BoundTask, board: Board | None, *, record: dict, time, ti
         "mse0": ((), float(record["mse0"])),
     }
     if "position" in record:
-        data["position"] = (("step", "edge"), np.asarray(record["position"]).astype(np.int32))
+        data["position"] = (("step", "edge"), np.asarray(record["position"]).astype(np.int32, copy=False))
         data["position_start"] = ("edge", np.asarray(record["position_start"]).astype(np.int32))
     if "conductance" in record:
         data["conductance"] = (("step", "edge"), record["conductance"])
