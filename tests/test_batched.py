@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import spicelearn as sl
-from spicelearn.engines.batched import BatchedExactEngine, _solve_small
-from spicelearn.errors import ConfigError
+from spicelearn.engines.batched import BatchedExactEngine, _cholesky_solve_last, _solve_small
+from spicelearn.errors import ConfigError, NetworkError
 from spicelearn.loop import Decide, supervisors, train, train_batch
 from spicelearn.model.board import Board
 from spicelearn.model.hardware import Capacitor, Comparator, Hardware, Potentiometer, Supervisor
@@ -220,6 +220,27 @@ def test_block_draws_are_the_per_tick_draws():
         block = a.standard_normal((Decide.BLOCK, 2, 16)) * sigma
         ticks = np.array([[b.normal(0.0, sigma, size=16) for _ in range(2)] for _ in range(Decide.BLOCK)])
         np.testing.assert_array_equal(block, ticks)
+
+
+def test_the_batch_last_cholesky_solves_and_refuses_what_is_not_positive_definite():
+    """Agrees with LAPACK on random positive-definite stacks; a pivot that is negative, zero or NaN (a floating
+    island makes the matrix singular) is a NetworkError, with no numpy warning on the way."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((6, 7, 7))
+    a = g @ np.swapaxes(g, 1, 2) + 0.1 * np.eye(7)
+    b = rng.standard_normal((6, 7, 3))
+    x = np.moveaxis(_cholesky_solve_last(np.moveaxis(a, 0, -1), np.moveaxis(b, 0, -1)), -1, 0)
+    np.testing.assert_allclose(x, np.linalg.solve(a, b), rtol=1e-10, atol=1e-12)
+    for bad in (-1.0, 0.0, np.nan):
+        c = a.copy()
+        c[2, 3, :] = c[2, :, 3] = 0.0
+        c[2, 3, 3] = bad
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(NetworkError, match="singular"):
+                _cholesky_solve_last(np.moveaxis(c, 0, -1), np.moveaxis(b, 0, -1))
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4])

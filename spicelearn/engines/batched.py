@@ -111,16 +111,18 @@ def _cholesky_solve_last(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     substitution alongside, then the backward one; every board's arithmetic in one order whatever the batch."""
     n = a.shape[0]
     L, x = np.array(a), np.array(b)
-    for j in range(n):
-        d = L[j, j]
-        if not np.all(d > 0):
-            raise NetworkError(_SINGULAR)
-        np.sqrt(d, out=d)
-        col = L[j + 1:, j]
-        col /= d
-        L[j + 1:, j + 1:] -= col[:, None] * col[None, :]
-        x[j] /= d
-        x[j + 1:] -= col[:, None] * x[j]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for j in range(n):
+            d = L[j, j]
+            np.sqrt(d, out=d)  # NaN where not positive (checked below, once)
+            col = L[j + 1:, j]
+            col /= d
+            L[j + 1:, j + 1:] -= col[:, None] * col[None, :]
+            x[j] /= d
+            x[j + 1:] -= col[:, None] * x[j]
+    diag = L[np.arange(n), np.arange(n)]
+    if not np.all(diag > 0):  # a pivot <= 0 (or NaN after one): not positive definite
+        raise NetworkError(_SINGULAR)
     for j in range(n - 1, -1, -1):
         if j < n - 1:
             x[j] -= np.einsum("ib,icb->cb", L[j + 1:, j], x[j + 1:])
