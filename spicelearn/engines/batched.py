@@ -293,7 +293,8 @@ class _BesselTable:
                 self.coef, self.size
             self.j0, self.coef, self.size = j0, coef, size
         idx = j - self.j0
-        for i in np.unique(idx[self.size[idx] == 0]):
+        missing = idx[self.size[idx] == 0]
+        for i in np.unique(missing) if missing.size else ():
             row = _bessel_terms(int(i) + self.j0)
             if row.size > self.coef.shape[1]:
                 self.coef = np.pad(self.coef, ((0, 0), (0, row.size - self.coef.shape[1])))
