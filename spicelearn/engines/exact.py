@@ -117,8 +117,8 @@ CHEBYSHEV_TOL = 1e-15
 
 #: From this many floating nodes, equal twins run a recurrence each, one matrix-vector product a term (gemv),
 #: rather than one product with both as two columns (gemm); measured per term, two gemv against one gemm:
-#: 0.79 against 0.58 us at 16 nodes, 0.78 against 0.90 at 24, 1.46 against 2.78 at 59 (delaunay64: whole runs
-#: 1.4x faster).
+#: 0.79 against 0.58 us at 16 nodes, 0.78 against 0.90 at 24, 1.46 against 2.78 at 59 (delaunay64: 1.14x in the
+#: minimal loop of ``benchmarks/bench_exact.py``, whole runs 1.13x to 1.4x in three measurements).
 SPLIT_TWINS_FROM = 24
 
 #: Intervals of the Chebyshev expansion are rounded outward to powers of 2^(1/_GRID).
