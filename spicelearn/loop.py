@@ -306,7 +306,7 @@ def run_batch(engine, steps: int, start: np.ndarray, decide, *, clamps=None, dur
     position = np.empty((B, steps, net.n_edges), dtype=np.int32)  # board first: a board's record is a view
     v_free = np.empty((B, steps, net.n_nodes))
     v_clamped = np.empty((B, steps, net.n_nodes))
-    eq_target = np.empty((steps, B, tgt.size))  # the free equilibria's target voltages, for mse_eq
+    eq_target = np.empty((B, steps, tgt.size))  # the free equilibria's target voltages, for mse_eq
     p = np.asarray(start)
     supervise = supervisors(tasks, boards)
     state = engine.init(p, default_clamp=supervise)
@@ -322,10 +322,10 @@ def run_batch(engine, steps: int, start: np.ndarray, decide, *, clamps=None, dur
         p = decide(k, p, vf, vc, edge_nodes)  # 4: clock tick
         position[:, k] = p
         state = engine.set_positions(state, p)
-        eq_target[k] = engine.equilibrium_free(state)[:, tgt]  # 5: equilibrium error (below)
+        eq_target[:, k] = engine.equilibrium_free(state)[:, tgt]  # 5: equilibrium error (below)
         bar.update(k + 1)
     mse = np.sum((V_T[:, None] - v_free[:, :, tgt]) ** 2, axis=-1)  # (B, steps)
-    mse_eq = np.ascontiguousarray(np.sum((V_T - eq_target) ** 2, axis=-1).T)
+    mse_eq = np.sum((V_T[:, None] - eq_target) ** 2, axis=-1)
     ok = np.isfinite(mse) & np.isfinite(mse_eq)
     bad = ~(ok.all(axis=1) & np.isfinite(v_clamped).all(axis=(1, 2)))
     if np.any(bad):
@@ -446,7 +446,7 @@ def _dataset(run: _Run, record: dict, backend: str, like=None):
 
 
 #: Bytes of per-step records one batch of :func:`train_batch` holds at most (:func:`batch_record_bytes`); larger
-#: batches run in chunks (lab16 at 3000 steps: up to 1,278 boards at once; a tick's fixed cost is spread over more
+#: batches run in chunks (lab16 at 3000 steps: up to 1,315 boards at once; a tick's fixed cost is spread over more
 #: boards the larger a chunk, and lab16's batched loop ran 1.4x faster with chunks of 1,000 than of 223).
 BATCH_RECORD_MEMORY = 2**30
 
@@ -454,8 +454,8 @@ BATCH_RECORD_MEMORY = 2**30
 def batch_record_bytes(steps: int, n_nodes: int, n_edges: int, n_targets: int) -> int:
     """Bytes of per-step records that :func:`run_batch` holds per board at its peak, for ``steps`` steps: int32
     positions and both twins' voltages (which the run files then hold, as views), the free equilibria's target
-    voltages, the two errors (and a copy of one), the errors' temporaries."""
-    return steps * (4 * n_edges + 16 * n_nodes + 8 * n_targets + 24 + 16 * n_targets)
+    voltages, the two errors, the errors' temporaries."""
+    return steps * (4 * n_edges + 16 * n_nodes + 8 * n_targets + 16 + 16 * n_targets)
 
 
 #: The arguments of :func:`train` that each run of a batch may set (:func:`train_batch`).

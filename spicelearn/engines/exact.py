@@ -431,8 +431,8 @@ class ExactEngine(Engine):
         self._M = (np.hstack([-np.eye(nf), np.zeros((nf, nf))]), np.hstack([-np.eye(nc), np.zeros((nc, nc))]))
         self._Mdiag = tuple(M.reshape(-1)[M.shape[0]::2 * M.shape[0] + 1] for M in self._M)  # views: diagonal of 2u
         self._pair = _Recurrence(nf, 2, zero=(slice(nc, None), 1))  # both twins, the clamped one's targets zero
-        self._split = (_Recurrence(nf, 1), _Recurrence(nf, 1, zero=(slice(nc, None), 0)))  # the same, one each
         self._single = (_Recurrence(nf, 1), _Recurrence(nc, 1))  # twins with matrices of their own
+        self._split = (self._single[0], _Recurrence(nf, 1, zero=(slice(nc, None), 0)))  # equal twins, one each
         # node voltages v = y @ Kp + v_src: Kp (n_F, N) is K^-1 with its columns at the floating nodes (zero at
         # the sources), v_src the source voltages at their nodes; both twins in one product where they share a frame
         def node_map(Kinv):
