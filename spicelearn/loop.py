@@ -69,10 +69,16 @@ def make_board(network: CompiledNetwork, hardware: Hardware | None = None, board
     """The board a run simulates: ``board`` (checked against the network), else a board of ``hardware``:
     drawn from its tolerances with ``rng`` (:meth:`Board.draw`), or nominal when it has none."""
     if board is not None:
+        if not isinstance(board, Board):
+            raise ConfigError(f"`board` must be a spicelearn Board (Board.nominal or Board.draw), got "
+                              f"{type(board).__name__}")
         if hardware is not None and hardware is not board.hardware:
             raise ConfigError("give `hardware` or `board` (which carries its hardware), not both")
         return board.check(network)
     hardware = hardware if hardware is not None else Hardware()
+    if not isinstance(hardware, Hardware):
+        raise ConfigError(f"`hardware` must be a spicelearn Hardware (for instance Hardware.from_R(1.0)), got "
+                          f"{type(hardware).__name__} {hardware!r:.40}")
     if hardware.has_spread:
         return Board.draw(network, hardware, rng if rng is not None else np.random.default_rng(0))
     return Board.nominal(network, hardware)

@@ -262,6 +262,8 @@ def test_bad_batches_are_refused_with_the_reason():
         train_batch("lab16", [dict(bogus=1)], steps=5)
     with pytest.raises(ConfigError, match="`chunk`"):
         train_batch("lab16", [dict()], steps=5, chunk=0)
+    with pytest.raises(ConfigError, match="`hardware` must be a spicelearn Hardware .* got str"):
+        train_batch("lab16", [dict(), dict(hardware="lab")], steps=5)
     engine, bound, boards = _engine()
     with pytest.raises(ConfigError, match="`positions` must have shape"):
         engine.init(np.zeros((2, bound.network.n_edges), int), clamp=np.zeros((2, 2)))

@@ -106,3 +106,7 @@ def test_bad_run_parameters():
         train("lab16", "default", steps=5, rule="majority")
     with pytest.raises(ConfigError, match="`positions`"):
         train("lab16", "default", steps=5, positions=np.full(16, 200))
+    with pytest.raises(ConfigError, match="`hardware` must be a spicelearn Hardware .* got float 1.0"):
+        train("lab16", "default", 1.0, steps=5)
+    with pytest.raises(ConfigError, match="`board` must be a spicelearn Board .* got str"):
+        train("lab16", "default", steps=5, board="lab")
