@@ -497,6 +497,9 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
     from .model.network import load_network
 
     steps = check_steps(steps)
+    if isinstance(runs, (str, bytes, Mapping)) or not hasattr(runs, "__iter__"):
+        raise ConfigError(f"`runs` must be a sequence of mappings of train's arguments, one per run, got "
+                          f"{type(runs).__name__}")
     runs = list(runs)
     if not runs:
         raise ConfigError("`runs` is empty; give at least one run (a mapping of train's arguments)")

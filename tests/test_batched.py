@@ -258,6 +258,9 @@ def test_bad_batches_are_refused_with_the_reason():
         train_batch(net, [dict(task=t1), dict(task=t2)], steps=5)
     with pytest.raises(ConfigError, match="`runs` is empty"):
         train_batch("lab16", [], steps=5)
+    for bad in (None, dict(seed=1), "seed"):
+        with pytest.raises(ConfigError, match="`runs` must be a sequence of mappings"):
+            train_batch("lab16", bad, steps=5)
     with pytest.raises(ConfigError, match=r"`runs\[0\]`.*\['bogus'\]"):
         train_batch("lab16", [dict(bogus=1)], steps=5)
     with pytest.raises(ConfigError, match="`chunk`"):

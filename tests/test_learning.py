@@ -1,5 +1,7 @@
 """The learning loop: the error goes down with the hardware rules, and up with the sign flipped."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -106,6 +108,10 @@ def test_bad_run_parameters():
         train("lab16", "default", steps=5, rule="majority")
     with pytest.raises(ConfigError, match="`positions`"):
         train("lab16", "default", steps=5, positions=np.full(16, 200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning on the way to the message
+        with pytest.raises(ConfigError, match="`positions` must be integers in 0..127, got values that are not fin"):
+            train("lab16", "default", steps=5, positions=np.full(16, np.nan))
     with pytest.raises(ConfigError, match="`hardware` must be a spicelearn Hardware .* got float 1.0"):
         train("lab16", "default", 1.0, steps=5)
     with pytest.raises(ConfigError, match="`board` must be a spicelearn Board .* got str"):

@@ -163,8 +163,8 @@ class Potentiometer:
             raise ConfigError(f"`positions` must be integers in 0..{self.n_positions - 1}, got dtype {p.dtype}")
         integral = p.dtype.kind in "iu" or (np.all(np.isfinite(p)) and np.all(p == np.round(p)))
         if not integral or p.min() < 0 or p.max() >= self.n_positions:
-            raise ConfigError(f"`positions` must be integers in 0..{self.n_positions - 1}, got range "
-                              f"[{np.nanmin(p)}, {np.nanmax(p)}]")
+            got = f"range [{p.min()}, {p.max()}]" if np.all(np.isfinite(p)) else "values that are not finite"
+            raise ConfigError(f"`positions` must be integers in 0..{self.n_positions - 1}, got {got}")
         return p.astype(int)
 
 
