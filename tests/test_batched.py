@@ -265,6 +265,8 @@ def test_bad_batches_are_refused_with_the_reason():
         train_batch("lab16", [dict(bogus=1)], steps=5)
     with pytest.raises(ConfigError, match="`chunk`"):
         train_batch("lab16", [dict()], steps=5, chunk=0)
+    with pytest.raises(ConfigError, match=r"`tasks\[0\]` must be a task bound to the network"):
+        BatchedExactEngine(net, [t1], [sl.Board.nominal(net, sl.Hardware())])
     with pytest.raises(ConfigError, match="`hardware` must be a spicelearn Hardware .* got str"):
         train_batch("lab16", [dict(), dict(hardware="lab")], steps=5)
     engine, bound, boards = _engine()

@@ -79,6 +79,14 @@ def test_engine_contract(name, lab):
                 eng.set_positions(s3, bad)
             with pytest.raises(ConfigError, match="`positions`"):
                 eng.init(bad)
+    # what the engine is built from: a bound task on this network, and a board
+    with pytest.raises(ConfigError, match=r"`task` must be a task bound to the network \(task.bind\(network\)\), "
+                                          "got Task"):
+        cls(net, task.task, board)
+    with pytest.raises(ConfigError, match="`task` is bound to another network"):
+        cls(load_network("lab16"), task, board)
+    with pytest.raises(ConfigError, match="`board` must be a spicelearn Board"):
+        cls(net, task, board.hardware)
 
 
 def test_registry_accepts_a_class_and_refuses_unknown_names():

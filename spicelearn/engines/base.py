@@ -77,6 +77,9 @@ class Engine(abc.ABC):
         if not isinstance(board, Board):
             raise ConfigError(f"`board` must be a spicelearn Board (Board.nominal(network, hardware)), "
                               f"got {type(board).__name__}")
+        if not isinstance(task, BoundTask):
+            raise ConfigError(f"`task` must be a task bound to the network (task.bind(network)), got "
+                              f"{type(task).__name__}")
         if task.network is not network:
             raise ConfigError("`task` is bound to another network; bind it to this one (task.bind(network))")
         self.network, self.task, self.board = network, task, board.check(network)

@@ -348,6 +348,9 @@ class BatchedExactEngine:
         for b, (task, board) in enumerate(zip(tasks, boards)):
             if not isinstance(board, Board):
                 raise ConfigError(f"`boards[{b}]` must be a spicelearn Board, got {type(board).__name__}")
+            if not isinstance(task, BoundTask):
+                raise ConfigError(f"`tasks[{b}]` must be a task bound to the network (task.bind(network)), got "
+                                  f"{type(task).__name__}")
             if task.network is not network:
                 raise ConfigError(f"`tasks[{b}]` is bound to another network; bind every task to this one")
             if not (np.array_equal(task.source_index, tasks[0].source_index)
