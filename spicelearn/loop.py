@@ -11,6 +11,7 @@ drives several engines through one record.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -509,8 +510,16 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
             raise ConfigError(f"`runs[{i}]` must be a mapping of {BATCH_RUN_KEYS}, got "
                               f"{extra if extra else type(r).__name__}")
     net = network if isinstance(network, CompiledNetwork) else load_network(network, network_seed=network_seed)
-    inputs = [(bind(net, r.get("task", "default")), r.get("hardware"), r.get("board"), r.get("rule"), r.get("seed", 0),
-               r.get("board_seed"), r.get("positions"), steps) for r in runs]
+    bound = {}  # each task once: runs that name one task (its spec, file or object) share its binding
+
+    def bind_once(task):
+        key = (type(task), task) if isinstance(task, (str, os.PathLike)) else id(task)
+        if key not in bound:
+            bound[key] = (task, bind(net, task))  # the task kept, so that its id stays its own
+        return bound[key][1]
+
+    inputs = [(bind_once(r.get("task", "default")), r.get("hardware"), r.get("board"), r.get("rule"),
+               r.get("seed", 0), r.get("board_seed"), r.get("positions"), steps) for r in runs]
     prepared = [_prepare(*args) for args in inputs]
     if chunk is None:
         n_targets = prepared[0].task.target_index.size  # (a batch shares its target nodes)

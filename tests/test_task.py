@@ -66,3 +66,11 @@ def test_floating_island_without_driven_node():
         Task({"a": 1.0}, {"c": 0.5}).bind(net)
     # driven in every part: fine
     Task({"a": 1.0, "x": 0.0}, {"c": 0.5}).bind(net)
+    # the components are found once per network; what a caller does to the lists it gets does not change them
+    comps = net.components()
+    assert sorted(map(sorted, comps)) == [[0, 1, 2], [3, 4]]
+    comps[0].append(99)
+    comps.pop()
+    assert sorted(map(sorted, net.components())) == [[0, 1, 2], [3, 4]]
+    with pytest.raises(TaskError, match=r"\['x', 'y'\] form a floating island"):
+        Task({"a": 1.0}, {"c": 0.5}).bind(net)

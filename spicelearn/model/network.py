@@ -12,6 +12,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import networkx as nx
 import numpy as np
@@ -89,14 +90,23 @@ class CompiledNetwork:
         return B.T @ (np.asarray(weights, dtype=float)[:, None] * B)
 
     def components(self) -> list:
-        """Connected components, as sorted lists of node indices."""
+        """Connected components, as sorted lists of node indices (found once: every task bound to the network asks)."""
+        return [list(c) for c in self._components]
+
+    @cached_property
+    def _components(self) -> tuple:
         g = nx.Graph()
         g.add_nodes_from(range(self.n_nodes))
         g.add_edges_from(map(tuple, self.edge_nodes))
-        return [sorted(c) for c in nx.connected_components(g)]
+        return tuple(tuple(sorted(c)) for c in nx.connected_components(g))
 
     def content_hash(self) -> str:
-        """SHA-256 of what the simulation depends on: node ids, edges, capacitance and position attributes."""
+        """SHA-256 of what the simulation depends on: node ids, edges, capacitance and position attributes (computed
+        once: every run file records it)."""
+        return self._content_hash
+
+    @cached_property
+    def _content_hash(self) -> str:
         h = hashlib.sha256()
         h.update(json.dumps([list(self.nodes), [list(e) for e in self.edges]]).encode())
         for arr in (self.capacitance, self.position):
