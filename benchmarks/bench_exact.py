@@ -78,20 +78,28 @@ def naive_loop(net, task, hw, steps):
     return p
 
 
-def previous_engine(rev: str):
-    """``ExactEngine`` of ``spicelearn/engines/exact.py`` at git revision ``rev`` (a module of this package)."""
+def module_at(rev: str, module: str):
+    """The module ``module`` of this package (``"engines.exact"``) as it was at git revision ``rev``, loaded beside
+    today's as ``spicelearn.<module>_at_<rev>``: its relative imports are today's modules."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    src = subprocess.run(["git", "show", f"{rev}:spicelearn/engines/exact.py"], cwd=root, check=True,
+    src = subprocess.run(["git", "show", f"{rev}:spicelearn/{module.replace('.', '/')}.py"], cwd=root, check=True,
                          capture_output=True, text=True).stdout
     fd, path = tempfile.mkstemp(suffix=".py")
     with os.fdopen(fd, "w") as f:
         f.write(src)
-    spec = importlib.util.spec_from_file_location("spicelearn.engines._exact_previous", path)
+    spec = importlib.util.spec_from_file_location(f"spicelearn.{module}_at_{rev.replace('~', '_')}", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    os.unlink(path)
-    return mod.ExactEngine
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        os.unlink(path)
+    return mod
+
+
+def previous_engine(rev: str):
+    """``ExactEngine`` of ``spicelearn/engines/exact.py`` at git revision ``rev`` (a module of this package)."""
+    return module_at(rev, "engines.exact").ExactEngine
 
 
 def engine_loop(engine, task, hw, steps):
