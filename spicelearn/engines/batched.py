@@ -402,9 +402,7 @@ class BatchedExactEngine:
             key = (board.hardware.capacitance_model, board.twin_capacitance(twin).tobytes())
             if key not in cache:
                 f = capacitor_frame(self.network, board, self.floating, self.n_c, twin)
-                Kp = np.zeros((self.n_f, self.network.n_nodes))
-                Kp[:, self.floating] = f.Kinv
-                cache[key] = (f.K, f.Kinv, np.ascontiguousarray(f.Kinv.T), f.W, f.K22T, Kp)
+                cache[key] = (f.K, f.Kinv, np.ascontiguousarray(f.Kinv.T), f.W, f.K22T, f.Kp)
             out.append(cache[key])
         frames = _Frames(*(np.stack(parts) for parts in zip(*(out[:1] if len(cache) == 1 else out))))
         if frames.shared and self.n_f <= _SMALL:

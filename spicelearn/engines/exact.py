@@ -343,12 +343,13 @@ class _Frame:
     Kinv: np.ndarray  # (n_F, n_F)
     W: np.ndarray  # (n_F, E)
     K22T: np.ndarray  # (M_T, M_T): y2 = K22^T v_T
+    Kp: np.ndarray  # (n_F, N): K^-1 with its columns at the floating nodes, zero at the sources (v = y Kp + sources)
 
 
 def capacitor_frame(network: CompiledNetwork, board: Board, floating: np.ndarray, n_c: int, twin: int) -> _Frame:
     """The coordinates of one twin's capacitors on its floating nodes ``floating`` (clamped-floating first, then
     the ``M_T`` targets; ``n_c`` of the former): ``L_C[FF] = K K^T``, ``W = K^-1 B_F^T``, ``K22T`` (the targets'
-    block of ``K^T``)."""
+    block of ``K^T``), ``Kp`` (the node map: ``K^-1`` with its columns at the floating nodes)."""
     LC = board.capacitance_matrix(network, twin)
     try:
         K = np.linalg.cholesky(LC[np.ix_(floating, floating)])
@@ -356,7 +357,9 @@ def capacitor_frame(network: CompiledNetwork, board: Board, floating: np.ndarray
         raise NetworkError("the capacitance matrix of the floating nodes is singular: "
                            "some floating node has no capacitive path to a driven node") from None
     Kinv = sla.solve_triangular(K, np.eye(K.shape[0]), lower=True)
-    return _Frame(K=K, Kinv=Kinv, W=Kinv @ network.incidence[:, floating].T, K22T=K[n_c:, n_c:].T)
+    Kp = np.zeros((floating.size, network.n_nodes))
+    Kp[:, floating] = Kinv
+    return _Frame(K=K, Kinv=Kinv, W=Kinv @ network.incidence[:, floating].T, K22T=K[n_c:, n_c:].T, Kp=Kp)
 
 
 class ExactEngine(Engine):
@@ -433,15 +436,8 @@ class ExactEngine(Engine):
         self._pair = _Recurrence(nf, 2, zero=(slice(nc, None), 1))  # both twins, the clamped one's targets zero
         self._single = (_Recurrence(nf, 1), _Recurrence(nc, 1))  # twins with matrices of their own
         self._split = (self._single[0], _Recurrence(nf, 1, zero=(slice(nc, None), 0)))  # equal twins, one each
-        # node voltages v = y @ Kp + v_src: Kp (n_F, N) is K^-1 with its columns at the floating nodes (zero at
-        # the sources), v_src the source voltages at their nodes; both twins in one product where they share a frame
-        def node_map(Kinv):
-            Kp = np.zeros((nf, n))
-            Kp[:, self.floating] = Kinv
-            return Kp
-
-        kp_free = node_map(free.Kinv)
-        self._Kp = (kp_free, kp_free if self.frames[1] is free else node_map(self.frames[1].Kinv))
+        # node voltages v = y @ Kp + v_src (the frames' node maps); both twins in one product where they share a frame
+        self._Kp = tuple(f.Kp for f in self.frames)
 
     # -- helpers ---------------------------------------------------------------
     def _frame(self, twin: int) -> _Frame:
