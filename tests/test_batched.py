@@ -193,6 +193,27 @@ def test_a_clamp_step_conserves_every_floating_nodes_charge():
         np.testing.assert_array_equal(after.v_clamped[b, bound.target_index], new[b])
 
 
+
+def test_a_state_with_other_voltages_relaxes_from_them_not_from_its_kept_coordinates():
+    """The engine keeps each state's coordinates in its capacitors' frames; a state given other voltages
+    (``dataclasses.replace``) relaxes from those voltages: a zero-duration step keeps them, and from a copy of the
+    engine's own voltages it relaxes as the engine's state does."""
+    from dataclasses import replace
+
+    engine, bound, boards = _engine()
+    p = np.full((3, bound.network.n_edges), 40)
+    state = engine.init(p, default_clamp=supervisors(engine.tasks, boards))
+    period = np.array([b.period for b in boards])
+    state = engine.relax(state, state.clamp + 0.05, period)  # off equilibrium, its coordinates kept
+    F = bound.free_floating
+    moved = state.v_free.copy()
+    moved[:, F] += np.linspace(-0.2, 0.2, F.size)
+    jumped = engine.relax(replace(state, v_free=moved), state.clamp, np.zeros(3))
+    np.testing.assert_allclose(jumped.v_free, moved, rtol=0, atol=1e-12)
+    copied = replace(state, v_free=state.v_free.copy(), v_clamped=state.v_clamped.copy())
+    for a, b in zip(engine.voltages(engine.relax(copied, state.clamp, period)),
+                    engine.voltages(engine.relax(state, state.clamp, period))):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 def test_a_long_relaxation_reaches_the_clamped_equilibrium_and_a_short_one_barely_moves():
     """Exact exponential decay: after 1e3 slowest time constants each clamped twin sits at the equilibrium of its
     new clamps; after 1e-9 of the fastest, it has moved by less than 1e-6 of the way."""

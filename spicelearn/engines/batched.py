@@ -317,6 +317,10 @@ class BatchState:
     clamp : ndarray, shape (B, M_T)
     free, clamped : _Tick
         What the positions fix for the free and the clamped twins (one object where they are equal).
+    coords : tuple, optional
+        ``(v_free, v_clamped, y_free (B, n_F), y1 (B, n_C))``: both twins' coordinates in their capacitors'
+        frames where the engine computed them, valid while ``v_free`` and ``v_clamped`` are these very arrays
+        (as the single engine's :class:`~spicelearn.engines.exact.ExactState` keeps them).
     """
 
     positions: np.ndarray
@@ -325,6 +329,7 @@ class BatchState:
     clamp: np.ndarray
     free: _Tick = None
     clamped: _Tick = None
+    coords: tuple | None = None
 
 
 class BatchedExactEngine:
@@ -466,6 +471,14 @@ class BatchedExactEngine:
     def _to_y(self, v: np.ndarray, twin: int = 0) -> np.ndarray:
         """The coordinates ``y = K^T v_F`` (B, n_F) of one twin from node voltages (B, N)."""
         return _mv(_t(self.frames[twin].K), v[:, self.floating])
+
+    def _coords(self, state: BatchState) -> tuple:
+        """``(y_free (B, n_F), y1 (B, n_C))`` of a state: kept where the engine made its voltages, else computed
+        (a state made by ``dataclasses.replace`` with other voltages)."""
+        c = state.coords
+        if c is not None and c[0] is state.v_free and c[1] is state.v_clamped:
+            return c[2], c[3]
+        return self._to_y(state.v_free), self._to_y(state.v_clamped, 1)[:, :self.n_c]
 
     @staticmethod
     def _sub_resolvent(tick: _Tick, b: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -617,9 +630,10 @@ class BatchedExactEngine:
             clamp = default_clamp(v_free)
         clamp = self._check_clamp(clamp)
         y2 = _mv(self.frames[1].K22T, clamp)
-        v_clamped = self._to_v(np.concatenate([self._clamped_equilibrium_y1(clamped, y2), y2], axis=1), 1)
+        y1 = self._clamped_equilibrium_y1(clamped, y2)
+        v_clamped = self._to_v(np.concatenate([y1, y2], axis=1), 1)
         v_clamped[:, self.target_index] = clamp
-        return BatchState(positions, v_free, v_clamped, clamp, free, clamped)
+        return BatchState(positions, v_free, v_clamped, clamp, free, clamped, (v_free, v_clamped, free.ystar, y1))
 
     def relax(self, state: BatchState, clamp, duration) -> BatchState:
         """Step every board's clamps to ``clamp`` (B, M_T), then relax ``duration`` (B,) seconds (0: the jump
@@ -631,13 +645,13 @@ class BatchedExactEngine:
         free, clamped, nc = state.free, state.clamped, self.n_c
         y2 = _mv(self.frames[1].K22T, clamp)
         y1star = self._clamped_equilibrium_y1(clamped, y2)
-        x = self._to_y(state.v_free) - free.ystar
-        x1 = self._to_y(state.v_clamped, 1)[:, :nc] - y1star  # y1 conserved across the clamp step
-        x, x1 = self._transient(free, clamped, x, x1, d)
-        v_free = self._to_v(free.ystar + x)
-        v_clamped = self._to_v(np.concatenate([y1star + x1, y2], axis=1), 1)
+        y_free, y1 = self._coords(state)
+        x, x1 = self._transient(free, clamped, y_free - free.ystar, y1 - y1star, d)  # y1 conserved across the step
+        y_free, y1 = free.ystar + x, y1star + x1
+        v_free = self._to_v(y_free)
+        v_clamped = self._to_v(np.concatenate([y1, y2], axis=1), 1)
         v_clamped[:, self.target_index] = clamp
-        return replace(state, v_free=v_free, v_clamped=v_clamped, clamp=clamp)
+        return replace(state, v_free=v_free, v_clamped=v_clamped, clamp=clamp, coords=(v_free, v_clamped, y_free, y1))
 
     def set_positions(self, state: BatchState, positions) -> BatchState:
         """Clock tick of every board: new resistances; node voltages do not jump."""
