@@ -5,6 +5,7 @@ constant, a converter's grid, a binomial fraction, a spread's moments), not only
 """
 
 import math
+from dataclasses import replace
 
 import networkx as nx
 import numpy as np
@@ -295,6 +296,22 @@ def test_imperfections_at_zero_are_bit_for_bit_the_ideal_board(model):
     # and a different seed does change the noisy run (the comparison above is not vacuous)
     c = train("lab16", "default", plain, steps=60, seed=8)
     assert not np.array_equal(c.position.values, b.position.values)
+
+
+@pytest.mark.parametrize("model", ["per_edge", "global"])
+def test_a_board_is_nominal_only_with_every_part_at_its_nominal_value(model):
+    """``is_nominal`` (the run file's ``board_nominal``): the nominal board is; a drawn board, or the nominal one
+    with one part changed, is not; a run file records which."""
+    net = load_network("lab16")
+    hw = Hardware(capacitance_model=model, pot=Potentiometer(tolerance=0.1, wiper=50.0))
+    nominal = Board.nominal(net, replace(hw, pot=Potentiometer(wiper=50.0)))
+    assert nominal.is_nominal(net)
+    assert not Board.draw(net, hw, np.random.default_rng(0)).is_nominal(net)
+    for part in ("r_ab", "offset", "wiper", "capacitance"):
+        values = np.array(getattr(nominal, part))
+        values.flat[3] = 1.01 * values.flat[3] + 1e-3
+        assert not nominal.replace(**{part: values}).is_nominal(net), part
+    assert train(net, "default", board=nominal, steps=2).attrs["board_nominal"] == 1
 
 
 def test_spec_options_with_imperfections_at_zero_are_the_plain_run():

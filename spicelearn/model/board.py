@@ -104,18 +104,9 @@ class Board:
         the design gives (R or gamma_l) is kept and the other derived from the
         board's typical capacitance (:attr:`typical_capacitance`).
         """
-        E = network.n_edges
-        if hardware.capacitance_model == "per_edge":
-            if hardware.capacitance is None and network.capacitance is not None:
-                cap = np.array(network.capacitance, dtype=float)
-            else:
-                cap = np.full(E, hardware.nominal_capacitance)
-        else:
-            cap = np.full(network.n_nodes, hardware.nominal_capacitance)
-        gamma_l, _ = hardware.clock(_typical(cap))
-        return cls(hardware=hardware, gamma_l=gamma_l, r_ab=np.full((2, E), float(hardware.pot.r_ab)),
-                   capacitance=cap, offset=np.full((2, E), float(hardware.comparator.offset)),
-                   wiper=np.full((2, E), hardware.pot.wiper), leakage=np.full((2, E), hardware.capacitor.leakage))
+        parts = _nominal_parts(network, hardware)
+        gamma_l, _ = hardware.clock(_typical(parts["capacitance"]))
+        return cls(hardware=hardware, gamma_l=gamma_l, **parts)
 
     @classmethod
     def draw(cls, network: CompiledNetwork, hardware: Hardware, rng) -> "Board":
@@ -217,9 +208,7 @@ class Board:
 
     def is_nominal(self, network: CompiledNetwork) -> bool:
         """Whether every part is at the value :meth:`nominal` gives."""
-        ref = Board.nominal(network, self.hardware)
-        return all(np.array_equal(getattr(self, k), getattr(ref, k))
-                   for k in ("r_ab", "capacitance", "offset", "wiper", "leakage"))
+        return all(np.array_equal(getattr(self, k), v) for k, v in _nominal_parts(network, self.hardware).items())
 
     def check(self, network: CompiledNetwork) -> "Board":
         """``self``, after checking that its arrays fit ``network``."""
@@ -228,6 +217,22 @@ class Board:
             raise ConfigError(f"the board has {self.n_edges} pots per twin and {self.capacitance.size} capacitors; "
                               f"network {network.name!r} has {network.n_edges} edges and {network.n_nodes} nodes")
         return self
+
+
+def _nominal_parts(network: CompiledNetwork, hardware: Hardware) -> dict:
+    """The part values of :meth:`Board.nominal` by name (``r_ab``, ``capacitance``, ``offset``, ``wiper``,
+    ``leakage``), unchecked arrays."""
+    E = network.n_edges
+    if hardware.capacitance_model == "per_edge":
+        if hardware.capacitance is None and network.capacitance is not None:
+            cap = np.array(network.capacitance, dtype=float)
+        else:
+            cap = np.full(E, hardware.nominal_capacitance)
+    else:
+        cap = np.full(network.n_nodes, hardware.nominal_capacitance)
+    return dict(r_ab=np.full((2, E), float(hardware.pot.r_ab)), capacitance=cap,
+                offset=np.full((2, E), float(hardware.comparator.offset)), wiper=np.full((2, E), hardware.pot.wiper),
+                leakage=np.full((2, E), hardware.capacitor.leakage))
 
 
 def _spread(rng, tolerance: float, distribution: str, shape) -> np.ndarray:
