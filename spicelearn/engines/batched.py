@@ -16,9 +16,9 @@ same capacitors (nominal boards, or boards whose only imperfections are in their
 the boards share one frame (:class:`_Frames` with a leading axis of one, which broadcasts); otherwise each
 board has its own. Small networks (up to :data:`_SMALL` floating nodes) build ``A`` of every board from a
 table of the edges' ``w_e (x) w_e`` by one einsum with the batch axis last, and run the recurrence the
-same way (an einsum per twin and term); larger ones build each board's ``A = K^-1 L_G[FF] K^-T`` by two matrix products (its
-Laplacian from one ``bincount`` over the batch) and run the recurrence as stacked matrix-vector products, one
-per twin and term.
+same way (an einsum per twin and term); larger ones build each board's ``A = K^-1 L_G[FF] K^-T`` by two
+matrix products (its Laplacian from one ``bincount`` over the batch) and run the recurrence as stacked
+matrix-vector products, one per twin and term.
 
 Memory: per board, three ``(n_F, n_F)`` matrices, ``W`` ``(n_F, E)`` and the node map ``(n_F, N)`` for
 each twin frame (once for a shared frame), the tick's operators and the recurrence's terms, about
