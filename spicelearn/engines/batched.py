@@ -187,7 +187,9 @@ class _Frames:
     W: np.ndarray  # (B | 1, n_F, E)
     K22T: np.ndarray  # (B | 1, M_T, M_T)
     Kp: np.ndarray  # (B | 1, n_F, N): K^-1 with its columns at the floating nodes (v = y Kp + sources)
-    kr: np.ndarray | None = None  # (n_F^2, E): w_e (x) w_e of a shared frame of a small network (einsum)
+    # a shared frame of a small network: w_e (x) w_e at the entries (i, j <= i) of the lower triangle (einsum)
+    kr: np.ndarray | None = None  # (n_F (n_F + 1) / 2, E)
+    sym: np.ndarray | None = None  # (n_F^2,): the row of kr of every entry (i, j) of A, row-major
 
     @property
     def shared(self) -> bool:
@@ -412,7 +414,10 @@ class BatchedExactEngine:
         frames = _Frames(*(np.stack(parts) for parts in zip(*(out[:1] if len(cache) == 1 else out))))
         if frames.shared and self.n_f <= _SMALL:
             W = frames.W[0]
-            frames = replace(frames, kr=(W[:, None, :] * W[None, :, :]).reshape(self.n_f ** 2, -1))
+            i, j = np.tril_indices(self.n_f)
+            sym = np.empty((self.n_f, self.n_f), dtype=np.intp)
+            sym[i, j] = sym[j, i] = np.arange(i.size)
+            frames = replace(frames, kr=W[i] * W[j], sym=sym.reshape(-1))
         return frames
 
     def _laplacians(self, g: np.ndarray) -> np.ndarray:
@@ -437,8 +442,10 @@ class BatchedExactEngine:
         frames = self.frames[twin]
         gT = np.ascontiguousarray(g.T)  # (E, B): reductions over the edges run along rows (15x faster for lab16)
         if frames.kr is not None:  # small networks, one frame: A of every board in one einsum (einsum's loops, not
-            # BLAS: each board's sums in one order whatever the batch)
-            A = np.moveaxis(np.einsum("xe,eb->xb", frames.kr, gT).reshape(self.n_f, self.n_f, self.size), -1, 0)
+            # BLAS: each board's sums in one order whatever the batch), its lower triangle, then mirrored (lab16: 84
+            # against 135 us for 1,000 boards)
+            lower = np.einsum("xe,eb->xb", frames.kr, gT)
+            A = np.moveaxis(lower[frames.sym].reshape(self.n_f, self.n_f, self.size), -1, 0)
             r = np.einsum("ie,eb->bi", frames.W[0], gT * self.b_src.T)
         elif self.n_f <= _SMALL:
             A = (frames.W * g[:, None, :]) @ _t(frames.W)
