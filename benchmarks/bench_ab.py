@@ -1,7 +1,7 @@
 """The exact engine of this tree against the one of a git revision, tick by tick in one process.
 
     .venv/bin/python benchmarks/bench_ab.py [--against HEAD] [--network lab16] [--task default]
-        [--boards 0] [--steps 3000] [--R 1] [--noise 0.01]
+        [--boards 0] [--steps 3000] [--R 1] [--noise 0.01] [--model per_edge]
 
 Both engines run the same minimal loop side by side (the supervisor's nudge, a relaxation, the comparators'
 rule with its noise, a clock tick, the free equilibrium), one tick of each in turn and the first of every
@@ -73,10 +73,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--R", type=float, default=1.0)
     ap.add_argument("--noise", type=float, default=0.01, help="comparator noise (V)")
+    ap.add_argument("--model", default="per_edge", choices=("per_edge", "global"), help="capacitance model")
     args = ap.parse_args()
     task = bind(args.network, args.task)
     net = task.network
-    hw = Hardware.from_R(args.R, comparator=Comparator(noise=args.noise))
+    hw = Hardware.from_R(args.R, capacitance_model=args.model, comparator=Comparator(noise=args.noise))
     boards = [Board.nominal(net, hw)] * max(args.boards, 1)
     if args.boards:
         other = module_at(args.against, "engines.batched").BatchedExactEngine
@@ -97,8 +98,8 @@ def main() -> None:
                 seconds[name] += time.perf_counter() - t0
     unit = "board-ticks/s" if args.boards else "ticks/s"
     what = f"batched, B = {args.boards}" if args.boards else "single engine"
-    print(f"{net.name} ({net.n_nodes} nodes, {net.n_edges} edges), {what}, {args.steps} steps, R = {args.R}, "
-          f"noise {args.noise} V, ticks interleaved")
+    print(f"{net.name} ({net.n_nodes} nodes, {net.n_edges} edges), {args.model}, {what}, {args.steps} steps, "
+          f"R = {args.R}, noise {args.noise} V, ticks interleaved")
     for name in names:
         print(f"  {name:>12s}: {max(args.boards, 1) * args.steps / seconds[name]:10.0f} {unit}")
     (sa, pa), (sb, pb) = state.values()

@@ -180,6 +180,28 @@ def test_global_model_is_gamma_p_laplacian_flow(d64):
     np.testing.assert_allclose(out.v_free[fl], want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("model", ["per_edge", "global"])
+def test_a_diagonal_capacitor_frame_scales_the_laplacian_to_the_products_numbers(d64, model):
+    """Capacitors to ground (``global``, drawn per node) make the frame ``K`` diagonal: ``A = K^-1 L K^-T`` is then
+    the Laplacian scaled by ``k_i k_j``, bit for bit the two products' numbers (they add exact zeros); per-edge
+    capacitors give a full ``K`` and take the products."""
+    from spicelearn.engines.exact import capacitor_frame, frame_transform
+    from spicelearn.model.hardware import Capacitor
+
+    task = load_task("random:5,3,6", d64).bind(d64)
+    hw = Hardware(capacitance_model=model, capacitor=Capacitor(tolerance=0.2))
+    board = Board.draw(d64, hw, np.random.default_rng(1))
+    floating = np.concatenate([task.clamped_floating, task.target_index])
+    frame = capacitor_frame(d64, board, floating, task.clamped_floating.size, 0)
+    assert (frame.kinv_diag is not None) == (model == "global")
+    g = board.conductance(np.random.default_rng(2).integers(0, 128, d64.n_edges), 0)
+    L = d64.laplacian(g)[np.ix_(floating, floating)]
+    want = frame.Kinv @ L @ frame.Kinv.T
+    np.testing.assert_array_equal(frame_transform(L, frame.kinv_diag, frame.Kinv, frame.Kinv.T), want)
+    if model == "global":
+        np.testing.assert_allclose(frame.kinv_diag, 1 / np.sqrt(board.twin_capacitance(0)[floating]), rtol=1e-15)
+
+
 def test_power_is_non_negative_and_decreases_while_relaxing(d64):
     task = load_task("random:5,3,7", d64).bind(d64)
     hw = Hardware(capacitance=22e-6)

@@ -53,7 +53,7 @@ from ..errors import ConfigError, NetworkError
 from ..model.board import Board
 from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR, CompiledNetwork
 from ..model.task import BoundTask
-from .exact import CHEBYSHEV_TOL, capacitor_frame, chebyshev_plan, contour_quadrature, laplacian_map
+from .exact import CHEBYSHEV_TOL, capacitor_frame, chebyshev_plan, contour_quadrature, frame_transform, laplacian_map
 
 __all__ = ["BatchedExactEngine", "BatchState"]
 
@@ -187,6 +187,7 @@ class _Frames:
     W: np.ndarray  # (B | 1, n_F, E)
     K22T: np.ndarray  # (B | 1, M_T, M_T)
     Kp: np.ndarray  # (B | 1, n_F, N): K^-1 with its columns at the floating nodes (v = y Kp + sources)
+    kinv_diag: np.ndarray | None  # (B | 1, n_F): the diagonal of K^-1 where every board's K is diagonal, else None
     # a shared frame of a small network: w_e (x) w_e at the entries (i, j <= i) of the lower triangle (einsum)
     kr: np.ndarray | None = None  # (n_F (n_F + 1) / 2, E)
     sym: np.ndarray | None = None  # (n_F^2,): the row of kr of every entry (i, j) of A, row-major
@@ -409,9 +410,10 @@ class BatchedExactEngine:
             key = (board.hardware.capacitance_model, board.twin_capacitance(twin).tobytes())
             if key not in cache:
                 f = capacitor_frame(self.network, board, self.floating, self.n_c, twin)
-                cache[key] = (f.K, f.Kinv, np.ascontiguousarray(f.Kinv.T), f.W, f.K22T, f.Kp)
+                cache[key] = (f.K, f.Kinv, np.ascontiguousarray(f.Kinv.T), f.W, f.K22T, f.Kp, f.kinv_diag)
             out.append(cache[key])
-        frames = _Frames(*(np.stack(parts) for parts in zip(*(out[:1] if len(cache) == 1 else out))))
+        frames = _Frames(*(None if any(p is None for p in parts) else np.stack(parts)
+                           for parts in zip(*(out[:1] if len(cache) == 1 else out))))
         if frames.shared and self.n_f <= _SMALL:
             W = frames.W[0]
             i, j = np.tril_indices(self.n_f)
@@ -450,10 +452,9 @@ class BatchedExactEngine:
         elif self.n_f <= _SMALL:
             A = (frames.W * g[:, None, :]) @ _t(frames.W)
             r = _mv(frames.W, g * self.b_src)
-        else:  # A = K^-1 L_G[FF] K^-T board by board (two n_F^3 products, not n_F^2 E)
-            KL = self._buffer("K^-1 L", (self.size, self.n_f, self.n_f))
-            np.matmul(frames.Kinv, self._laplacians(g), out=KL)
-            A = np.matmul(KL, frames.KinvT)
+        else:  # A = K^-1 L_G[FF] K^-T board by board (two n_F^3 products, not n_F^2 E; none for a diagonal K)
+            A = frame_transform(self._laplacians(g), frames.kinv_diag, frames.Kinv, frames.KinvT,
+                                work=self._buffer("K^-1 L", (self.size, self.n_f, self.n_f)))
             r = _mv(frames.W, g * self.b_src)
         Z = _solve_spd(A, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, A.shape[:1]
                                                                           + self._unit_T.shape)], axis=2))

@@ -344,6 +344,8 @@ class _Frame:
     W: np.ndarray  # (n_F, E)
     K22T: np.ndarray  # (M_T, M_T): y2 = K22^T v_T
     Kp: np.ndarray  # (n_F, N): K^-1 with its columns at the floating nodes, zero at the sources (v = y Kp + sources)
+    #: (n_F,): the diagonal of ``K^-1`` where ``K`` is diagonal (capacitors to ground, the ``global`` model), else None
+    kinv_diag: np.ndarray | None = None
 
 
 def capacitor_frame(network: CompiledNetwork, board: Board, floating: np.ndarray, n_c: int, twin: int) -> _Frame:
@@ -359,7 +361,21 @@ def capacitor_frame(network: CompiledNetwork, board: Board, floating: np.ndarray
     Kinv = sla.solve_triangular(K, np.eye(K.shape[0]), lower=True)
     Kp = np.zeros((floating.size, network.n_nodes))
     Kp[:, floating] = Kinv
-    return _Frame(K=K, Kinv=Kinv, W=Kinv @ network.incidence[:, floating].T, K22T=K[n_c:, n_c:].T, Kp=Kp)
+    diagonal = not np.any(np.tril(K, -1))
+    return _Frame(K=K, Kinv=Kinv, W=Kinv @ network.incidence[:, floating].T, K22T=K[n_c:, n_c:].T, Kp=Kp,
+                  kinv_diag=np.diag(Kinv).copy() if diagonal else None)
+
+
+def frame_transform(L: np.ndarray, kinv_diag: np.ndarray | None, Kinv: np.ndarray, KinvT: np.ndarray,
+                    work: np.ndarray | None = None) -> np.ndarray:
+    """``A = K^-1 L K^-T`` of conductance Laplacians ``L`` (..., n_F, n_F) in capacitor frames: two products (``K^-1 L``
+    into ``work`` where given), or where ``K`` is diagonal (``kinv_diag`` (..., n_F), else None) ``L`` scaled by
+    ``k_i k_j``: the same numbers (the products add exact zeros to ``(k_i L_ij) k_j``) without the n_F^3 work."""
+    if kinv_diag is None:
+        return np.matmul(np.matmul(Kinv, L, out=work), KinvT)
+    A = L * kinv_diag[..., :, None]
+    A *= kinv_diag[..., None, :]
+    return A
 
 
 class ExactEngine(Engine):
@@ -476,8 +492,7 @@ class ExactEngine(Engine):
         # A = K^-1 L_G[FF] K^-T (the Laplacian assembled by one bincount: two n_F^3 products, not n_F^2 E)
         nf = self.floating.size
         L = np.bincount(self._Lslot, weights=g.take(self._Ledge) * self._Lsign, minlength=nf * nf).reshape(nf, nf)
-        Kinv = self._Kinv[twin]
-        A = Kinv.dot(L).dot(self._KinvT[twin])
+        A = frame_transform(L, frame.kinv_diag, self._Kinv[twin], self._KinvT[twin])
         # one Cholesky solve for the equilibrium and the target columns of A^-1: A X = [r, E_T],
         # r = W diag(g) B_S V_S
         rhs = self._rhs
