@@ -202,6 +202,32 @@ def test_a_diagonal_capacitor_frame_scales_the_laplacian_to_the_products_numbers
         np.testing.assert_allclose(frame.kinv_diag, 1 / np.sqrt(board.twin_capacitance(0)[floating]), rtol=1e-15)
 
 
+def test_the_edge_bound_holds_every_rate_of_capacitors_to_ground(d64):
+    """``edge_rate_bound``: the largest ``t_u + t_v`` over the edges (``t = s / c`` at floating nodes, 0 at driven
+    ones) is above every eigenvalue of ``C^-1 L_G[FF]`` and of the clamped twin's block, on boards with drawn parts
+    and random positions; and closer to the largest than Gershgorin's ``2 max t`` (what it replaced): its excess over
+    the largest rate at least 1.2 times smaller on every board, over 2 times on most (fewer Chebyshev terms)."""
+    from spicelearn.engines.exact import edge_rate_bound
+    from spicelearn.model.hardware import Capacitor, Potentiometer
+
+    task = load_task("random:5,3,6", d64).bind(d64)
+    hw = Hardware(capacitance_model="global", capacitor=Capacitor(tolerance=0.3), pot=Potentiometer(tolerance=0.3))
+    F, C = np.concatenate([task.clamped_floating, task.target_index]), task.clamped_floating
+    rng = np.random.default_rng(3)
+    gain = []
+    for _ in range(20):
+        board = Board.draw(d64, hw, rng)
+        g = board.conductance(rng.integers(0, 128, d64.n_edges), 0)
+        L, c = d64.laplacian(g), board.twin_capacitance(0)
+        t = np.zeros(d64.n_nodes)
+        t[F] = np.diag(L)[F] / c[F]
+        bound = edge_rate_bound(t, d64.edge_nodes)
+        lam = [np.linalg.eigvalsh(L[np.ix_(n, n)] / np.sqrt(np.outer(c[n], c[n])))[-1] for n in (F, C)]
+        assert max(lam) <= bound * (1 + 1e-12)
+        gain.append((2 * t.max() - lam[0]) / (bound - lam[0]))  # how much closer to the largest rate
+    assert min(gain) > 1.2 and np.median(gain) > 2  # measured: 1.4 to 10, median 3.3
+
+
 def test_power_is_non_negative_and_decreases_while_relaxing(d64):
     task = load_task("random:5,3,7", d64).bind(d64)
     hw = Hardware(capacitance=22e-6)

@@ -53,7 +53,8 @@ from ..errors import ConfigError, NetworkError
 from ..model.board import Board
 from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR, CompiledNetwork
 from ..model.task import BoundTask
-from .exact import CHEBYSHEV_TOL, capacitor_frame, chebyshev_plan, contour_quadrature, frame_transform, laplacian_map
+from .exact import (CHEBYSHEV_TOL, capacitor_frame, chebyshev_plan, contour_quadrature, edge_rate_bound, frame_transform,
+                    laplacian_map)
 
 __all__ = ["BatchedExactEngine", "BatchState"]
 
@@ -381,11 +382,12 @@ class BatchedExactEngine:
         slot, self._Ledge, self._Lsign = laplacian_map(network, self.floating)
         self._Lslot = (np.arange(self.size)[:, None] * self.n_f ** 2 + slot).reshape(-1)
         self._scratch = {}  # buffers kept between ticks (_buffer)
-        # bounds of the spectra: per-edge capacitors, the edges' g / c; otherwise (or a batch of both models)
-        # Gershgorin's
+        # bounds of the spectra: per-edge capacitors, the edges' g / c; capacitors to ground, the edges' sums of
+        # A's diagonal (exact.edge_rate_bound); a batch of both models, Gershgorin's
         per_edge = all(b.hardware.capacitance_model == "per_edge" for b in boards)
         self._ratio_c = tuple(1.0 / np.stack([b.twin_capacitance(t) for b in boards], axis=1) if per_edge else None
                               for t in (0, 1))
+        self._edge_nodes = network.edge_nodes
         self._unit_T = np.eye(self.n_f)[:, self.n_c:]  # (n_F, M_T): the target coordinates
         #: The Chebyshev path takes ticks whose longest expansion needs at most this many terms.
         self.chebyshev_max_terms = max(60, 2 * self.n_f + 10)
@@ -462,6 +464,10 @@ class BatchedExactEngine:
         if self._ratio_c[twin] is not None:  # per-edge capacitors: the spectrum lies within the edges' g / c
             ratio = gT * self._ratio_c[twin]  # (E, B)
             lo, hi = ratio.min(axis=0), ratio.max(axis=0)
+        elif frames.kinv_diag is not None:  # capacitors to ground: A's diagonal is s / c (zero at the driven nodes)
+            t = self._buffer("rate t", (self.size, self.network.n_nodes))
+            t[:, self.floating] = np.diagonal(A, axis1=1, axis2=2)
+            lo, hi = np.zeros(self.size), edge_rate_bound(t, self._edge_nodes)
         else:  # Gershgorin
             lo, hi = np.zeros(self.size), np.abs(A).sum(axis=2).max(axis=1)
         return _Tick(A=A, ystar=-Z[:, :, 0], P=Z[:, :nc, 1:], Q=Z[:, nc:, 1:], lo=lo, hi=hi, n_c=nc)

@@ -29,7 +29,8 @@ clamped twin) is computed one of two ways, chosen per tick (``method="dense"``):
 * **Chebyshev** (the fast path): the spectrum of ``t A`` lies in a known interval
   ``[t lo, t hi]`` (per-edge capacitors: ``lo, hi = min, max g_j / c_j``, the
   Rayleigh quotient of the pencil being a weighted mean of the edges' ratios;
-  global capacitance: ``[0, 2 max_i sum_{j~i} g_j / C_i]``, Gershgorin), so
+  global capacitance: ``[0, max_(u,v) t_u + t_v]``, ``t_i = sum_{j~i} g_j / C_i`` at
+  floating nodes, Gershgorin on the edges, :func:`edge_rate_bound`), so
   ``exp(-x)`` is expanded in Chebyshev polynomials on that interval, with
   coefficients ``2 (-1)^k e^{-t lo} I_k(rho)`` (modified Bessel functions, exact
   tail bound) truncated where the tail is below ``1e-15``. The three-term
@@ -366,6 +367,26 @@ def capacitor_frame(network: CompiledNetwork, board: Board, floating: np.ndarray
                   kinv_diag=np.diag(Kinv).copy() if diagonal else None)
 
 
+def edge_rate_bound(t: np.ndarray, edge_nodes: np.ndarray) -> np.ndarray:
+    """An upper bound on the rates of a twin with capacitors to ground (``global``), the eigenvalues of
+    ``C^-1 L_G[FF]``: the largest ``t_u + t_v`` over the edges ``(u, v)``, where ``t = s / c`` at floating nodes (``s``
+    a node's conductance to all its neighbours, the Laplacian's diagonal) and 0 at driven ones. Gershgorin's
+    theorem on ``X^T X``, ``C^-1/2 L_G[FF] C^-1/2 = X X^T`` with a column of ``X`` per edge, after scaling by the
+    edges' ``sqrt(g)``; it holds for the clamped twin's block too (interlacing). On delaunay64 it is 1.1 to 1.3 times
+    the largest rate, where Gershgorin's ``2 max t`` is 1.2 to 1.8 times it.
+
+    Parameters
+    ----------
+    t : ndarray, shape (..., N)
+    edge_nodes : ndarray of int, shape (E, 2)
+
+    Returns
+    -------
+    ndarray, shape (...)
+    """
+    return (t[..., edge_nodes[:, 0]] + t[..., edge_nodes[:, 1]]).max(axis=-1)
+
+
 def frame_transform(L: np.ndarray, kinv_diag: np.ndarray | None, Kinv: np.ndarray, KinvT: np.ndarray,
                     work: np.ndarray | None = None) -> np.ndarray:
     """``A = K^-1 L K^-T`` of conductance Laplacians ``L`` (..., n_F, n_F) in capacitor frames: two products (``K^-1 L``
@@ -442,9 +463,10 @@ class ExactEngine(Engine):
         if self._per_edge:
             self._inv_c = tuple(1.0 / board.twin_capacitance(t) for t in (0, 1))
         else:
-            en = network.edge_nodes
+            self._edge_nodes = en = network.edge_nodes
             self._ends = np.concatenate([en[:, 0], en[:, 1]])
-            self._inv_c = tuple(1.0 / board.twin_capacitance(t) for t in (0, 1))
+            driven = ~np.isin(np.arange(n), self.floating)
+            self._inv_c = tuple(np.where(driven, 0.0, 1.0 / board.twin_capacitance(t)) for t in (0, 1))
         # Chebyshev recurrences T_{k+1} = [-I, 2u] [T_{k-1}; T_k], one matrix product per term: [T_{k-1}; T_k]
         # are adjacent blocks of one buffer (_Recurrence); equal twins share the free twin's matrix
         self._M = (np.hstack([-np.eye(nf), np.zeros((nf, nf))]), np.hstack([-np.eye(nc), np.zeros((nc, nc))]))
@@ -469,7 +491,7 @@ class ExactEngine(Engine):
             r = g * self._inv_c[twin]
             return float(r.min()), float(r.max())
         s = np.bincount(self._ends, weights=np.concatenate([g, g]), minlength=self.network.n_nodes)
-        return 0.0, 2.0 * float((s * self._inv_c[twin]).max())
+        return 0.0, float(edge_rate_bound(s * self._inv_c[twin], self._edge_nodes))
 
     def _decompositions(self, positions) -> tuple:
         """``(ops, ops_c)`` of the free and the clamped twin at ``positions``."""
