@@ -151,9 +151,10 @@ class Decide:
                     np.multiply(noise, sigma[:, None, None, None], out=noise)  # (boards without noise: zeros)
                 for b in missing:
                     draws[b] = miss_rngs[b].random((n, E))
-            eu, ev = edge_nodes
-            dvf = vf.take(eu, axis=1) - vf.take(ev, axis=1)
-            dvc = vc.take(eu, axis=1) - vc.take(ev, axis=1)
+            eu, ev = edge_nodes  # the edges' drops (B, E), gathered as rows of the voltages' transposes (the batched
+            # engine's voltages are board-fastest: 5 against 22 us for lab16's 1,000 boards)
+            dvf = (vf.T.take(eu, axis=0) - vf.T.take(ev, axis=0)).T
+            dvc = (vc.T.take(eu, axis=0) - vc.T.take(ev, axis=0)).T
             up = np.empty(p.shape, dtype=bool)
             for inputs, idx in groups:
                 x1, x2 = inputs(dvf[idx], dvc[idx])
