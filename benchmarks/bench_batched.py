@@ -1,7 +1,7 @@
 """Board-ticks per second of the batched exact engine against single runs, in one run, on one core.
 
     .venv/bin/python benchmarks/bench_batched.py [--steps 300] [--lab16-boards 1000] [--d64-boards 64]
-        [--singles 4] [--repeats 3]
+        [--singles 4] [--repeats 3] [--model per_edge]
 
 For lab16 (the default task) and delaunay64 (task random:5,3,0): the lab's settings (R = 1,
 comparator noise 0.01 V), every board its own noise seed. In alternation, ``repeats`` times:
@@ -53,9 +53,11 @@ def main() -> None:
     ap.add_argument("--d64-boards", type=int, default=64)
     ap.add_argument("--singles", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--model", default="per_edge", choices=("per_edge", "global"), help="capacitance model")
     args = ap.parse_args()
-    hw = Hardware.from_R(1.0, comparator=Comparator(noise=0.01))
-    print(f"batched exact engine, {args.steps} steps, R = 1, noise 0.01 V, one core; medians of {args.repeats}")
+    hw = Hardware.from_R(1.0, capacitance_model=args.model, comparator=Comparator(noise=0.01))
+    print(f"batched exact engine, {args.model} capacitors, {args.steps} steps, R = 1, noise 0.01 V, one core; "
+          f"medians of {args.repeats}")
     for (name, task), B in zip(CASES, (args.lab16_boards, args.d64_boards)):
         net = load_network(name)
         runs = [dict(task=task, hardware=hw, seed=s) for s in range(B)]
