@@ -18,6 +18,11 @@ def test_compiled_order_and_orientation():
     # dv_j = v_u - v_v
     np.testing.assert_allclose(net.incidence @ v, [-1.0, -3.0, -2.0])
     assert net.edge_labels == ["a|b", "a|c", "b|c"]
+    # the ends of every edge as indices, built once (engines and loops read them) and read-only
+    np.testing.assert_array_equal(net.edge_nodes, [[0, 1], [0, 2], [1, 2]])
+    assert net.edge_nodes is net.edge_nodes
+    with pytest.raises(ValueError):
+        net.edge_nodes[0, 0] = 2
 
 
 def test_laplacian_is_weighted_and_annihilates_constants(lab):

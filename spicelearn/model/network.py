@@ -78,11 +78,13 @@ class CompiledNetwork:
         """Edge labels ``"u|v"`` in compiled order (the run file's coordinate)."""
         return [f"{u}|{v}" for u, v in self.edges]
 
-    @property
+    @cached_property
     def edge_nodes(self) -> np.ndarray:
-        """Node indices of the two ends of every edge, shape (E, 2)."""
+        """Node indices of the two ends of every edge, shape (E, 2); read-only, built once."""
         idx = self.node_index
-        return np.array([[idx[u], idx[v]] for u, v in self.edges], dtype=int).reshape(-1, 2)
+        out = np.array([[idx[u], idx[v]] for u, v in self.edges], dtype=int).reshape(-1, 2)
+        out.setflags(write=False)
+        return out
 
     def laplacian(self, weights: np.ndarray) -> np.ndarray:
         """Weighted Laplacian ``B^T diag(w) B``, shape (N, N)."""
