@@ -193,7 +193,6 @@ def test_a_clamp_step_conserves_every_floating_nodes_charge():
         np.testing.assert_array_equal(after.v_clamped[b, bound.target_index], new[b])
 
 
-
 def test_a_state_with_other_voltages_relaxes_from_them_not_from_its_kept_coordinates():
     """The engine keeps each state's coordinates in its capacitors' frames; a state given other voltages
     (``dataclasses.replace``) relaxes from those voltages: a zero-duration step keeps them, and from a copy of the
@@ -214,6 +213,8 @@ def test_a_state_with_other_voltages_relaxes_from_them_not_from_its_kept_coordin
     for a, b in zip(engine.voltages(engine.relax(copied, state.clamp, period)),
                     engine.voltages(engine.relax(state, state.clamp, period))):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
 def test_a_long_relaxation_reaches_the_clamped_equilibrium_and_a_short_one_barely_moves():
     """Exact exponential decay: after 1e3 slowest time constants each clamped twin sits at the equilibrium of its
     new clamps; after 1e-9 of the fastest, it has moved by less than 1e-6 of the way."""

@@ -387,7 +387,6 @@ class BatchedExactEngine:
         per_edge = all(b.hardware.capacitance_model == "per_edge" for b in boards)
         self._ratio_c = tuple(1.0 / np.stack([b.twin_capacitance(t) for b in boards], axis=1) if per_edge else None
                               for t in (0, 1))
-        self._edge_nodes = network.edge_nodes
         self._unit_T = np.eye(self.n_f)[:, self.n_c:]  # (n_F, M_T): the target coordinates
         #: The Chebyshev path takes ticks whose longest expansion needs at most this many terms.
         self.chebyshev_max_terms = max(60, 2 * self.n_f + 10)
@@ -467,7 +466,7 @@ class BatchedExactEngine:
         elif frames.kinv_diag is not None:  # capacitors to ground: A's diagonal is s / c (zero at the driven nodes)
             t = self._buffer("rate t", (self.size, self.network.n_nodes))
             t[:, self.floating] = np.diagonal(A, axis1=1, axis2=2)
-            lo, hi = np.zeros(self.size), edge_rate_bound(t, self._edge_nodes)
+            lo, hi = np.zeros(self.size), edge_rate_bound(t, self.network.edge_nodes)
         else:  # Gershgorin
             lo, hi = np.zeros(self.size), np.abs(A).sum(axis=2).max(axis=1)
         return _Tick(A=A, ystar=-Z[:, :, 0], P=Z[:, :nc, 1:], Q=Z[:, nc:, 1:], lo=lo, hi=hi, n_c=nc)

@@ -463,8 +463,9 @@ class ExactEngine(Engine):
         if self._per_edge:
             self._inv_c = tuple(1.0 / board.twin_capacitance(t) for t in (0, 1))
         else:
-            self._edge_nodes = en = network.edge_nodes
+            en = network.edge_nodes
             self._ends = np.concatenate([en[:, 0], en[:, 1]])
+            # per node, 0 at the driven ones (edge_rate_bound's t = s / c is 0 there)
             driven = ~np.isin(np.arange(n), self.floating)
             self._inv_c = tuple(np.where(driven, 0.0, 1.0 / board.twin_capacitance(t)) for t in (0, 1))
         # Chebyshev recurrences T_{k+1} = [-I, 2u] [T_{k-1}; T_k], one matrix product per term: [T_{k-1}; T_k]
@@ -491,7 +492,7 @@ class ExactEngine(Engine):
             r = g * self._inv_c[twin]
             return float(r.min()), float(r.max())
         s = np.bincount(self._ends, weights=np.concatenate([g, g]), minlength=self.network.n_nodes)
-        return 0.0, float(edge_rate_bound(s * self._inv_c[twin], self._edge_nodes))
+        return 0.0, float(edge_rate_bound(s * self._inv_c[twin], self.network.edge_nodes))
 
     def _decompositions(self, positions) -> tuple:
         """``(ops, ops_c)`` of the free and the clamped twin at ``positions``."""
