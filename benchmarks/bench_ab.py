@@ -8,7 +8,7 @@ rule with its noise, a clock tick, the free equilibrium), one tick of each in tu
 pair alternating, so that this machine's drift (up to 1.5x within an hour) falls on both alike: ratios agree
 to about 2 % from run to run, where whole runs in alternating processes scatter by 15 %. ``--boards 0`` compares
 the single engine (``spicelearn/engines/exact.py``), ``--boards B`` the batched one on B nominal boards
-(``spicelearn/engines/batched.py``; the revision's batched module imports today's ``exact.py``). Prints the
+(``spicelearn/engines/batched.py``, with the revision's ``exact.py``). Prints the
 ticks (or board-ticks) per second of each, their ratio, and whether the two engines kept the same positions,
 with their largest voltage difference.
 """
@@ -80,7 +80,8 @@ def main() -> None:
     hw = Hardware.from_R(args.R, capacitance_model=args.model, comparator=Comparator(noise=args.noise))
     boards = [Board.nominal(net, hw)] * max(args.boards, 1)
     if args.boards:
-        other = module_at(args.against, "engines.batched").BatchedExactEngine
+        other = module_at(args.against, "engines.batched",
+                          siblings=(module_at(args.against, "engines.exact"),)).BatchedExactEngine
         engines = {"this tree": BatchedExactEngine(net, [task] * args.boards, boards),
                    args.against: other(net, [task] * args.boards, boards)}
     else:

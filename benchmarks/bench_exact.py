@@ -78,12 +78,16 @@ def naive_loop(net, task, hw, steps):
     return p
 
 
-def module_at(rev: str, module: str):
+def module_at(rev: str, module: str, siblings: tuple = ()):
     """The module ``module`` of this package (``"engines.exact"``) as it was at git revision ``rev``, loaded beside
-    today's as ``spicelearn.<module>_at_<rev>``: its relative imports are today's modules."""
+    today's as ``spicelearn.<module>_at_<rev>``: its relative imports are today's modules, except those of the
+    modules ``siblings`` (modules of its package that this function loaded at the same revision)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     src = subprocess.run(["git", "show", f"{rev}:spicelearn/{module.replace('.', '/')}.py"], cwd=root, check=True,
                          capture_output=True, text=True).stdout
+    for sibling in siblings:
+        name = sibling.__name__.rsplit(".", 1)[1]
+        src = src.replace(f"from .{name.split('_at_')[0]} import", f"from .{name} import")
     fd, path = tempfile.mkstemp(suffix=".py")
     with os.fdopen(fd, "w") as f:
         f.write(src)

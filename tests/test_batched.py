@@ -139,8 +139,8 @@ def test_a_boards_run_does_not_depend_on_the_rest_of_its_batch():
 
 
 def test_a_boards_run_on_delaunay64_does_not_depend_on_its_batch():
-    """Nominal boards on a larger network build their matrices with BLAS products across the batch
-    (``_rowwise``): still bit for bit the same run alone, in a batch of odd or even size, and in chunks."""
+    """Nominal boards on a larger network share one frame, and the batch's sparse Laplacians one sparse product:
+    still bit for bit the same run alone, in a batch of odd or even size, and in chunks."""
     net = sl.load_network("delaunay64")
     runs = [dict(task="random:5,3,0", hardware=Hardware.from_R(R, comparator=Comparator(noise=0.01)), seed=s)
             for R, s in ((1.0, 0), (0.3, 1), (3.0, 2), (1.0, 3), (0.05, 4))]

@@ -184,22 +184,40 @@ def test_global_model_is_gamma_p_laplacian_flow(d64):
 def test_a_diagonal_capacitor_frame_scales_the_laplacian_to_the_products_numbers(d64, model):
     """Capacitors to ground (``global``, drawn per node) make the frame ``K`` diagonal: ``A = K^-1 L K^-T`` is then
     the Laplacian scaled by ``k_i k_j``, bit for bit the two products' numbers (they add exact zeros); per-edge
-    capacitors give a full ``K`` and take the products."""
-    from spicelearn.engines.exact import capacitor_frame, frame_transform
+    capacitors give a full ``K``: the sparse Laplacian by ``K^-T``, then the product by ``K^-1``, the same matrix to
+    rounding, for one board and for a batch with one frame or a frame per board."""
+    from spicelearn.engines.exact import FloatingLaplacian, capacitor_frame, frame_transform
     from spicelearn.model.hardware import Capacitor
 
     task = load_task("random:5,3,6", d64).bind(d64)
     hw = Hardware(capacitance_model=model, capacitor=Capacitor(tolerance=0.2))
-    board = Board.draw(d64, hw, np.random.default_rng(1))
+    rng = np.random.default_rng(1)
+    boards = [Board.draw(d64, hw, rng) for _ in range(3)]
     floating = np.concatenate([task.clamped_floating, task.target_index])
-    frame = capacitor_frame(d64, board, floating, task.clamped_floating.size, 0)
-    assert (frame.kinv_diag is not None) == (model == "global")
-    g = board.conductance(np.random.default_rng(2).integers(0, 128, d64.n_edges), 0)
-    L = d64.laplacian(g)[np.ix_(floating, floating)]
-    want = frame.Kinv @ L @ frame.Kinv.T
-    np.testing.assert_array_equal(frame_transform(L, frame.kinv_diag, frame.Kinv, frame.Kinv.T), want)
+    frames = [capacitor_frame(d64, board, floating, task.clamped_floating.size, 0) for board in boards]
+    assert all((f.kinv_diag is not None) == (model == "global") for f in frames)
+    g = np.stack([b.conductance(rng.integers(0, 128, d64.n_edges), 0) for b in boards])
+    L = np.stack([d64.laplacian(gb)[np.ix_(floating, floating)] for gb in g])
+    want = np.stack([f.Kinv @ Lb @ f.Kinv.T for f, Lb in zip(frames, L)])
+    np.testing.assert_allclose(FloatingLaplacian(d64, floating, 3).dense(g), L, rtol=1e-15, atol=1e-15 * abs(L).max())
+    frame = frames[0]
+    one = frame_transform(FloatingLaplacian(d64, floating), g[0], frame.kinv_diag, frame.Kinv, frame.Kinv.T)
     if model == "global":
-        np.testing.assert_allclose(frame.kinv_diag, 1 / np.sqrt(board.twin_capacitance(0)[floating]), rtol=1e-15)
+        np.testing.assert_array_equal(one[0], frame.Kinv @ FloatingLaplacian(d64, floating).dense(g[0])[0]
+                                      @ frame.Kinv.T)
+        np.testing.assert_allclose(frame.kinv_diag, 1 / np.sqrt(boards[0].twin_capacitance(0)[floating]),
+                                   rtol=1e-15)
+        return
+    scale = abs(want).max()
+    np.testing.assert_allclose(one[0], want[0], rtol=0, atol=1e-14 * scale)
+    batch = FloatingLaplacian(d64, floating, 3)
+    shared = frame_transform(batch, g, None, frame.Kinv[None], frame.Kinv.T[None])
+    np.testing.assert_array_equal(shared[0], one[0])  # a board's numbers whatever its batch
+    np.testing.assert_allclose(shared, np.stack([frame.Kinv @ Lb @ frame.Kinv.T for Lb in L]), rtol=0,
+                               atol=1e-14 * scale)
+    own = frame_transform(batch, g, None, np.stack([f.Kinv for f in frames]), np.stack([f.Kinv.T for f in frames]))
+    np.testing.assert_allclose(own, want, rtol=0, atol=1e-14 * scale)
+    np.testing.assert_array_equal(own[0], one[0])
 
 
 def test_the_edge_bound_holds_every_rate_of_capacitors_to_ground(d64):

@@ -16,8 +16,9 @@ same capacitors (nominal boards, or boards whose only imperfections are in their
 the boards share one frame (:class:`_Frames` with a leading axis of one, which broadcasts); otherwise each
 board has its own. Small networks (up to :data:`_SMALL` floating nodes) build ``A`` of every board from a
 table of the edges' ``w_e (x) w_e`` by one einsum with the batch axis last, and run the recurrence the
-same way (an einsum per twin and term); larger ones build each board's ``A = K^-1 L_G[FF] K^-T`` by two
-matrix products (its Laplacian from one ``bincount`` over the batch) and run the recurrence as stacked
+same way (an einsum per twin and term); larger ones build each board's ``A = K^-1 L_G[FF] K^-T`` from the
+batch's sparse Laplacians (:class:`~spicelearn.engines.exact.FloatingLaplacian`, one ``bincount`` and one sparse
+product by ``K^-T`` for the batch) and one matrix product by ``K^-1``, and run the recurrence as stacked
 matrix-vector products, one per twin and term.
 
 Memory: per board, three ``(n_F, n_F)`` matrices, ``W`` ``(n_F, E)`` and the node map ``(n_F, N)`` for
@@ -53,8 +54,8 @@ from ..errors import ConfigError, NetworkError
 from ..model.board import Board
 from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR, CompiledNetwork
 from ..model.task import BoundTask
-from .exact import (CHEBYSHEV_TOL, capacitor_frame, chebyshev_plan, contour_quadrature, edge_rate_bound, frame_transform,
-                    laplacian_map)
+from .exact import (CHEBYSHEV_TOL, FloatingLaplacian, capacitor_frame, chebyshev_plan, contour_quadrature,
+                    edge_rate_bound, frame_transform)
 
 __all__ = ["BatchedExactEngine", "BatchState"]
 
@@ -377,10 +378,8 @@ class BatchedExactEngine:
         free = self._frames(0)
         self.frames = (free, free if all(b.capacitors_identical for b in boards) else self._frames(1))
         self._twins_identical = all(b.twins_identical for b in boards)
-        # larger networks: each board's floating Laplacian by one bincount over the batch (slots of board b offset
-        # by b n_F^2), then A = K^-1 L K^-T
-        slot, self._Ledge, self._Lsign = laplacian_map(network, self.floating)
-        self._Lslot = (np.arange(self.size)[:, None] * self.n_f ** 2 + slot).reshape(-1)
+        # larger networks: every board's floating Laplacian, sparse, then A = K^-1 L K^-T
+        self._laplacian = FloatingLaplacian(network, self.floating, self.size) if self.n_f > _SMALL else None
         self._scratch = {}  # buffers kept between ticks (_buffer)
         # bounds of the spectra: per-edge capacitors, the edges' g / c; capacitors to ground, the edges' sums of
         # A's diagonal (exact.edge_rate_bound); a batch of both models, Gershgorin's
@@ -423,13 +422,6 @@ class BatchedExactEngine:
             frames = replace(frames, kr=W[i] * W[j], sym=sym.reshape(-1))
         return frames
 
-    def _laplacians(self, g: np.ndarray) -> np.ndarray:
-        """The floating nodes' Laplacian ``L_G[FF]`` of every board at conductances ``g`` (B, E), (B, n_F, n_F);
-        each board's entries summed in one order whatever the batch."""
-        w = (g[:, self._Ledge] * self._Lsign).reshape(-1)
-        n = self.n_f
-        return np.bincount(self._Lslot, weights=w, minlength=self.size * n * n).reshape(self.size, n, n)
-
     def conductance(self, positions: np.ndarray, twin: int) -> np.ndarray:
         """Conductance (S) of every edge of every board's ``twin`` at ``positions`` (B, E), shape (B, E)."""
         return 1.0 / ((positions + 1.0) * self._step_r[:, twin] + self._wiper[:, twin]) + self._inv_leak[:, twin]
@@ -453,9 +445,9 @@ class BatchedExactEngine:
         elif self.n_f <= _SMALL:
             A = (frames.W * g[:, None, :]) @ _t(frames.W)
             r = _mv(frames.W, g * self.b_src)
-        else:  # A = K^-1 L_G[FF] K^-T board by board (two n_F^3 products, not n_F^2 E; none for a diagonal K)
-            A = frame_transform(self._laplacians(g), frames.kinv_diag, frames.Kinv, frames.KinvT,
-                                work=self._buffer("K^-1 L", (self.size, self.n_f, self.n_f)))
+        else:  # A = K^-1 L_G[FF] K^-T board by board (the sparse Laplacians by K^-T, then an n_F^3 product; none for
+            # a diagonal K)
+            A = frame_transform(self._laplacian, g, frames.kinv_diag, frames.Kinv, frames.KinvT)
             r = _mv(frames.W, g * self.b_src)
         Z = _solve_spd(A, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, A.shape[:1]
                                                                           + self._unit_T.shape)], axis=2))
