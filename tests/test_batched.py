@@ -327,3 +327,19 @@ def test_a_chunks_records_take_the_memory_their_bound_says(monkeypatch):
     engine = 2 * 2**20  # the engine's matrices, the noise draws of 64 ticks, the expansions' table
     assert 0.8 * B * per_board <= peak <= B * per_board + engine, (peak, B * per_board)
     assert out[0].v_free.values.base is out[-1].v_free.values.base is not None  # views of one array, no copies
+
+
+def test_a_batch_is_refused_where_its_records_exceed_the_limit_by_the_chunks_own_count(monkeypatch):
+    """The refusal counts a batch's records as the chunks are sized (``batch_record_bytes``): a limit one byte short
+    of a chunk's records refuses it, naming the runs; the exact amount runs."""
+    import spicelearn.checks as checks
+    import spicelearn.loop as loop
+
+    steps, B = 20, 3
+    need = B * loop.batch_record_bytes(steps, 9, 16, 2)
+    runs = [dict(seed=s) for s in range(B)]
+    monkeypatch.setattr(checks, "RECORD_MEMORY_LIMIT", need - 1)
+    with pytest.raises(ConfigError, match=r"3 run\(s\) on 'lab16'"):
+        train_batch("lab16", runs, steps=steps, chunk=B)
+    monkeypatch.setattr(checks, "RECORD_MEMORY_LIMIT", need)
+    assert len(train_batch("lab16", runs, steps=steps, chunk=B)) == B

@@ -55,7 +55,7 @@ from ..model.board import Board
 from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR, CompiledNetwork
 from ..model.task import BoundTask
 from .exact import (CHEBYSHEV_TOL, FloatingLaplacian, capacitor_frame, chebyshev_plan, contour_quadrature,
-                    edge_rate_bound, frame_transform)
+                    frame_transform, grounded_rate_bound)
 
 __all__ = ["BatchedExactEngine", "BatchState"]
 
@@ -382,7 +382,7 @@ class BatchedExactEngine:
         self._laplacian = FloatingLaplacian(network, self.floating, self.size) if self.n_f > _SMALL else None
         self._scratch = {}  # buffers kept between ticks (_buffer)
         # bounds of the spectra: per-edge capacitors, the edges' g / c; capacitors to ground, the edges' sums of
-        # A's diagonal (exact.edge_rate_bound); a batch of both models, Gershgorin's
+        # A's diagonal (exact.grounded_rate_bound); a batch of both models, Gershgorin's
         per_edge = all(b.hardware.capacitance_model == "per_edge" for b in boards)
         self._ratio_c = tuple(1.0 / np.stack([b.twin_capacitance(t) for b in boards], axis=1) if per_edge else None
                               for t in (0, 1))
@@ -398,7 +398,9 @@ class BatchedExactEngine:
         self.b_src = _mv(np.broadcast_to(network.incidence[:, self.source_index],
                                          (self.size,) + (network.n_edges, self.source_index.size)),
                          self.source_voltage)  # (B, E)
-        self._v_template = np.zeros((self.size, network.n_nodes), order="F" if self.n_f <= _SMALL else "C")
+        # voltages board-fastest (Fortran order) for small networks, as their einsums over the batch lay them out
+        self._v_template_order = "F" if self.n_f <= _SMALL else "C"
+        self._v_template = np.zeros((self.size, network.n_nodes), order=self._v_template_order)
         self._v_template[:, self.source_index] = self.source_voltage
 
     # -- helpers -------------------------------------------------------------------
@@ -456,9 +458,7 @@ class BatchedExactEngine:
             ratio = gT * self._ratio_c[twin]  # (E, B)
             lo, hi = ratio.min(axis=0), ratio.max(axis=0)
         elif frames.kinv_diag is not None:  # capacitors to ground: A's diagonal is s / c (zero at the driven nodes)
-            t = self._buffer("rate t", (self.size, self.network.n_nodes))
-            t[:, self.floating] = np.diagonal(A, axis1=1, axis2=2)
-            lo, hi = np.zeros(self.size), edge_rate_bound(t, self.network.edge_nodes)
+            lo, hi = np.zeros(self.size), grounded_rate_bound(A, self.floating, self.network)
         else:  # Gershgorin
             lo, hi = np.zeros(self.size), np.abs(A).sum(axis=2).max(axis=1)
         return _Tick(A=A, ystar=-Z[:, :, 0], P=Z[:, :nc, 1:], Q=Z[:, nc:, 1:], lo=lo, hi=hi, n_c=nc)
@@ -471,13 +471,8 @@ class BatchedExactEngine:
             v = np.einsum("bj,jn->bn", y, Kp[0], order="F")
             v += self._v_template
             return v
-        if self.n_f <= _SMALL:
-            v = self._v_template.copy()
-            v[:, self.floating] = _mv(_t(self.frames[twin].Kinv), y)
-            return v
-        v = np.matmul(y[:, None, :], self.frames[twin].Kp)[:, 0]  # a row per board: y^T K^-1, scattered
-        v += self._v_template
-        return v
+        # a row per board: y^T K^-1, scattered (Kp); the voltages laid out as the template is
+        return np.add(np.matmul(y[:, None, :], Kp)[:, 0], self._v_template, order=self._v_template_order)
 
     def _to_y(self, v: np.ndarray, twin: int = 0) -> np.ndarray:
         """The coordinates ``y = K^T v_F`` (B, n_F) of one twin from node voltages (B, N)."""

@@ -433,6 +433,14 @@ def edge_rate_bound(t: np.ndarray, edge_nodes: np.ndarray) -> np.ndarray:
 SPARSE_LAPLACIAN_FROM = 48
 
 
+def grounded_rate_bound(A: np.ndarray, floating: np.ndarray, network: CompiledNetwork) -> np.ndarray:
+    """:func:`edge_rate_bound` of twins with capacitors to ground from their matrices ``A`` (..., n_F, n_F) on the
+    nodes ``floating``: in a diagonal frame ``A``'s diagonal is ``t = s / c`` there. Shape (...)."""
+    t = np.zeros(A.shape[:-2] + (network.n_nodes,))
+    t[..., floating] = np.diagonal(A, axis1=-2, axis2=-1)
+    return edge_rate_bound(t, network.edge_nodes)
+
+
 def frame_transform(L: FloatingLaplacian, g: np.ndarray, kinv_diag: np.ndarray | None, Kinv: np.ndarray,
                     KinvT: np.ndarray) -> np.ndarray:
     """``A = K^-1 L K^-T`` (size, n_F, n_F) of the conductance Laplacians ``L`` at ``g`` (size, E) in capacitor frames
@@ -513,12 +521,6 @@ class ExactEngine(Engine):
             board.hardware.capacitance_model == "per_edge"
         if self._per_edge:
             self._inv_c = tuple(1.0 / board.twin_capacitance(t) for t in (0, 1))
-        else:
-            en = network.edge_nodes
-            self._ends = np.concatenate([en[:, 0], en[:, 1]])
-            # per node, 0 at the driven ones (edge_rate_bound's t = s / c is 0 there)
-            driven = ~np.isin(np.arange(n), self.floating)
-            self._inv_c = tuple(np.where(driven, 0.0, 1.0 / board.twin_capacitance(t)) for t in (0, 1))
         # Chebyshev recurrences T_{k+1} = [-I, 2u] [T_{k-1}; T_k], one matrix product per term: [T_{k-1}; T_k]
         # are adjacent blocks of one buffer (_Recurrence); equal twins share the free twin's matrix
         self._M = (np.hstack([-np.eye(nf), np.zeros((nf, nf))]), np.hstack([-np.eye(nc), np.zeros((nc, nc))]))
@@ -537,13 +539,13 @@ class ExactEngine(Engine):
         """The board's conductances at ``positions`` (E,), from the table (the same numbers)."""
         return self._gtab[twin].take(self._gbase + positions)
 
-    def _bounds(self, g, twin: int) -> tuple:
-        """Bounds (lo, hi) of the rates of one twin at conductances ``g``."""
+    def _bounds(self, g, A, twin: int) -> tuple:
+        """Bounds (lo, hi) of the rates of one twin at conductances ``g``, of matrix ``A``: per-edge capacitors, the
+        edges' ``g / c``; capacitors to ground, 0 and :func:`grounded_rate_bound`."""
         if self._per_edge:
             r = g * self._inv_c[twin]
             return float(r.min()), float(r.max())
-        s = np.bincount(self._ends, weights=np.concatenate([g, g]), minlength=self.network.n_nodes)
-        return 0.0, float(edge_rate_bound(s * self._inv_c[twin], self.network.edge_nodes))
+        return 0.0, float(grounded_rate_bound(A, self.floating, self.network))
 
     def _decompositions(self, positions) -> tuple:
         """``(ops, ops_c)`` of the free and the clamped twin at ``positions``."""
@@ -551,17 +553,16 @@ class ExactEngine(Engine):
             return self._sparse.operators(positions)
         if self.method == "eigen":
             return self._eigen_decompositions(positions)
-        g = self._conductance(positions, 0)
-        lo, hi = self._bounds(g, 0)
+        ops = self._decompose(self.frames[0], self._conductance(positions, 0))
         if self._twins_identical:
-            ops = self._decompose(self.frames[0], g, lo, hi)
             return ops, ops
-        gc = self._conductance(positions, 1)
-        lo_c, hi_c = self._bounds(gc, 1)
-        lo, hi = min(lo, lo_c), max(hi, hi_c)
-        return self._decompose(self.frames[0], g, lo, hi), self._decompose(self.frames[1], gc, lo, hi)
+        ops_c = self._decompose(self.frames[1], self._conductance(positions, 1))
+        ops.lo = ops_c.lo = min(ops.lo, ops_c.lo)  # one interval for both twins' expansions
+        ops.hi = ops_c.hi = max(ops.hi, ops_c.hi)
+        return ops, ops_c
 
-    def _decompose(self, frame: _Frame, g, lo: float, hi: float) -> _Operators:
+    def _decompose(self, frame: _Frame, g) -> _Operators:
+        """One twin's operators at conductances ``g``, with the bounds of its own rates."""
         twin = 0 if frame is self.frames[0] else 1
         # A = K^-1 L_G[FF] K^-T (from 48 nodes the sparse Laplacian by K^-T, then one n_F^3 product; not n_F^2 E)
         A = frame_transform(self._laplacian, g, frame.kinv_diag, self._Kinv[twin], self._KinvT[twin])[0]
@@ -582,7 +583,7 @@ class ExactEngine(Engine):
             h = ystar[:nc] + G.dot(ystar[nc:])
         else:
             G, h = np.zeros((nc, x.shape[1] - 1)), ystar[:nc].copy()
-        return _Operators(A, ystar, G, h, lo, hi, nc)
+        return _Operators(A, ystar, G, h, *self._bounds(g, A, twin), nc)
 
     def _to_v(self, y: np.ndarray) -> np.ndarray:
         """Node voltages (N,) of the free twin from its coordinates ``y`` (n_F,)."""
