@@ -26,9 +26,9 @@ each twin frame (once for a shared frame), the tick's operators and the recurren
 ``8 (5 n_F^2 + 2 n_F E + 2 m n_F)`` bytes per board and twin for ``m`` terms (lab16: 4 kB; delaunay64:
 0.3 MB).
 
-The array code uses only ``matmul``, ``einsum``, ``eigh``, ``solve``, a Cholesky solve, ``bincount``,
-elementwise functions and fancy indexing, with state passed in and out as frozen dataclasses: what
-``jax.numpy`` or ``torch`` offer under the same names (see docs/architecture.md). A board's run does not
+The array code uses only ``matmul``, ``einsum``, ``eigh``, ``solve``, a Cholesky solve, ``bincount``, a
+sparse-dense product, elementwise functions and fancy indexing, with state passed in and out as frozen dataclasses:
+what ``jax.numpy`` or ``torch`` offer under the same names (see docs/architecture.md). A board's run does not
 depend on the rest of its batch, bit for bit (a sweep resumed after a kill, whose batches are composed
 differently, ends with the same files): every product is one per board (a stacked ``matmul`` calls BLAS
 once per board with the same shapes), einsum's loops sum in one order, and no BLAS product runs across
