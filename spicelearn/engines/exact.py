@@ -186,7 +186,7 @@ class FloatingLaplacian:
     end one, each entry summed over its edges in one order (the same numbers whatever the batch and the form).
 
     :meth:`dense` gives the matrices; :meth:`times` their products with ``K^-T`` through one sparse matrix of a fixed
-    pattern (CSR, a block of n_F rows per board), a few entries a row (delaunay64: 301 of 59^2) where a dense product
+    pattern (CSR, a block of n_F rows per board), a few entries a row (delaunay64: about 300 of 59^2) where a dense product
     costs n_F^3. :func:`frame_transform` builds ``A`` on them.
     """
 
@@ -214,7 +214,7 @@ class FloatingLaplacian:
         return (np.take(g, self._edge, axis=-1) * self._sign).reshape(-1)
 
     def dense(self, g: np.ndarray) -> np.ndarray:
-        """The Laplacians at conductances ``g`` (size, E), (size, n_F, n_F)."""
+        """The Laplacians at conductances ``g`` (size, E) (or (E,) for one board), (size, n_F, n_F)."""
         n = self.n_f
         return np.bincount(self._slot, weights=self._weights(g), minlength=self.size * n * n).reshape(-1, n, n)
 
