@@ -101,7 +101,9 @@ METHODS = ("auto", "dense", "chebyshev", "eigen", "sparse")
 
 #: ``method="auto"`` takes the sparse path from this many floating nodes of the free twin on (measured:
 #: ``benchmarks/bench_large.py --sizes 240 256 272 288 304 --repeats 7``: sparse / dense 1.31 at 256 nodes,
-#: 1.27 at 272, 0.87 at 288; the dense path's paired recurrence moved it up from 250).
+#: 1.27 at 272, 0.87 at 288; the dense path's paired recurrence moved it up from 250. Measured again with the sparse
+#: Laplacian in the dense path, on another machine: 1.12 at 256, 1.06 at 264, 0.90 to 0.97 at 272 and 276, the dense
+#: path jumping to 3 ms a tick at some sizes (1.7 to 2 ms at the others), so the crossover still lies near here).
 SPARSE_FROM = 280
 
 #: The dense path of the default ``method=None``: ``"dense"``, the fast path (benchmarks/bench_exact.py).
