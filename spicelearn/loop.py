@@ -403,13 +403,17 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
     bar = Progress(steps, label=f"train {net.name} ({name})", enabled=progress)
     try:
         with limit_for(net):
-            record = run_loop(engine, steps, run.start, Decide.rule(b, run.rule_fn, run.rngs["noise"],
-                                                                     run.rngs["miss"]),
-                              durations=run.durations, progress=bar)
+            record = _run_alone(engine, run, steps, bar)
     finally:
         bar.close()
         engine.close()
     return _dataset(run, record, name)
+
+
+def _run_alone(engine: Engine, run: "_Run", steps: int, progress) -> dict:
+    """The record of one prepared run on its own engine (steps 1-5, the board's rule, streams and clock)."""
+    return run_loop(engine, steps, run.start, Decide.rule(run.board, run.rule_fn, run.rngs["noise"], run.rngs["miss"]),
+                    durations=run.durations, progress=progress)
 
 
 @dataclass(frozen=True, eq=False)
@@ -475,6 +479,10 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
                 chunk: int | None = None) -> list:
     """Train B boards on one network in lockstep on the batched exact engine: the runs of :func:`train`.
 
+    Where a batch would not pay (:func:`~spicelearn.engines.batched.worth_batching`: from
+    :data:`~spicelearn.engines.exact.SPARSE_FROM` floating nodes, where single runs take the sparse path), the runs
+    go one after another on the single exact engine instead, each exactly as :func:`train` runs it.
+
     Parameters
     ----------
     network : str, path, networkx.Graph or CompiledNetwork
@@ -496,7 +504,7 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
         The run file of every run, in order: the same as :func:`train` gives for it (positions equal,
         voltages to rounding).
     """
-    from .engines.batched import BatchedExactEngine
+    from .engines.batched import BatchedExactEngine, worth_batching
     from .model.network import load_network
 
     steps = check_steps(steps)
@@ -523,6 +531,8 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
     inputs = [(bind_once(r.get("task", "default")), r.get("hardware"), r.get("board"), r.get("rule"),
                r.get("seed", 0), r.get("board_seed"), r.get("positions"), steps) for r in runs]
     prepared = [_prepare(*args) for args in inputs]
+    if not worth_batching(prepared[0].task):
+        return _train_alone(net, prepared, steps, progress)
     if chunk is None:
         n_targets = prepared[0].task.target_index.size  # (a batch shares its target nodes)
         chunk = max(1, BATCH_RECORD_MEMORY // batch_record_bytes(steps, net.n_nodes, net.n_edges, n_targets))
@@ -552,6 +562,26 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
                     if r.durations is None:
                         record.pop("duration", None)
                     out.append(_dataset(r, record, "exact", like=out[-1] if out else None))
+    finally:
+        bar.close()
+    return out
+
+
+def _train_alone(net: CompiledNetwork, prepared: list, steps: int, progress: bool) -> list:
+    """The run files of prepared runs on the single exact engine, one after another (:func:`train_batch` where a
+    batch would not pay)."""
+    bar = Progress(steps * len(prepared), label=f"train {len(prepared)} boards on {net.name} (one by one)",
+                   enabled=progress, unit="board-steps")
+    out = []
+    try:
+        with limit_for(net):
+            for i, run in enumerate(prepared):
+                engine = get_engine("exact")(net, run.task, run.board)
+                try:
+                    record = _run_alone(engine, run, steps, _Offset(bar, i * steps, 1))
+                finally:
+                    engine.close()
+                out.append(_dataset(run, record, "exact"))
     finally:
         bar.close()
     return out

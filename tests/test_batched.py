@@ -343,3 +343,37 @@ def test_a_batch_is_refused_where_its_records_exceed_the_limit_by_the_chunks_own
         train_batch("lab16", runs, steps=steps, chunk=B)
     monkeypatch.setattr(checks, "RECORD_MEMORY_LIMIT", need)
     assert len(train_batch("lab16", runs, steps=steps, chunk=B)) == B
+
+
+def test_networks_where_a_batch_does_not_pay_run_one_by_one_as_train_runs_them(tmp_path, monkeypatch):
+    """From ``SPARSE_FROM`` floating nodes single runs take the sparse path, faster than a batch's dense work a
+    board-tick: ``train_batch`` then runs each board on the single engine (the same run files as ``train``, bit for
+    bit, and no batched engine made), and a sweep's points there are not batched (``batch_key`` None)."""
+    import spicelearn.engines.batched as batched
+    from spicelearn.engines.exact import SPARSE_FROM
+    from spicelearn.experiments.spec import batch_key, check_options, run_batch
+    from spicelearn.model.generators import delaunay
+
+    graph = delaunay(SPARSE_FROM + 10, 2 * (SPARSE_FROM + 10), seed=1)
+    net = sl.compile_network(graph, name="big")
+    task = bind(net, "random:5,3,0")
+    assert task.clamped_floating.size + task.target_index.size >= SPARSE_FROM
+    assert not batched.worth_batching(task) and batched.worth_batching(bind("delaunay64", "random:5,3,0"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a batched engine was made")
+
+    monkeypatch.setattr(batched, "BatchedExactEngine", refuse)
+    runs = [dict(task="random:5,3,0", hardware=Hardware.from_R(R, comparator=Comparator(noise=0.01)), seed=s)
+            for R, s in ((1.0, 0), (0.5, 1))]
+    out = train_batch(net, runs, steps=4)
+    for b, s in zip(out, _singles(net, runs, 4)):
+        for v in ("position", "v_free", "v_clamped", "mse_eq"):
+            np.testing.assert_array_equal(b[v].values, s[v].values)
+    path = tmp_path / "big.graphml"
+    path.write_text(net.to_graphml())
+    options = check_options({"network": str(path), "task": "random:5,3,0", "steps": 4})
+    assert batch_key(options) is None
+    assert batch_key(check_options({"network": "delaunay64", "task": "random:5,3,0", "steps": 4})) is not None
+    with pytest.raises(ConfigError, match="worth_batching"):
+        run_batch([options])

@@ -200,11 +200,17 @@ def run(options: dict, progress: bool = False):
 
 
 def batch_key(options: dict):
-    """What runs of a batch must share (:func:`run_batch`), or None for a run that cannot be batched (the
-    batched engine is the ``exact`` one): network, its seed, steps, and the task's source and target nodes."""
+    """What runs of a batch must share (:func:`run_batch`), or None for a run that is not batched (the batched
+    engine is the ``exact`` one, and pays only below :data:`~spicelearn.engines.exact.SPARSE_FROM` floating
+    nodes: :func:`~spicelearn.engines.batched.worth_batching`): network, its seed, steps, and the task's source and
+    target nodes."""
+    from ..engines.batched import worth_batching
+
     if options["backend"] != "exact":
         return None
     bound = _bound(options["network"], options["network_seed"], options["task"])
+    if not worth_batching(bound):
+        return None
     return (options["network"], options["network_seed"], options["steps"], tuple(bound.source_index),
             tuple(bound.target_index))
 
@@ -230,7 +236,11 @@ def run_batch(options_list, progress: bool = False) -> list:
     from ..loop import train_batch
 
     keys = {batch_key(o) for o in options_list}
-    if len(keys) != 1 or None in keys:
+    if None in keys:
+        raise ConfigError("`options_list` holds runs that are not batched (another backend than exact, or a network "
+                          "of so many floating nodes that runs one by one are faster: engines.batched."
+                          "worth_batching); run them with `run`")
+    if len(keys) != 1:
         raise ConfigError(f"`options_list` must be exact-engine runs sharing network, network_seed, steps and the "
                           f"task's nodes (one batch key), got {len(keys)} different")
     o = options_list[0]
