@@ -458,10 +458,11 @@ def _dataset(run: _Run, record: dict, backend: str, like=None):
                         attrs={"backend": backend, **run.attrs}, like=like)
 
 
-#: Bytes of per-step records one batch of :func:`train_batch` holds at most (:func:`batch_record_bytes`); larger
-#: batches run in chunks (lab16 at 3000 steps: up to 1,315 boards at once; a tick's fixed cost is spread over more
-#: boards the larger a chunk, and lab16's batched loop ran 1.4x faster with chunks of 1,000 than of 223).
-BATCH_RECORD_MEMORY = 2**30
+#: Bytes one batch of :func:`train_batch` holds at most, its per-step records (:func:`batch_record_bytes`) and its
+#: engine (:func:`~spicelearn.engines.batched.engine_bytes`); larger batches run in chunks (lab16 at 3000 steps: up to
+#: 1,290 boards at once; a tick's fixed cost is spread over more boards the larger a chunk, and lab16's batched loop
+#: ran 1.4x faster with chunks of 1,000 than of 223).
+BATCH_MEMORY = 2**30
 
 
 def batch_record_bytes(steps: int, n_nodes: int, n_edges: int, n_targets: int) -> int:
@@ -495,7 +496,7 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
     network_seed : int
     progress : bool
     chunk : int, optional
-        Boards simulated at once, at most (default: as many as fit :data:`BATCH_RECORD_MEMORY`); the batch runs in
+        Boards simulated at once, at most (default: as many as fit :data:`BATCH_MEMORY`); the batch runs in
         as few chunks as that allows, of equal sizes.
 
     Returns
@@ -504,7 +505,7 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
         The run file of every run, in order: the same as :func:`train` gives for it (positions equal,
         voltages to rounding).
     """
-    from .engines.batched import BatchedExactEngine, worth_batching
+    from .engines.batched import BatchedExactEngine, engine_bytes, worth_batching
     from .model.network import load_network
 
     steps = check_steps(steps)
@@ -534,8 +535,10 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
     if not worth_batching(prepared[0].task):
         return _train_alone(net, prepared, steps, progress)
     if chunk is None:
-        n_targets = prepared[0].task.target_index.size  # (a batch shares its target nodes)
-        chunk = max(1, BATCH_RECORD_MEMORY // batch_record_bytes(steps, net.n_nodes, net.n_edges, n_targets))
+        task = prepared[0].task  # (a batch shares its nodes)
+        per_board = batch_record_bytes(steps, net.n_nodes, net.n_edges, task.target_index.size) + engine_bytes(
+            task.clamped_floating.size + task.target_index.size, net.n_edges, net.n_nodes)
+        chunk = max(1, BATCH_MEMORY // per_board)
     elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ConfigError(f"`chunk` must be an integer >= 1 (boards at once), got {chunk!r}")
     n_chunks = math.ceil(len(prepared) / chunk)

@@ -310,10 +310,12 @@ def test_a_chunks_records_take_the_memory_their_bound_says(monkeypatch):
     import tracemalloc
 
     import spicelearn.loop as loop
+    from spicelearn.engines.batched import engine_bytes
 
     steps, limit = 400, 4 * 2**20
-    monkeypatch.setattr(loop, "BATCH_RECORD_MEMORY", limit)
-    per_board = loop.batch_record_bytes(steps, 9, 16, 2)
+    monkeypatch.setattr(loop, "BATCH_MEMORY", limit)
+    records = loop.batch_record_bytes(steps, 9, 16, 2)
+    per_board = records + engine_bytes(7, 16, 9)
     B = limit // per_board
     runs = [dict(hardware=Hardware.from_R(1.0, comparator=Comparator(noise=0.01)), seed=s) for s in range(B)]
     train_batch("lab16", runs[:2], steps=10)  # imports and tables made once, outside the count
@@ -325,8 +327,41 @@ def test_a_chunks_records_take_the_memory_their_bound_says(monkeypatch):
         tracemalloc.stop()
     assert len(out) == B and B * per_board <= limit
     engine = 2 * 2**20  # the engine's matrices, the noise draws of 64 ticks, the expansions' table
-    assert 0.8 * B * per_board <= peak <= B * per_board + engine, (peak, B * per_board)
+    assert 0.8 * B * records <= peak <= B * per_board + engine, (peak, B * per_board)
     assert out[0].v_free.values.base is out[-1].v_free.values.base is not None  # views of one array, no copies
+
+
+def test_the_engines_memory_is_bounded_and_sizes_the_chunks_of_short_runs(monkeypatch):
+    """``engine_bytes`` bounds what the engine holds per board at its worst (imperfect boards: every board its own
+    frames, twins that differ), and not loosely; where runs are short, it is what sizes the chunks."""
+    import tracemalloc
+
+    import spicelearn.engines.batched as batched
+    import spicelearn.loop as loop
+
+    net, steps, B = sl.load_network("delaunay64"), 20, 16
+    per_board = batched.engine_bytes(59, net.n_edges, net.n_nodes) + loop.batch_record_bytes(steps, 64, 143, 3)
+    hw = Hardware.from_R(1.0, pot=Potentiometer(tolerance=0.1, twin_mismatch=0.02), capacitor=Capacitor(tolerance=0.1),
+                         comparator=Comparator(noise=0.01))
+    runs = [dict(task="random:5,3,0", hardware=hw, seed=0, board_seed=b) for b in range(B)]
+    train_batch(net, runs[:2], steps=5)
+    tracemalloc.start()
+    try:
+        train_batch(net, runs, steps=steps)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert 0.5 * B * per_board <= peak <= B * per_board + 2**20, (peak, B * per_board)  # measured: 0.76
+    sizes, real = [], batched.BatchedExactEngine
+
+    def counted(network, tasks, boards):
+        sizes.append(len(boards))
+        return real(network, tasks, boards)
+
+    monkeypatch.setattr(batched, "BatchedExactEngine", counted)
+    monkeypatch.setattr(loop, "BATCH_MEMORY", 3 * per_board)
+    assert len(train_batch(net, runs[:7], steps=steps)) == 7
+    assert sizes == [3, 3, 2]  # 7 boards in chunks of at most 3 (the lone last one beside its copy)
 
 
 def test_a_batch_is_refused_where_its_records_exceed_the_limit_by_the_chunks_own_count(monkeypatch):

@@ -22,9 +22,9 @@ product by ``K^-T`` for the batch) and one matrix product by ``K^-1``, and run t
 matrix-vector products, one per twin and term.
 
 Memory: per board, three ``(n_F, n_F)`` matrices, ``W`` ``(n_F, E)`` and the node map ``(n_F, N)`` for
-each twin frame (once for a shared frame), the tick's operators and the recurrence's terms, about
-``8 (5 n_F^2 + 2 n_F E + 2 m n_F)`` bytes per board and twin for ``m`` terms (lab16: 4 kB; delaunay64:
-0.3 MB).
+each twin frame (once for a shared frame), the tick's operators and the recurrence's terms; at most
+:func:`engine_bytes` (lab16: 20 kB; delaunay64: 1.07 MB, measured 0.8 MB for imperfect boards and 0.35 MB for
+nominal ones, which share one frame).
 
 The array code uses only ``matmul``, ``einsum``, ``eigh``, ``solve``, a Cholesky solve, ``bincount``, a
 sparse-dense product, elementwise functions and fancy indexing, with state passed in and out as frozen dataclasses:
@@ -57,7 +57,7 @@ from ..model.task import BoundTask
 from .exact import (CHEBYSHEV_TOL, SPARSE_FROM, FloatingLaplacian, capacitor_frame, chebyshev_plan,
                     contour_quadrature, frame_transform, grounded_rate_bound)
 
-__all__ = ["BatchedExactEngine", "BatchState", "worth_batching"]
+__all__ = ["BatchedExactEngine", "BatchState", "worth_batching", "engine_bytes"]
 
 _QUAD_S, _QUAD_W = contour_quadrature()
 
@@ -70,6 +70,22 @@ def worth_batching(task: BoundTask) -> bool:
     3.5 at 384; at 1,024 nodes single runs take 4.4 ms a tick, a dense tick 66 ms), and a batch would hold 5 n_F^2
     numbers a board (40 MB at 1,024 nodes)."""
     return task.clamped_floating.size + task.target_index.size < SPARSE_FROM
+
+
+def _max_terms(n_f: int) -> int:
+    """The longest Chebyshev expansion the engine runs on ``n_f`` floating nodes (longer ones take the eigensolve)."""
+    return max(60, 2 * n_f + 10)
+
+
+def engine_bytes(n_f: int, n_edges: int, n_nodes: int) -> int:
+    """Bytes the engine holds per board at most on a network of ``n_f`` floating nodes: each twin's own frame (``K``,
+    ``K^-1`` and its transpose, ``W``, the node map), twice while the engine stacks them; each twin's ``A``, twice
+    while a tick makes the next; the Chebyshev matrices and the temporaries of the sparse product and the Cholesky
+    solve; the longest expansion's terms (lab16: 20 kB; delaunay64: 1.07 MB, where imperfect boards, whose frames and
+    twins all differ, measured 0.8 MB)."""
+    n = n_f
+    frame = 3 * n * n + n * n_edges + n * n_nodes
+    return 8 * (2 * 2 * frame + 2 * 2 * n * n + 4 * n * n + 2 * _max_terms(n) * n)
 
 
 def _t(a: np.ndarray) -> np.ndarray:
@@ -398,7 +414,7 @@ class BatchedExactEngine:
                               for t in (0, 1))
         self._unit_T = np.eye(self.n_f)[:, self.n_c:]  # (n_F, M_T): the target coordinates
         #: The Chebyshev path takes ticks whose longest expansion needs at most this many terms.
-        self.chebyshev_max_terms = max(60, 2 * self.n_f + 10)
+        self.chebyshev_max_terms = _max_terms(self.n_f)
         # conductances: 1 / ((p + 1) (r_ab / n) + wiper) + 1 / leakage, as Board.conductance computes them
         self._top = np.array([[b.hardware.pot.n_positions - 1] for b in boards])  # (B, 1)
         self._step_r = np.stack([b.r_ab / b.hardware.pot.n_positions for b in boards])  # (B, 2, E)
