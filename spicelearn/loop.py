@@ -531,6 +531,8 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
 
     inputs = [(bind_once(r.get("task", "default")), r.get("hardware"), r.get("board"), r.get("rule"),
                r.get("seed", 0), r.get("board_seed"), r.get("positions"), steps) for r in runs]
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ConfigError(f"`chunk` must be an integer >= 1 (boards at once), got {chunk!r}")
     prepared = [_prepare(*args) for args in inputs]
     if not worth_batching(prepared[0].task):
         return _train_alone(net, prepared, steps, progress)
@@ -539,8 +541,6 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
         per_board = batch_record_bytes(steps, net.n_nodes, net.n_edges, task.target_index.size) + engine_bytes(
             task.clamped_floating.size + task.target_index.size, net.n_edges, net.n_nodes)
         chunk = max(1, BATCH_MEMORY // per_board)
-    elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ConfigError(f"`chunk` must be an integer >= 1 (boards at once), got {chunk!r}")
     n_chunks = math.ceil(len(prepared) / chunk)
     chunk = math.ceil(len(prepared) / n_chunks)  # as few chunks as allowed, of sizes as equal as they can be
     bar = Progress(steps * len(runs), label=f"train {len(runs)} boards on {net.name} (batched)", enabled=progress,
