@@ -538,8 +538,8 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
         return _train_alone(net, prepared, steps, progress)
     if chunk is None:
         task = prepared[0].task  # (a batch shares its nodes)
-        per_board = batch_record_bytes(steps, net.n_nodes, net.n_edges, task.target_index.size) + engine_bytes(
-            task.clamped_floating.size + task.target_index.size, net.n_edges, net.n_nodes)
+        per_board = (batch_record_bytes(steps, net.n_nodes, net.n_edges, task.target_index.size)
+                     + engine_bytes(task.free_floating.size, net.n_edges, net.n_nodes))
         chunk = max(1, BATCH_MEMORY // per_board)
     n_chunks = math.ceil(len(prepared) / chunk)
     chunk = math.ceil(len(prepared) / n_chunks)  # as few chunks as allowed, of sizes as equal as they can be
@@ -584,7 +584,7 @@ def _train_alone(net: CompiledNetwork, prepared: list, steps: int, progress: boo
                     record = _run_alone(engine, run, steps, _Offset(bar, i * steps, 1))
                 finally:
                     engine.close()
-                out.append(_dataset(run, record, "exact"))
+                out.append(_dataset(run, record, "exact", like=out[-1] if out else None))
     finally:
         bar.close()
     return out

@@ -69,7 +69,7 @@ def worth_batching(task: BoundTask) -> bool:
     board-tick (measured, B = 8: 0.57 against 0.88 ms a board-tick at 128 nodes, 2.5 against 3.0 at 256, 5.4 against
     3.5 at 384; at 1,024 nodes single runs take 4.4 ms a tick, a dense tick 66 ms), and a batch would hold 5 n_F^2
     numbers a board (40 MB at 1,024 nodes)."""
-    return task.clamped_floating.size + task.target_index.size < SPARSE_FROM
+    return task.free_floating.size < SPARSE_FROM
 
 
 def _max_terms(n_f: int) -> int:
