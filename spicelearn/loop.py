@@ -10,9 +10,11 @@ drives several engines through one record.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -47,22 +49,24 @@ def initial_positions(network: CompiledNetwork, hardware: Hardware, positions=No
 STREAMS = ("noise", "miss", "jitter", "parts")
 
 
-def streams(seed: int | None, board_seed: int | None = None) -> dict:
-    """The run's generators, by name (:data:`STREAMS`), from ``seed`` and ``board_seed``.
+def streams(seed: int | None, board_seed: int | None = None, names=STREAMS) -> dict:
+    """The run's generators, by name, from ``seed`` and ``board_seed``: those of ``names`` (default all of
+    :data:`STREAMS`; each is the same whichever others are made).
 
     Without ``board_seed`` the noise stream is ``default_rng(seed)`` (as before boards had
     imperfections) and the others come from ``(seed, k)``; with it, every stream comes from
     ``(seed, board_seed, k)``: board ``b`` of a Monte Carlo has its own parts and its own noise.
     """
+    unknown = sorted(set(names) - set(STREAMS))
+    if unknown:
+        raise ConfigError(f"`names` must be among {STREAMS}, got {unknown}")
     if seed is None:
         if board_seed is not None:
             raise ConfigError(f"`board_seed`={board_seed!r} needs a `seed`: board b is drawn from (seed, b)")
-        return {name: np.random.default_rng() for name in STREAMS}
+        return {name: np.random.default_rng() for name in names}
     key = [seed] if board_seed is None else [seed, board_seed]
-    out = {name: np.random.default_rng(key + [k]) for k, name in enumerate(STREAMS)}
-    if board_seed is None:
-        out["noise"] = np.random.default_rng(seed)
-    return out
+    return {name: np.random.default_rng(seed if name == "noise" and board_seed is None else key + [k])
+            for k, name in enumerate(STREAMS) if name in names}
 
 
 def make_board(network: CompiledNetwork, hardware: Hardware | None = None, board: Board | None = None,
@@ -412,7 +416,8 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
 
 def _run_alone(engine: Engine, run: "_Run", steps: int, progress) -> dict:
     """The record of one prepared run on its own engine (steps 1-5, the board's rule, streams and clock)."""
-    return run_loop(engine, steps, run.start, Decide.rule(run.board, run.rule_fn, run.rngs["noise"], run.rngs["miss"]),
+    return run_loop(engine, steps, run.start, Decide.rule(run.board, run.rule_fn, run.rngs.get("noise"),
+                                                        run.rngs.get("miss")),
                     durations=run.durations, progress=progress)
 
 
@@ -430,24 +435,37 @@ class _Run:
     attrs: dict
 
 
-def _prepare(bound: BoundTask, hardware, board, rule, seed, board_seed, positions, steps: int) -> _Run:
+def _prepare(bound: BoundTask, hardware, board, rule, seed, board_seed, positions, steps: int,
+             nominal: dict | None = None) -> _Run:
+    """One run made ready; ``nominal`` a dict in which runs of one design without tolerances share its nominal board
+    (a batch's runs: an immutable board, made and checked once)."""
     seed = check_seed("seed", seed, allow_none=True)
     board_seed = check_seed("board_seed", board_seed, allow_none=True)
-    rngs = streams(seed, board_seed)
     net = bound.network
-    b = make_board(net, hardware, board, rngs["parts"])
-    if isinstance(rule, str):
-        b = b.replace(hardware=replace(b.hardware, rule=rule))
+    drawn = board is None and isinstance(hardware, Hardware) and hardware.has_spread
+    rngs = streams(seed, board_seed, ("parts",) if drawn else ())  # each stream only where the run draws from it
+    key = (id(hardware), rule if isinstance(rule, str) else None) if board is None and not drawn else None
+    b = None if nominal is None or key is None else nominal.get(key)
+    if b is None:
+        b = make_board(net, hardware, board, rngs.get("parts"))
+        if isinstance(rule, str):
+            b = b.replace(hardware=replace(b.hardware, rule=rule))
+        if nominal is not None and key is not None:
+            nominal[key] = b
     rule_fn = comparator_rule(b.hardware.rule) if rule is None or isinstance(rule, str) else rule
     if not callable(rule_fn):
         raise ConfigError(f"`rule` must be a rule name or a callable, got {rule!r}")
+    hw = b.hardware
+    rngs.update(streams(seed, board_seed, [name for name, used in (
+        ("noise", hw.comparator.noise > 0 or comparator_inputs(rule_fn) is None),  # a custom rule gets the stream
+        ("miss", hw.pot.miss_probability > 0), ("jitter", hw.jitter != 0)) if used]))
     attrs = {"seed": -1 if seed is None else int(seed)}
     if board_seed is not None:
         attrs["board_seed"] = int(board_seed)
     if rule_fn is rule:
         attrs["rule"] = getattr(rule_fn, "__name__", "custom")
     return _Run(task=bound, board=b, rule_fn=rule_fn, rngs=rngs, start=initial_positions(net, b.hardware, positions),
-                durations=jittered_durations(b, steps, rngs["jitter"]), attrs=attrs)
+                durations=jittered_durations(b, steps, rngs.get("jitter")), attrs=attrs)
 
 
 def _dataset(run: _Run, record: dict, backend: str, like=None):
@@ -533,7 +551,9 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
                r.get("seed", 0), r.get("board_seed"), r.get("positions"), steps) for r in runs]
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ConfigError(f"`chunk` must be an integer >= 1 (boards at once), got {chunk!r}")
-    prepared = [_prepare(*args) for args in inputs]
+    nominal = {}  # runs of one design without tolerances share its nominal board
+    with _collector_paused():
+        prepared = [_prepare(*args, nominal=nominal) for args in inputs]
     if not worth_batching(prepared[0].task):
         return _train_alone(net, prepared, steps, progress)
     if chunk is None:
@@ -552,22 +572,38 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
                 part = prepared[lo:lo + chunk]
                 n = len(part)
                 if n == 1:  # numpy's stacked products take other loops for a stack of one (other roundings): a lone
-                    part.append(_prepare(*inputs[lo]))  # board runs beside its copy, so that its bits are a batch's
+                    # board runs beside its copy, so that its bits are a batch's
+                    part.append(_prepare(*inputs[lo], nominal=nominal))
                 engine = BatchedExactEngine(net, [r.task for r in part], [r.board for r in part])
                 decide = Decide.rules([r.board for r in part], [r.rule_fn for r in part],
-                                      [r.rngs["noise"] for r in part], [r.rngs["miss"] for r in part])
+                                      [r.rngs.get("noise") for r in part], [r.rngs.get("miss") for r in part])
                 jitter = any(r.durations is not None for r in part)
                 durations = np.stack([r.durations if r.durations is not None else np.full(steps, r.board.period)
                                       for r in part], axis=1) if jitter else None
                 records = run_batch(engine, steps, np.stack([r.start for r in part]), decide, durations=durations,
                                     progress=_Offset(bar, lo * steps, n))
-                for r, record in zip(part[:n], records[:n]):
-                    if r.durations is None:
-                        record.pop("duration", None)
-                    out.append(_dataset(r, record, "exact", like=out[-1] if out else None))
+                with _collector_paused():
+                    for r, record in zip(part[:n], records[:n]):
+                        if r.durations is None:
+                            record.pop("duration", None)
+                        out.append(_dataset(r, record, "exact", like=out[-1] if out else None))
     finally:
         bar.close()
     return out
+
+
+@contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector held off while a batch makes thousands of small objects (its runs' boards and
+    streams, its run files), each collection on the way walking every object the process holds (measured: 65 us a
+    board of lab16's 1,000); it runs again as it was after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _train_alone(net: CompiledNetwork, prepared: list, steps: int, progress: bool) -> list:

@@ -108,6 +108,39 @@ def test_custom_rules_run_board_by_board_with_the_same_draws():
     assert batch[0].attrs["rule"] == "inverted"
 
 
+def test_a_batchs_runs_of_one_design_share_its_nominal_board_and_the_collector_is_left_as_it_was(monkeypatch):
+    """Runs of one design without tolerances share one (immutable) board; a rule override, a drawn board and another
+    design each get their own; the runs are their single runs all the same. The garbage collector, held off while
+    the batch makes its boards and run files, is on or off after as it was before."""
+    import gc
+
+    import spicelearn.engines.batched as batched
+
+    lab, spread = Hardware.from_R(1.0, comparator=Comparator(noise=0.01)), Hardware(capacitor=Capacitor(tolerance=0.1))
+    runs = [dict(hardware=lab, seed=0), dict(hardware=lab, seed=1), dict(hardware=lab, seed=2, rule="xor-legacy"),
+            dict(hardware=spread, seed=3), dict(hardware=spread, seed=4), dict(seed=5)]
+    boards = []
+
+    class Spy(batched.BatchedExactEngine):
+        def __init__(self, network, tasks, bs):
+            boards.extend(bs)
+            super().__init__(network, tasks, bs)
+
+    monkeypatch.setattr(batched, "BatchedExactEngine", Spy)
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            batch = train_batch("lab16", runs, steps=40)
+            assert gc.isenabled() == enabled
+        finally:
+            gc.enable()
+    assert boards[0] is boards[1] and boards[2] is not boards[0] and boards[2].hardware.rule == "xor-legacy"
+    assert boards[3] is not boards[4] and not np.array_equal(boards[3].capacitance, boards[4].capacitance)
+    assert boards[5] is not boards[0]
+    assert_same_runs(batch, _singles("lab16", runs, 40))
+    assert [b.attrs["board_nominal"] for b in batch] == [1, 1, 1, 0, 0, 1]
+
+
 def test_chunks_give_the_same_runs_as_one_batch(monkeypatch):
     """Six runs at most four at once: two chunks of three (as few as allowed, of equal sizes), the same runs."""
     import spicelearn.loop as loop

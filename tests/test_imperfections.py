@@ -14,7 +14,7 @@ import pytest
 from spicelearn.engines import get_engine
 from spicelearn.engines.exact import ExactEngine
 from spicelearn.errors import ConfigError
-from spicelearn.loop import jittered_durations, make_board, replay, replay_run, streams, train
+from spicelearn.loop import STREAMS, jittered_durations, make_board, replay, replay_run, streams, train
 from spicelearn.model.board import Board
 from spicelearn.model.hardware import (Capacitor, Comparator, Hardware, Potentiometer, Supervisor, pot_part)
 from spicelearn.model.network import compile_network, load_network
@@ -498,6 +498,44 @@ def test_per_twin_capacitors_conserve_the_clamped_twins_charge(d64, model):
 # ---------------------------------------------------------------------------------------------------------------
 # 10. reproducibility
 # ---------------------------------------------------------------------------------------------------------------
+
+def test_each_stream_is_the_same_whichever_others_are_made():
+    """A run makes only the streams it draws from; each must be the stream the full set gives."""
+    for seed, board_seed in ((3, None), (3, 7)):
+        for name in STREAMS:
+            one = streams(seed, board_seed, (name,))
+            assert set(one) == {name}
+            np.testing.assert_array_equal(one[name].random(8), streams(seed, board_seed)[name].random(8))
+        assert streams(seed, board_seed, ()) == {}
+    # without a board seed the noise stream is default_rng(seed), as before boards had imperfections
+    np.testing.assert_array_equal(streams(5, names=("noise",))["noise"].random(4), np.random.default_rng(5).random(4))
+    with pytest.raises(ConfigError, match="`names` must be among"):
+        streams(1, names=("nois",))
+
+
+def test_a_noiseless_run_with_a_custom_rule_still_gets_its_noise_stream():
+    seen = []
+
+    def rule(dv_free, dv_clamped, offset, noise, rng):
+        seen.append(rng.random())
+        return np.abs(dv_clamped) > np.abs(dv_free)
+
+    train("lab16", "default", Hardware(), steps=3, seed=2, rule=rule)
+    np.testing.assert_array_equal(seen, np.random.default_rng(2).random(3))
+
+
+def test_is_nominal_answers_for_each_network_it_is_asked_about():
+    net = load_network("lab16")
+    g = net.to_graph()
+    nx.set_edge_attributes(g, 1e-6, "capacitance")
+    other = compile_network(g, name="lab16, 1 uF")
+    board = Board.nominal(net, Hardware())
+    assert board.is_nominal(net) and not board.is_nominal(other)
+    assert board.is_nominal(net) and not board.is_nominal(other)  # kept answers, each its network's
+    assert Board.nominal(other, Hardware()).is_nominal(other)
+    drawn = Board.draw(net, Hardware(capacitor=Capacitor(tolerance=0.1)), np.random.default_rng(0))
+    assert not drawn.is_nominal(net)
+
 
 def test_same_seeds_reproduce_a_run_and_another_board_seed_is_another_board():
     hw = _everything_on()

@@ -207,8 +207,14 @@ class Board:
         return network.laplacian(c)
 
     def is_nominal(self, network: CompiledNetwork) -> bool:
-        """Whether every part is at the value :meth:`nominal` gives."""
-        return all(np.array_equal(getattr(self, k), v) for k, v in _nominal_parts(network, self.hardware).items())
+        """Whether every part is at the value :meth:`nominal` gives (kept per network: the board's arrays are
+        read-only, and a batch's runs of one design share one board and ask for each of their run files)."""
+        known = self.__dict__.setdefault("_nominal_on", {})
+        key = network.content_hash()
+        if key not in known:
+            known[key] = all(np.array_equal(getattr(self, k), v)
+                             for k, v in _nominal_parts(network, self.hardware).items())
+        return known[key]
 
     def check(self, network: CompiledNetwork) -> "Board":
         """``self``, after checking that its arrays fit ``network``."""
