@@ -77,11 +77,10 @@ def record_bytes(steps: int, n_nodes: int, n_edges: int) -> int:
     return steps * (2 * 8 * n_nodes + 8 * n_edges + 32)
 
 
-def check_record_memory(steps: int, n_nodes: int, n_edges: int, what: str = "the run",
-                        bytes_per_step: int | None = None) -> int:
-    """``steps``, after checking that the record of a run fits in :data:`RECORD_MEMORY_LIMIT`: ``bytes_per_step``
-    a step, by default :func:`record_bytes`'s; the message says how much."""
-    need = steps * bytes_per_step if bytes_per_step is not None else record_bytes(steps, n_nodes, n_edges)
+def check_record_memory(steps: int, bytes_per_step: int, what: str = "the run") -> int:
+    """``steps``, after checking that a record of ``bytes_per_step`` a step (:func:`record_bytes` of one step for a
+    run) fits in :data:`RECORD_MEMORY_LIMIT`; the message says how much."""
+    need = steps * bytes_per_step
     if need > RECORD_MEMORY_LIMIT:
         raise ConfigError(f"`steps`={steps} needs {need / 2**30:.3g} GiB for the record of {what} (the limit is "
                           f"{RECORD_MEMORY_LIMIT / 2**30:g} GiB); run fewer steps, or several runs one after another")

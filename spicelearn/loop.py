@@ -314,8 +314,8 @@ def run_batch(engine, steps: int, start: np.ndarray, decide, *, clamps=None, dur
     tgt = tasks[0].target_index
     V_T = np.stack([t.target_voltage for t in tasks])
     edge_nodes = tuple(net.edge_nodes.T)
-    check_record_memory(steps, net.n_nodes, net.n_edges, f"{B} run(s) on {net.name!r}",
-                        bytes_per_step=B * batch_record_bytes(1, net.n_nodes, net.n_edges, tgt.size))
+    check_record_memory(steps, B * batch_record_bytes(1, net.n_nodes, net.n_edges, tgt.size),
+                        f"{B} run(s) on {net.name!r}")
     position = np.empty((B, steps, net.n_edges), dtype=np.int32)  # board first: a board's record is a view
     v_free = np.empty((B, steps, net.n_nodes))
     v_clamped = np.empty((B, steps, net.n_nodes))

@@ -51,7 +51,7 @@ import xarray as xr
 from scipy import sparse
 
 from ..blas import limit_for
-from ..checks import check_eta, check_R, check_record_memory, check_steps, finite
+from ..checks import check_eta, check_R, check_record_memory, check_steps, finite, record_bytes
 from ..errors import ConfigError, NetworkError, SpicelearnError, TaskError
 from ..model.equilibria import Equilibria
 from ..model.hardware import CAPACITANCE_MODELS
@@ -723,7 +723,7 @@ def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 
     if method == "auto":
         method = "LSODA" if R < AUTO_STIFF_BELOW_R[formulation] else "RK45"
     bound = bind(network, task, network_seed=network_seed)
-    check_record_memory(steps, bound.network.n_nodes, bound.network.n_edges)
+    check_record_memory(steps, record_bytes(1, bound.network.n_nodes, bound.network.n_edges))
     if formulation == "nudge":
         model = NudgeOdeModel(bound.network, bound, eta=eta, g_floor=g_floor)
     else:

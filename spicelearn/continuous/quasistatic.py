@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from ..blas import limit_for
-from ..checks import check_eta, check_record_memory, check_steps
+from ..checks import check_eta, check_record_memory, check_steps, record_bytes
 from ..model.rules import continuous_rule
 from ..model.task import bind
 from ..runfile import make_dataset
@@ -73,7 +73,7 @@ def train_quasistatic(network, task, *, eta: float = 1e-3, steps: int = 3000, g0
     """
     eta, steps = check_eta(eta), check_steps(steps)
     bound = bind(network, task, network_seed=network_seed)
-    check_record_memory(steps, bound.network.n_nodes, bound.network.n_edges)
+    check_record_memory(steps, record_bytes(1, bound.network.n_nodes, bound.network.n_edges))
     model = QuasistaticModel(bound.network, bound, eta=eta, g_floor=g_floor)
     t = np.arange(1, steps + 1, dtype=float)
     with limit_for(bound.network):

@@ -326,6 +326,10 @@ class _Operators:
         self.lo, self.hi, self.n_c = lo, hi, n_c
         self._eig = None
 
+    def bounded(self, lo: float, hi: float) -> "_Operators":
+        """These operators with the spectrum's bounds ``lo``, ``hi`` (an interval that holds both twins')."""
+        return _Operators(self.A, self.ystar, self.G, self.h, lo, hi, self.n_c)
+
     def _decomposed(self) -> tuple:
         if self._eig is None:
             lam, U = np.linalg.eigh(self.A)
@@ -559,9 +563,8 @@ class ExactEngine(Engine):
         if self._twins_identical:
             return ops, ops
         ops_c = self._decompose(self.frames[1], self._conductance(positions, 1))
-        ops.lo = ops_c.lo = min(ops.lo, ops_c.lo)  # one interval for both twins' expansions
-        ops.hi = ops_c.hi = max(ops.hi, ops_c.hi)
-        return ops, ops_c
+        lo, hi = min(ops.lo, ops_c.lo), max(ops.hi, ops_c.hi)  # one interval for both twins' expansions
+        return ops.bounded(lo, hi), ops_c.bounded(lo, hi)
 
     def _decompose(self, frame: _Frame, g) -> _Operators:
         """One twin's operators at conductances ``g``, with the bounds of its own rates."""
