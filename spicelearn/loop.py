@@ -437,14 +437,16 @@ class _Run:
 
 def _prepare(bound: BoundTask, hardware, board, rule, seed, board_seed, positions, steps: int,
              nominal: dict | None = None) -> _Run:
-    """One run made ready; ``nominal`` a dict in which runs of one design without tolerances share its nominal board
-    (a batch's runs: an immutable board, made and checked once)."""
+    """One run made ready; ``nominal`` a dict in which runs of equal designs without tolerances share their nominal
+    board (a batch's runs: an immutable board, made and checked once)."""
     seed = check_seed("seed", seed, allow_none=True)
     board_seed = check_seed("board_seed", board_seed, allow_none=True)
     net = bound.network
     drawn = board is None and isinstance(hardware, Hardware) and hardware.has_spread
     rngs = streams(seed, board_seed, ("parts",) if drawn else ())  # each stream only where the run draws from it
-    key = (id(hardware), rule if isinstance(rule, str) else None) if board is None and not drawn else None
+    # equal designs (frozen, hashable) share one board: a sweep's points each have their own Hardware object
+    shareable = board is None and not drawn and (hardware is None or isinstance(hardware, Hardware))
+    key = (hardware, rule if isinstance(rule, str) else None) if shareable else None
     b = None if nominal is None or key is None else nominal.get(key)
     if b is None:
         b = make_board(net, hardware, board, rngs.get("parts"))

@@ -109,7 +109,7 @@ def test_custom_rules_run_board_by_board_with_the_same_draws():
 
 
 def test_a_batchs_runs_of_one_design_share_its_nominal_board_and_the_collector_is_left_as_it_was(monkeypatch):
-    """Runs of one design without tolerances share one (immutable) board; a rule override, a drawn board and another
+    """Runs of equal designs without tolerances share one (immutable) board; a rule override, a drawn board and another
     design each get their own; the runs are their single runs all the same. The garbage collector, held off while
     the batch makes its boards and run files, is on or off after as it was before."""
     import gc
@@ -117,7 +117,8 @@ def test_a_batchs_runs_of_one_design_share_its_nominal_board_and_the_collector_i
     import spicelearn.engines.batched as batched
 
     lab, spread = Hardware.from_R(1.0, comparator=Comparator(noise=0.01)), Hardware(capacitor=Capacitor(tolerance=0.1))
-    runs = [dict(hardware=lab, seed=0), dict(hardware=lab, seed=1), dict(hardware=lab, seed=2, rule="xor-legacy"),
+    equal = Hardware.from_R(1.0, comparator=Comparator(noise=0.01))  # another object, the same design
+    runs = [dict(hardware=lab, seed=0), dict(hardware=equal, seed=1), dict(hardware=lab, seed=2, rule="xor-legacy"),
             dict(hardware=spread, seed=3), dict(hardware=spread, seed=4), dict(seed=5)]
     boards = []
 
@@ -139,6 +140,8 @@ def test_a_batchs_runs_of_one_design_share_its_nominal_board_and_the_collector_i
     assert boards[5] is not boards[0]
     assert_same_runs(batch, _singles("lab16", runs, 40))
     assert [b.attrs["board_nominal"] for b in batch] == [1, 1, 1, 0, 0, 1]
+    with pytest.raises(ConfigError, match="`hardware` must be a spicelearn Hardware"):
+        train_batch("lab16", [dict(hardware={"R": 1.0})], steps=5)
 
 
 def test_chunks_give_the_same_runs_as_one_batch(monkeypatch):
