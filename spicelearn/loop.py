@@ -598,7 +598,8 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
 def _collector_paused():
     """Python's cyclic garbage collector held off while a batch makes thousands of small objects (its runs' boards and
     streams, its run files), each collection on the way walking every object the process holds (measured: 65 us a
-    board of lab16's 1,000); it runs again as it was after."""
+    board of lab16's 1,000); it runs again as it was after. The switch is the process's: other threads' collections
+    wait too, for the fraction of a second a chunk's files take."""
     enabled = gc.isenabled()
     gc.disable()
     try:
