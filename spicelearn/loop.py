@@ -177,6 +177,15 @@ class Decide:
         return decide
 
     @staticmethod
+    def streams_drawn(hardware: Hardware, rule_fn) -> tuple:
+        """The streams (:data:`STREAMS`) that :meth:`rule` draws from for a board of ``hardware`` with ``rule_fn``:
+        the noise stream for noisy comparators and for a custom rule (which is handed the stream), the missed-pulse
+        stream for pots that miss pulses."""
+        return tuple(name for name, used in (
+            ("noise", hardware.comparator.noise > 0 or comparator_inputs(rule_fn) is None),
+            ("miss", hardware.pot.miss_probability > 0)) if used)
+
+    @staticmethod
     def record(positions: np.ndarray):
         """Positions dictated by a record, shape (steps, E) (a batch of one) or (steps, B, E)."""
         positions = np.asarray(positions)
@@ -457,10 +466,8 @@ def _prepare(bound: BoundTask, hardware, board, rule, seed, board_seed, position
     rule_fn = comparator_rule(b.hardware.rule) if rule is None or isinstance(rule, str) else rule
     if not callable(rule_fn):
         raise ConfigError(f"`rule` must be a rule name or a callable, got {rule!r}")
-    hw = b.hardware
-    rngs.update(streams(seed, board_seed, [name for name, used in (
-        ("noise", hw.comparator.noise > 0 or comparator_inputs(rule_fn) is None),  # a custom rule gets the stream
-        ("miss", hw.pot.miss_probability > 0), ("jitter", hw.jitter != 0)) if used]))
+    jitter = ("jitter",) if b.hardware.jitter != 0 else ()  # (jittered_durations draws only then)
+    rngs.update(streams(seed, board_seed, Decide.streams_drawn(b.hardware, rule_fn) + jitter))
     attrs = {"seed": -1 if seed is None else int(seed)}
     if board_seed is not None:
         attrs["board_seed"] = int(board_seed)
@@ -553,7 +560,7 @@ def train_batch(network, runs, *, steps: int = 3000, network_seed: int = 0, prog
                r.get("seed", 0), r.get("board_seed"), r.get("positions"), steps) for r in runs]
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ConfigError(f"`chunk` must be an integer >= 1 (boards at once), got {chunk!r}")
-    nominal = {}  # runs of one design without tolerances share its nominal board
+    nominal = {}  # runs of equal designs without tolerances share their nominal board (_prepare)
     with _collector_paused():
         prepared = [_prepare(*args, nominal=nominal) for args in inputs]
     if not worth_batching(prepared[0].task):

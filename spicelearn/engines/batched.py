@@ -389,8 +389,8 @@ class BatchedExactEngine:
                                   f"{type(task).__name__}")
             if task.network is not network:
                 raise ConfigError(f"`tasks[{b}]` is bound to another network; bind every task to this one")
-            if not (np.array_equal(task.source_index, tasks[0].source_index)
-                    and np.array_equal(task.target_index, tasks[0].target_index)):
+            if task is not tasks[0] and not (np.array_equal(task.source_index, tasks[0].source_index)
+                                             and np.array_equal(task.target_index, tasks[0].target_index)):
                 raise ConfigError(f"`tasks[{b}]` drives other nodes than `tasks[0]`: a batch shares its source and "
                                   "target nodes (run the others in another batch)")
             board.check(network)
