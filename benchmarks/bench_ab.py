@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from bench_exact import module_at
 from spicelearn.engines.batched import BatchedExactEngine
 from spicelearn.engines.exact import ExactEngine
-from spicelearn.loop import Decide
+from spicelearn.loop import Decide, supervisors
 from spicelearn.model.board import Board
 from spicelearn.model.hardware import Comparator, Hardware
 from spicelearn.model.network import load_network
@@ -36,7 +36,7 @@ def _stepper(engine, task, boards, batched: bool, seed: int):
     """One tick of the minimal loop for ``engine`` (batched, or a single engine as a batch of one):
     ``step(state, positions, k) -> (state, positions)``, and the start state and positions."""
     hw, B = boards[0].hardware, len(boards)
-    T, V = task.target_index, task.target_voltage
+    nudge = supervisors([task] * B, boards)  # the supervisors' clamps from the free twins' voltages (B, N)
     edge_nodes = (task.network.edge_nodes[:, 0], task.network.edge_nodes[:, 1])
     decide = Decide.rules(boards, [xor_rule] * B, [np.random.default_rng(seed + b) for b in range(B)], [None] * B)
     p0 = np.full((B, task.network.n_edges), hw.pot.start)
@@ -44,18 +44,16 @@ def _stepper(engine, task, boards, batched: bool, seed: int):
         period = np.full(B, boards[0].period)
 
         def step(s, p, k):
-            vf = s.v_free
-            s = engine.relax(s, vf[:, T] + hw.eta * (V - vf[:, T]), period)
+            s = engine.relax(s, nudge(s.v_free), period)
             p = decide(k, p, s.v_free, s.v_clamped, edge_nodes)
             s = engine.set_positions(s, p)
             engine.equilibrium_free(s)
             return s, p
 
-        return step, engine.init(p0, default_clamp=lambda vf: vf[:, T] + hw.eta * (V - vf[:, T])), p0
+        return step, engine.init(p0, default_clamp=nudge), p0
 
     def step(s, p, k):
-        vf = s.v_free
-        s = engine.relax(s, vf[T] + hw.eta * (V - vf[T]), boards[0].period)
+        s = engine.relax(s, nudge(s.v_free[None])[0], boards[0].period)
         p = decide(k, p, s.v_free[None], s.v_clamped[None], edge_nodes)
         s = engine.set_positions(s, p[0])
         engine.equilibrium_free(s)
