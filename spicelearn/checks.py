@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
 from .errors import ConfigError
 
 __all__ = ["finite", "positive", "check_steps", "check_eta", "check_R", "check_seed", "check_record_memory",
-           "record_bytes", "show", "RECORD_MEMORY_LIMIT"]
+           "record_bytes", "show", "text_or_path", "RECORD_MEMORY_LIMIT"]
 
 #: Memory a run may allocate for its record (bytes): far above any sensible run, below this machine's.
 RECORD_MEMORY_LIMIT = 8 * 2**30
@@ -18,6 +19,16 @@ RECORD_MEMORY_LIMIT = 8 * 2**30
 def show(value) -> str:
     """``repr`` for messages, with numpy scalars shown as Python numbers (``-1e-06``, not ``np.float64(-1e-06)``)."""
     return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def text_or_path(name: str, value, valid: str) -> str:
+    """``value`` as text: a ``str`` or an ``os.PathLike`` of one, else :class:`ConfigError` naming ``name`` and what
+    would be ``valid`` (``load_network``'s and ``load_task``'s names and paths, where ``os.fspath`` would raise a bare
+    ``TypeError``)."""
+    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        raise ConfigError(f"`{name}` must be {valid}, got {type(value).__name__} {show(value):.60}")
+    return path
 
 
 def finite(name: str, value) -> float:

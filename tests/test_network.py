@@ -4,7 +4,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from spicelearn.errors import NetworkError
+from spicelearn.errors import ConfigError, NetworkError
 from spicelearn.model.generators import delaunay, delaunay64, lab16, periodic_lattice, square_lattice
 from spicelearn.model.network import compile_network, load_network
 
@@ -112,6 +112,9 @@ def test_bad_position(value):
 def test_unknown_network_name():
     with pytest.raises(NetworkError, match="built-in.*lab16"):
         load_network("lab17")
+    for spec in (None, 3, ["lab16"], b"lab16"):  # not text: one clear error, not os.fspath's TypeError
+        with pytest.raises(ConfigError, match=r"`network` must be a built-in name \(lab16, delaunay64\)"):
+            load_network(spec)
 
 
 def test_bad_graphml(tmp_path):

@@ -5,7 +5,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from spicelearn.errors import TaskError
+from spicelearn.errors import ConfigError, TaskError
 from spicelearn.model.network import compile_network
 from spicelearn.model.task import Task, load_task, random_task
 
@@ -57,6 +57,9 @@ def test_bad_task_specs(lab, tmp_path):
     p.write_text("{")
     with pytest.raises(TaskError, match="not valid JSON"):
         load_task(str(p), lab)
+    for spec in (None, 2.5, ["default"], b"default"):  # not text: one clear error, not os.fspath's TypeError
+        with pytest.raises(ConfigError, match=r"`task` must be a Task, a dict, a JSON file"):
+            load_task(spec, lab)
 
 
 def test_floating_island_without_driven_node():

@@ -231,10 +231,11 @@ class Comparator:
     offset_sigma: float = 0.0
 
     def __post_init__(self):
-        if not (math.isfinite(self.noise) and self.noise >= 0):
-            raise ConfigError(f"`noise` must be finite and >= 0 volt, got {self.noise!r}")
-        if not math.isfinite(self.offset):
-            raise ConfigError(f"`offset` must be finite, got {self.offset!r}")
+        object.__setattr__(self, "noise", _nonnegative("noise", self.noise, "volt"))
+        offset = self.offset
+        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset):
+            raise ConfigError(f"`offset` must be a finite number of volts, got {offset!r}")
+        object.__setattr__(self, "offset", float(offset))
         object.__setattr__(self, "offset_sigma", _nonnegative("offset_sigma", self.offset_sigma, "volt"))
 
 

@@ -17,7 +17,7 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
-from ..checks import check_seed
+from ..checks import check_seed, text_or_path
 from ..errors import NetworkError
 
 __all__ = ["CompiledNetwork", "compile_network", "load_network", "equilibrium", "SINGULAR_CONDUCTANCE", "BUILTIN_NETWORKS"]
@@ -299,7 +299,8 @@ def load_network(spec, *, network_seed: int = 0, allow_disconnected: bool = Fals
         return spec
     if isinstance(spec, nx.Graph):
         return compile_network(spec, allow_disconnected=allow_disconnected)
-    spec = os.fspath(spec)
+    spec = text_or_path("network", spec, f"a built-in name ({', '.join(BUILTIN_NETWORKS)}), a GraphML file, a "
+                        "networkx graph or a compiled network")
     make = _builtin(spec, network_seed)
     if make is not None:
         check_seed("network_seed", network_seed)

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ..checks import text_or_path
 from ..errors import TaskError
 from .network import CompiledNetwork
 
@@ -209,7 +210,7 @@ def load_task(spec, network: CompiledNetwork) -> Task:
         return spec
     if isinstance(spec, dict):
         return _from_dict(spec, "task")
-    spec = os.fspath(spec)
+    spec = text_or_path("task", spec, "a Task, a dict, a JSON file, 'random:MS,MT,SEED' or 'default'")
     m = _RANDOM.match(spec.strip())
     if m:
         return random_task(network, int(m.group(1)), int(m.group(2)), int(m.group(3)))
