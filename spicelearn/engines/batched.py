@@ -55,7 +55,7 @@ from ..model.board import Board
 from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR, CompiledNetwork
 from ..model.task import BoundTask
 from .exact import (CHEBYSHEV_TOL, SPARSE_FROM, FloatingLaplacian, capacitor_frame, chebyshev_plan,
-                    contour_quadrature, frame_transform, grounded_rate_bound)
+                    contour_quadrature, frame_transform, grounded_rate_bound, per_edge_rate_bounds)
 
 __all__ = ["BatchedExactEngine", "BatchState", "worth_batching", "engine_bytes"]
 
@@ -481,8 +481,7 @@ class BatchedExactEngine:
                                                                           + self._unit_T.shape)], axis=2))
         nc = self.n_c
         if self._ratio_c[twin] is not None:  # per-edge capacitors: the spectrum lies within the edges' g / c
-            ratio = gT * self._ratio_c[twin]  # (E, B)
-            lo, hi = ratio.min(axis=0), ratio.max(axis=0)
+            lo, hi = per_edge_rate_bounds(gT, self._ratio_c[twin], axis=0)  # (E, B): along rows
         elif frames.kinv_diag is not None:  # capacitors to ground: A's diagonal is s / c (zero at the driven nodes)
             lo, hi = np.zeros(self.size), grounded_rate_bound(A, self.floating, self.network)
         else:  # Gershgorin

@@ -413,6 +413,25 @@ def capacitor_frame(network: CompiledNetwork, board: Board, floating: np.ndarray
                   kinv_diag=np.diag(Kinv).copy() if diagonal else None)
 
 
+def per_edge_rate_bounds(g: np.ndarray, inv_c: np.ndarray, axis: int = -1) -> tuple:
+    """Bounds ``(lo, hi)`` on the rates of a twin with a capacitor on every edge (``per_edge``), the eigenvalues of
+    ``L_C[FF]^-1 L_G[FF]``: the least and the largest ``g / c`` over the edges, since ``L_G = sum g_e b_e b_e^T``
+    lies between ``min (g / c) L_C`` and ``max (g / c) L_C`` edge by edge (and so does its floating block).
+
+    Parameters
+    ----------
+    g, inv_c : ndarray
+        The edges' conductances and reciprocal capacitances, broadcasting, the edges along ``axis``.
+
+    Returns
+    -------
+    lo, hi : ndarray
+        ``g / c`` reduced over ``axis``.
+    """
+    r = g * inv_c
+    return r.min(axis=axis), r.max(axis=axis)
+
+
 def edge_rate_bound(t: np.ndarray, edge_nodes: np.ndarray) -> np.ndarray:
     """An upper bound on the rates of a twin with capacitors to ground (``global``), the eigenvalues of
     ``C^-1 L_G[FF]``: the largest ``t_u + t_v`` over the edges ``(u, v)``, where ``t = s / c`` at floating nodes (``s``
@@ -549,8 +568,8 @@ class ExactEngine(Engine):
         """Bounds (lo, hi) of the rates of one twin at conductances ``g``, of matrix ``A``: per-edge capacitors, the
         edges' ``g / c``; capacitors to ground, 0 and :func:`grounded_rate_bound`."""
         if self._per_edge:
-            r = g * self._inv_c[twin]
-            return float(r.min()), float(r.max())
+            lo, hi = per_edge_rate_bounds(g, self._inv_c[twin])
+            return float(lo), float(hi)
         return 0.0, float(grounded_rate_bound(A, self.floating, self.network))
 
     def _decompositions(self, positions) -> tuple:
