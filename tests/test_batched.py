@@ -97,6 +97,19 @@ def test_larger_networks_with_global_capacitance_and_imperfect_boards_are_their_
     assert_same_runs(train_batch(net, runs, steps=30), _singles(net, runs, 30))
 
 
+def test_tiny_rates_take_the_eigen_path_without_tabling_their_expansions():
+    """R = 1e-10 beside R = 1 in one batch, both capacitance models, imperfect pots (the intervals' half-widths
+    up to ~1e10, whose Chebyshev expansions would need as many coefficients: tens of GB): the runs are their single
+    runs, and the table of expansions spans a bounded range of intervals."""
+    from spicelearn.engines.batched import _J_TOO_LONG, _TABLE
+
+    runs = [dict(hardware=Hardware.from_R(R, capacitance_model=model, pot=Potentiometer(tolerance=0.3),
+                                          comparator=Comparator(noise=0.01)), seed=1, board_seed=b)
+            for model in ("per_edge", "global") for b, R in enumerate((1.0, 1e-10))]
+    assert_same_runs(train_batch("lab16", runs, steps=20), _singles("lab16", runs, 20))
+    assert _TABLE.j0 + _TABLE.size.size <= _J_TOO_LONG + 1
+
+
 def test_custom_rules_run_board_by_board_with_the_same_draws():
     def inverted(dv_free, dv_clamped, offset, noise, rng):
         return ~xor_rule(dv_free, dv_clamped, offset, noise, rng)

@@ -1,5 +1,7 @@
 """The exact engine against analytic solutions, a matrix exponential, and invariants."""
 
+import dataclasses
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -286,6 +288,46 @@ def test_chebyshev_plan_error_bound():
         assert np.max(np.abs(approx - np.exp(-(center + half * u)))) < 5e-15  # the tail 1e-15, and rounding
     with pytest.raises(ConfigError, match="`lo`, `hi`"):
         chebyshev_plan(2.0, 1.0)
+
+
+def test_chebyshev_plan_gives_up_on_long_expansions_without_computing_them():
+    """With ``max_terms``: the same expansion where it is short enough, None where it is longer, decided without
+    the coefficients of a wide interval (rates over twelve decades would need ~1e12 of them: 378 GiB)."""
+    for lo, hi in [(0.0, 40.0), (1.0, 128.0), (30.0, 3000.0)]:
+        coef = chebyshev_plan(lo, hi)[2]
+        assert np.array_equal(chebyshev_plan(lo, hi, max_terms=coef.size - 1)[2], coef)
+        assert chebyshev_plan(lo, hi, max_terms=coef.size - 2)[2] is None
+        assert chebyshev_plan(lo, hi, max_terms=coef.size // 2)[2] is None
+    for hi in (1e12, 1e24, 1e300):
+        assert chebyshev_plan(0.0, hi, max_terms=150)[2] is None
+    assert chebyshev_plan(40.0, 1e300, max_terms=150)[2].size == 0  # decayed over the whole interval
+
+
+def test_capacitors_over_twelve_decades_take_the_eigen_path(lab):
+    """Per-edge capacitors of 1 pF and 1 F side by side: the default path takes the eigensolve, which follows the
+    sparse path (its shift-and-invert Krylov does not depend on the spread of the rates); a tick of 1e4 s, whose
+    Chebyshev expansion would need ~1e11 coefficients (378 GiB), runs too, and a forced Chebyshev path says why it
+    cannot."""
+    c = np.where(np.arange(lab.n_edges) % 2, 1.0, 1e-12)
+    task = load_task("default", lab).bind(lab)
+    board = Board.nominal(lab, Hardware.from_R(1.0, capacitance=1e-6))
+    board = dataclasses.replace(board, capacitance=np.broadcast_to(c, board.capacitance.shape).copy())
+    p, p2 = np.full(lab.n_edges, 64), np.where(np.arange(lab.n_edges) % 3, 64, 10)
+
+    def run(method, t):
+        e = ExactEngine(lab, task, board, method=method)
+        s = e.relax(e.init(p), task.target_voltage + 0.1, t)  # the clamped twin off its equilibrium
+        return e, e.relax(e.set_positions(s, p2), task.target_voltage, t)  # and the free one
+
+    (e, dense), (_, sparse) = run("dense", 1e-3), run("sparse", 1e-3)  # rates x t over [2e-8, 2e4]: 830 terms
+    assert np.abs(dense.v_free - e.equilibrium_free(dense)).max() > 0.1  # a transient under way
+    for v in ("v_free", "v_clamped"):
+        np.testing.assert_allclose(getattr(dense, v), getattr(sparse, v), rtol=0, atol=1e-9)
+    e, long = run("dense", 1e4)
+    assert np.all(np.isfinite(long.v_free)) and np.all(np.isfinite(long.v_clamped))
+    forced = ExactEngine(lab, task, board, method="chebyshev")
+    with pytest.raises(ConfigError, match="method='chebyshev' would need over 10,000 terms"):
+        forced.relax(forced.init(p), task.target_voltage, 1e4)
 
 
 @pytest.mark.parametrize("model", ["per_edge", "global"])

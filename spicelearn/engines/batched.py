@@ -44,6 +44,7 @@ duration (B,))``, ``set_positions``, ``equilibrium_free -> (B, N)``, and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -271,11 +272,24 @@ _GRID, _GRID_MIN = 64, -64 * 40
 _SMALL = 24
 
 
-def _bessel_terms(j: int) -> np.ndarray:
+#: The table of expansions keeps none longer than this many terms (rows that would be longer are marked as such,
+#: their coefficients never computed): above every engine's :attr:`~BatchedExactEngine.chebyshev_max_terms` (at most
+#: ``2 SPARSE_FROM + 10``), far below the ``rho`` terms of the widest intervals (tiny R or capacitances).
+_TABLE_MAX_TERMS = 1000
+assert _TABLE_MAX_TERMS >= 2 * SPARSE_FROM + 10
+#: The first grid index whose expansion is too long for the table whatever its coefficients (``rho`` over
+#: ``_TABLE_MAX_TERMS^2``, :func:`~spicelearn.engines.exact.chebyshev_plan`): wider intervals look this row up, so
+#: that the table spans a bounded range of indices (tiny R or capacitances: ``rho`` up to 1e300).
+_J_TOO_LONG = math.ceil(_GRID * math.log2(_TABLE_MAX_TERMS ** 2))
+assert 2.0 ** (_J_TOO_LONG / _GRID) > _TABLE_MAX_TERMS ** 2
+
+
+def _bessel_terms(j: int) -> np.ndarray | None:
     """The coefficients of ``exp(-x) = sum_k c_k T_k(x / rho - 1)`` on ``[0, 2 rho]``, ``rho = 2^(j / _GRID)``
     (:func:`~spicelearn.engines.exact.chebyshev_plan`: ``2 (-1)^k I_k(rho) e^{-rho}``, the first halved, up to
-    where the tail is below :data:`CHEBYSHEV_TOL`); on ``[a, a + 2 rho]`` they are scaled by ``e^{-a}``."""
-    return chebyshev_plan(0.0, 2.0 * 2.0 ** (j / _GRID), CHEBYSHEV_TOL)[2]
+    where the tail is below :data:`CHEBYSHEV_TOL`); on ``[a, a + 2 rho]`` they are scaled by ``e^{-a}``. None where
+    there would be more than ``_TABLE_MAX_TERMS + 1`` of them."""
+    return chebyshev_plan(0.0, 2.0 * 2.0 ** (j / _GRID), CHEBYSHEV_TOL, max_terms=_TABLE_MAX_TERMS)[2]
 
 
 def chebyshev_coefficients(a: np.ndarray, rho: np.ndarray) -> tuple:
@@ -294,12 +308,12 @@ def chebyshev_coefficients(a: np.ndarray, rho: np.ndarray) -> tuple:
     center, half : ndarray, shape (B,)
         ``u = (x - center) / half``.
     terms : ndarray of int, shape (B,)
-        The length of each board's expansion (0 where decayed).
+        The length of each board's expansion (0 where decayed; ``_TABLE_MAX_TERMS + 2`` where longer).
     """
     a = np.maximum(a * (1.0 - 1e-9), 0.0)  # below the rounding of the bounds
     j = np.ceil(_GRID * np.log2(np.maximum(rho + 1e-9 * a, 2.0 ** (_GRID_MIN / _GRID)))).astype(int)
     half = 2.0 ** (j / _GRID)
-    table, size = _TABLE.rows(j)
+    table, size = _TABLE.rows(np.minimum(j, _J_TOO_LONG))
     scale = np.exp(-a)
     decayed = scale <= CHEBYSHEV_TOL
     scale[decayed] = 0.0
@@ -327,6 +341,9 @@ class _BesselTable:
         missing = idx[self.size[idx] == 0]
         for i in np.unique(missing) if missing.size else ():
             row = _bessel_terms(int(i) + self.j0)
+            if row is None:  # too long for the Chebyshev path: its length marked, no coefficients
+                self.size[i] = _TABLE_MAX_TERMS + 2
+                continue
             if row.size > self.coef.shape[1]:
                 self.coef = np.pad(self.coef, ((0, 0), (0, row.size - self.coef.shape[1])))
             self.coef[i, :row.size], self.size[i] = row, row.size

@@ -148,13 +148,17 @@ def contour_quadrature(n: int = 14):
 _QUAD_S, _QUAD_W = contour_quadrature()
 
 
+#: ``method="chebyshev"`` (forced) refuses a tick whose expansion would need more terms than this.
+FORCED_MAX_TERMS = 10_000
+
+
 @lru_cache(maxsize=4096)
-def _plan(ia: int | None, ib: int) -> tuple:
+def _plan(ia: int | None, ib: int, max_terms: int) -> tuple:
     lo = 0.0 if ia is None else 2.0 ** (ia / _GRID)
-    return chebyshev_plan(lo, 2.0 ** (ib / _GRID))
+    return chebyshev_plan(lo, 2.0 ** (ib / _GRID), max_terms=max_terms)
 
 
-def chebyshev_plan(lo: float, hi: float, tol: float = CHEBYSHEV_TOL) -> tuple:
+def chebyshev_plan(lo: float, hi: float, tol: float = CHEBYSHEV_TOL, max_terms: int | None = None) -> tuple:
     """Chebyshev expansion of ``exp(-x)`` on ``[lo, hi]``, ``0 <= lo < hi``.
 
     ``exp(-x) = sum_k c_k T_k(u)``, ``u = (x - center) / half``, with
@@ -162,23 +166,39 @@ def chebyshev_plan(lo: float, hi: float, tol: float = CHEBYSHEV_TOL) -> tuple:
     the expansion stops at the first ``m`` with ``sum_{k > m} |c_k| <= tol``, a bound
     of the error anywhere on the interval.
 
+    Parameters
+    ----------
+    lo, hi : float
+    tol : float
+    max_terms : int, optional
+        Give up where the expansion needs more than ``max_terms + 1`` coefficients (``m > max_terms``); without
+        computing them where ``|c_{max_terms + 1}| > tol`` or ``half > max_terms^2`` (it needs about
+        ``sqrt(2 half ln(1 / tol))``): a wide interval would otherwise cost ``half`` coefficients' memory (rates
+        spread over twelve decades: hundreds of GB).
+
     Returns
     -------
     center, half : float
-    coef : ndarray, shape (m + 1,)
-        Empty where ``e^{-lo} <= tol``: the function is below ``tol`` on the whole interval.
+    coef : ndarray, shape (m + 1,), or None
+        Empty where ``e^{-lo} <= tol``: the function is below ``tol`` on the whole interval; None where
+        the expansion needs more than ``max_terms + 1`` coefficients.
     """
     if not (0.0 <= lo < hi and math.isfinite(hi)):
         raise ConfigError(f"`lo`, `hi` must satisfy 0 <= lo < hi < inf, got {lo!r}, {hi!r}")
     center, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
     if math.exp(-lo) <= tol:
         return center, half, np.empty(0)
+    if max_terms is not None and (half > max_terms ** 2
+                                  or 2.0 * math.exp(-lo) * float(ive(max_terms + 1, half)) > tol):
+        return center, half, None
     kmax = int(half + 12.0 * math.sqrt(half) + 40.0)
     c = ive(np.arange(kmax + 1), half) * math.exp(-lo)
     c[1:] *= 2.0
     c[1::2] *= -1.0
     tail = np.cumsum(np.abs(c[::-1]))[::-1]  # tail[k] = sum_{j >= k} |c_j|
     m = int(np.argmax(tail <= tol)) - 1 if tail[-1] <= tol else kmax
+    if max_terms is not None and m > max_terms:
+        return center, half, None
     return center, half, c[:max(m, 0) + 1].copy()
 
 
@@ -645,10 +665,13 @@ class ExactEngine(Engine):
         ib = math.ceil(_GRID * math.log2(hi)) + 1
         if ia is not None and ib <= ia:
             ib = ia + 1
-        plan = _plan(ia, ib)
-        if self.method == "dense" and plan[2].size > CHEBYSHEV_MAX_TERMS + 1:
-            return None
-        return plan
+        dense = self.method == "dense"
+        plan = _plan(ia, ib, CHEBYSHEV_MAX_TERMS if dense else FORCED_MAX_TERMS)
+        if plan[2] is None and not dense:
+            raise ConfigError(f"method='chebyshev' would need over {FORCED_MAX_TERMS:,} terms for this tick (rates "
+                              f"times the period over [{lo:.3g}, {hi:.3g}]); use method='dense', which takes the "
+                              "eigensolve where the expansion is long")
+        return None if plan[2] is None else plan
 
     def _chebyshev_transient(self, ops, ops_c, plan, duration: float, bf: np.ndarray, bc: np.ndarray):
         """``exp(-t A) bf`` (n_F,) and ``exp(-t A11) bc`` (n_C,) by the Chebyshev recurrence of ``plan``."""
