@@ -74,11 +74,13 @@ def check_R(R) -> float:
 
 
 def check_seed(name: str, seed, allow_none: bool = False) -> int | None:
-    """A seed: an integer >= 0 (numpy's generators refuse negative seeds), or None where allowed."""
+    """A seed: an integer in ``0 .. 2^64 - 1`` (numpy's generators refuse negative seeds; run files keep it as a
+    64-bit integer), or None where allowed."""
     if seed is None and allow_none:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"`{name}` must be an integer >= 0{' or None' if allow_none else ''}, got {show(seed)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise ConfigError(f"`{name}` must be an integer in 0 .. 2**64 - 1{' or None' if allow_none else ''}, got "
+                          f"{show(seed)}")
     return int(seed)
 
 

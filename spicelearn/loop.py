@@ -331,21 +331,24 @@ def run_batch(engine, steps: int, start: np.ndarray, decide, *, clamps=None, dur
     eq_target = np.empty((B, steps, tgt.size))  # the free equilibria's target voltages, for mse_eq
     p = np.asarray(start)
     supervise = supervisors(tasks, boards)
-    state = engine.init(p, default_clamp=supervise)
-    vf = engine.voltages(state)[0]
-    d0 = V_T - vf[:, tgt]
-    period = np.array([b.period for b in boards])
-    bar = progress if progress is not None else Progress(steps, enabled=False)
-    for k in range(steps):  # vf: the free twins' voltages of the state (a tick does not change them)
-        clamp = supervise(vf) if clamps is None else clamps[k]
-        state = engine.relax(state, clamp, period if durations is None else durations[k])  # 1-2: clamps, relaxation
-        vf, vc = engine.voltages(state)
-        v_free[:, k], v_clamped[:, k] = vf, vc  # 3: record
-        p = decide(k, p, vf, vc, edge_nodes)  # 4: clock tick
-        position[:, k] = p
-        state = engine.set_positions(state, p)
-        eq_target[:, k] = engine.equilibrium_free(state)[:, tgt]  # 5: equilibrium error (below)
-        bar.update(k + 1)
+    # parts far out of range overflow in the arithmetic: their non-finite voltages are found after the loop (one
+    # error naming the run), not warned about on the way
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        state = engine.init(p, default_clamp=supervise)
+        vf = engine.voltages(state)[0]
+        d0 = V_T - vf[:, tgt]
+        period = np.array([b.period for b in boards])
+        bar = progress if progress is not None else Progress(steps, enabled=False)
+        for k in range(steps):  # vf: the free twins' voltages of the state (a tick does not change them)
+            clamp = supervise(vf) if clamps is None else clamps[k]
+            state = engine.relax(state, clamp, period if durations is None else durations[k])  # 1-2: clamps, relax
+            vf, vc = engine.voltages(state)
+            v_free[:, k], v_clamped[:, k] = vf, vc  # 3: record
+            p = decide(k, p, vf, vc, edge_nodes)  # 4: clock tick
+            position[:, k] = p
+            state = engine.set_positions(state, p)
+            eq_target[:, k] = engine.equilibrium_free(state)[:, tgt]  # 5: equilibrium error (below)
+            bar.update(k + 1)
     mse = np.sum((V_T[:, None] - v_free[:, :, tgt]) ** 2, axis=-1)  # (B, steps)
     mse_eq = np.sum((V_T[:, None] - eq_target) ** 2, axis=-1)
     ok = np.isfinite(mse) & np.isfinite(mse_eq)

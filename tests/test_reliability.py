@@ -166,8 +166,11 @@ def test_non_finite_results_are_an_error_not_a_run_file(monkeypatch):
 # -- one clear line instead of a traceback -----------------------------------------------------
 @pytest.mark.parametrize("argv, message", [
     (["train", "lab16", "--task", "random:5,3,-1"], "SEED >= 0"),
-    (["train", "lab16", "--seed", "-1"], "`seed` must be an integer >= 0"),
+    (["train", "lab16", "--seed", "-1"], "`seed` must be an integer in 0 .. 2**64 - 1"),
+    (["train", "lab16", "--seed", str(2**64)], "`seed` must be an integer in 0 .. 2**64 - 1"),  # run files: 64 bits
+    (["train", "lab16", "--board", str(2**64)], "`board_seed` must be an integer in 0 .. 2**64 - 1"),
     (["train", "delaunay64", "--task", "random:5,3,0", "--network-seed", "-1"], "`network_seed` must be"),
+    (["train", "delaunay64", "--task", "random:5,3,0", "--network-seed", str(2**64)], "`network_seed` must be"),
     (["train", "lab16", "--steps", "1000000000000"], "GiB"),
     (["train", "lab16", "--backend", "ode", "--start", "10"], "`--start` does not apply"),
     (["train", "delaunay64"], "give a JSON file or random:MS,MT,SEED"),

@@ -211,8 +211,9 @@ def test_keep_errors_keeps_the_final_state_only(tmp_path):
 
 
 def test_workers_must_be_a_count():
-    with pytest.raises(ConfigError, match="`workers`"):
-        run_sweep(SweepSpec(base={"network": "lab16"}, grid={"R": [1.0]}), "x", workers=-1)
+    for workers in (-1, 4 * (os.cpu_count() or 1) + 1):  # a thousand processes would exhaust the machine
+        with pytest.raises(ConfigError, match="`workers`"):
+            run_sweep(SweepSpec(base={"network": "lab16"}, grid={"R": [1.0]}), "x", workers=workers)
     assert os.path.exists("x") is False
 
 
@@ -238,3 +239,20 @@ def test_compare_matches_the_global_model_by_c_and_by_rate(tmp_path):
     np.testing.assert_allclose(ds.mse0.sel(model="per_edge"), ds.mse0.sel(model="global_same_c"))
     assert (tmp_path / "compare.png").exists() and "| 3 |" in (tmp_path / "compare.md").read_text()
     assert any(line.startswith("R_c") for line in files)
+
+
+def test_compare_checks_its_values_first_and_exits_1_where_runs_failed(tmp_path, capsys):
+    """Bad steps, noise or capacitance are one line before any run; parts so far out of range that every run fails
+    give the report with the count of failed runs and exit status 1 (it was 0, with "n/r" everywhere)."""
+    from spicelearn.cli import main
+
+    base = ["compare", "lab16", "--R-values", "1", "--seeds", "1", "--workers", "0", "--quiet", "--out-dir"]
+    for bad, message in ((["--steps", "0"], "`steps` must be an integer >= 1"), (["--noise", "-1"], "`noise`"),
+                         (["--capacitance", "0"], "`capacitance` must be finite and > 0"),
+                         (["--seeds", "99999999999999999999"], "`--seeds` must be an integer in 1..10,000")):
+        assert main(base + [str(tmp_path / "bad")] + bad) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert main(base + [str(tmp_path / "c"), "--steps", "5", "--capacitance", "1e300"]) == 1
+    out = capsys.readouterr()
+    assert "3 of 3 runs failed" in out.out and "Warning" not in out.err

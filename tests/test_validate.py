@@ -141,6 +141,10 @@ def test_monte_carlo_reproducible_and_independent_of_workers(tmp_path):
     (("dac_bits = 10", "dac_bits = 10\ndac_range = [0.0, 0.1]"), "does not hold the task's targets"),
     (('part = "AD5220-100k"', 'part = "AD5220-100k"\nr_ab = 50e3'), "contradicts `pot_part`"),
     (("seed = 3", 'seed = 3\nbatch = "yes"'), "`batch`='yes' must be true or false"),
+    (("seed = 3", "seed = -1"), "`seed` must be an integer in 0 .. 2**64 - 1"),
+    (("seed = 3", "seed = 18446744073709551616"), "`seed` must be an integer in 0 .. 2**64 - 1"),
+    (("steps = 80", "steps = -5"), "`steps` must be an integer >= 1, got -5"),
+    (("boards = 4", "boards = 99999999999"), "`boards`=99999999999 must be an integer >= 1 and <= 1,000,000"),
 ])
 def test_bad_design_files_fail_before_any_board(tmp_path, change, message):
     with pytest.raises(ConfigError) as exc:
@@ -166,3 +170,20 @@ def test_export_kicad_takes_the_parts_of_the_design(tmp_path):
     assert "AD5220BN50" in bom and "AD5220-50k" in bom and "4.7u" in bom
     assert main(["export-kicad", "--design", str(tmp_path / "d.toml"), "--capacitance", "1e-6",
                  "-o", str(tmp_path / "c.net")]) == 2
+
+
+def test_a_monte_carlo_whose_boards_fail_exits_1_and_says_so(tmp_path, capsys):
+    """Parts so far out of range that every board's run fails (non-finite voltages): each failure is recorded, the
+    report says how many, and the command's exit status is 1, not a success with a yield of 0 of 0 boards."""
+    from spicelearn.cli import main
+
+    design = tmp_path / "d.toml"
+    design.write_text(SMALL.replace("value = 2.2e-6", "value = 1e300").replace("steps = 80", "steps = 5")
+                      .replace("gamma_l = 45.45", "R = 1").replace("boards = 4", "boards = 2"))
+    text = design.read_text().replace("sensitivity_boards = 2\n", "sensitivity_boards = 1\nwindow = 2\n")
+    design.write_text(text)
+    assert main(["validate", str(design), "--out-dir", str(tmp_path / "v"), "--workers", "0", "--quiet"]) == 1
+    out = capsys.readouterr()
+    assert "2 boards failed to run" in out.out and "Warning" not in out.err
+    with xr.open_dataset(tmp_path / "v" / "boards.nc") as ds:
+        assert ds.failed.values.all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_train_options", "hardware_from_args"]
+__all__ = ["add_train_options", "hardware_from_args", "report"]
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
@@ -66,3 +66,20 @@ def hardware_from_args(args):
     from ..experiments.spec import hardware
 
     return hardware(options_from_args(args))
+
+
+def report(lines, result: str, failed: str) -> int:
+    """Print what an experiment returned (the files it wrote, then its report's lines); the exit status: 1 where its
+    result file ``result`` records failed runs (``failed``: a variable true, or holding a message, for each),
+    else 0."""
+    import os
+
+    import numpy as np
+
+    from ..runfile import open_netcdf
+
+    for line in lines:
+        print(("wrote " if os.path.exists(line) else "") + line)
+    with open_netcdf(result) as ds:
+        v = ds[failed].values
+    return int(bool(np.count_nonzero(v != "" if v.dtype.kind in "USO" else v)))

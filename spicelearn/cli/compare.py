@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from .common import report
+
 __all__ = ["register"]
 
 
@@ -13,9 +15,7 @@ def _cmd_compare(args) -> int:
     lines = compare(args.network, args.task, args.out_dir, R_values=args.R_values, engine=args.engine,
                     capacitance=args.capacitance, seeds=args.seeds, steps=args.steps, noise=args.noise,
                     network_seed=args.network_seed, workers=args.workers, progress=not args.quiet)
-    for line in lines:
-        print(("wrote " if os.path.exists(line) else "") + line)
-    return 0
+    return report(lines, os.path.join(args.out_dir, "compare.nc"), "error")  # 1 where runs failed
 
 
 def register(sub) -> None:

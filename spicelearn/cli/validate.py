@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from .common import report
+
 __all__ = ["register"]
 
 
@@ -12,10 +14,9 @@ def _cmd_validate(args) -> int:
     from ..experiments.validate import validate
 
     design = load_design(args.design)  # every check before any board runs
-    for line in validate(design, args.out_dir, boards=args.boards, engine=args.engine, workers=args.workers,
-                         scheduler=args.scheduler, progress=not args.quiet):
-        print(("wrote " if os.path.exists(line) else "") + line)
-    return 0
+    lines = validate(design, args.out_dir, boards=args.boards, engine=args.engine, workers=args.workers,
+                     scheduler=args.scheduler, progress=not args.quiet)
+    return report(lines, os.path.join(args.out_dir, "boards.nc"), "failed")  # 1 where boards failed to run
 
 
 def register(sub) -> None:

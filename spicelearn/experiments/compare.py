@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from ..analysis.plotting import save_figure
+from ..checks import check_steps, finite, positive
 from ..errors import ConfigError
 from ..files import atomic_write, check_target
 
@@ -44,6 +45,10 @@ def _matched_capacitance(network: str, task: str, c: float, network_seed: int) -
     bound = bind(network, task, network_seed=network_seed)
     rates = [start_rate(bound, Hardware.from_R(1.0, capacitance=c, capacitance_model=m)) for m in ("per_edge", "global")]
     return c * rates[1] / rates[0], rates[0], rates[1]
+
+
+#: The most comparator-noise seeds a point of :func:`compare` runs (three runs each per R).
+MAX_SEEDS = 10_000
 
 
 def compare(network, task, out_dir: str, *, R_values=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0), engine: str = "exact",
@@ -69,8 +74,12 @@ def compare(network, task, out_dir: str, *, R_values=(0.1, 0.3, 1.0, 3.0, 10.0, 
     R_values = sorted(float(r) for r in R_values)
     if not R_values or min(R_values) <= 0:
         raise ConfigError(f"`--R-values` must be positive numbers, got {R_values!r}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError(f"`--seeds` must be an integer >= 1, got {seeds!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise ConfigError(f"`--seeds` must be an integer in 1..{MAX_SEEDS:,}, got {seeds!r}")
+    check_steps(steps)
+    positive("capacitance", capacitance)
+    if not finite("noise", noise) >= 0:
+        raise ConfigError(f"`noise` must be >= 0 volt, got {noise!r}")
     os.makedirs(out_dir, exist_ok=True)
     png = check_target(os.path.join(out_dir, "compare.png"), "--out-dir")
     net_name = os.fspath(network)
@@ -148,6 +157,10 @@ def compare(network, task, out_dir: str, *, R_values=(0.1, 0.3, 1.0, 3.0, 10.0, 
     lines = ["R_c (fewest steps to learn): " + ", ".join(f"{_LABELS[m]} {R_c[m]:g}" for m in VARIANTS),
              f"slowest relaxation rate at the start: per-edge {rate_pe:.4g} /s, global same c {rate_gl:.4g} /s "
              f"(global same rate uses C = {C_match:.4g} F)"]
+    failed = int((data.error != "").sum())
+    if failed:
+        lines.append(f"{failed} of {data.error.size} runs failed (their messages: `error` in compare.nc, and "
+                     f"{os.path.join(out_dir, 'sweeps', '*', 'points', '*.error.txt')})")
     return [png, md, nc, *lines]
 
 

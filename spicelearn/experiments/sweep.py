@@ -239,9 +239,18 @@ class _Dask(_Runner):
             self._cluster.close()
 
 
+#: A local cluster has at most this many worker processes a core (more only wait for the cores, each with its
+#: own interpreter's memory; a thousand of them exhaust the machine).
+WORKERS_PER_CORE = 4
+
+
 def _check_workers(workers) -> None:
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"`workers` must be an integer >= 0, got {workers!r}")
+    most = WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if workers is not None and workers > most:
+        raise ConfigError(f"`workers`={workers} is over {WORKERS_PER_CORE} processes a core of this machine's "
+                          f"{os.cpu_count()}; give at most {most}, or a running Dask `scheduler` for a larger cluster")
 
 
 def open_cluster(workers: int | None = None, scheduler: str | None = None) -> _Runner:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..files import atomic_write, check_target
-from .design import Design
+from .design import MAX_BOARDS, Design
 from .spec import IMPERFECTIONS, OPTIONS, SweepSpec, hardware
 
 __all__ = ["validate", "wilson", "median_interval", "rows", "Row", "Z95"]
@@ -158,8 +158,9 @@ def validate(design: Design, out_dir, *, boards: int | None = None, engine: str 
     from ..runfile import save_run
     from .sweep import open_cluster, point_paths, run_sweep
 
-    if boards is not None and (isinstance(boards, bool) or not isinstance(boards, int) or boards < 1):
-        raise ConfigError(f"`--boards` must be an integer >= 1, got {boards!r}")
+    if boards is not None and (isinstance(boards, bool) or not isinstance(boards, int)
+                               or not 1 <= boards <= MAX_BOARDS):
+        raise ConfigError(f"`--boards` must be an integer in 1..{MAX_BOARDS:,}, got {boards!r}")
     if engine is not None:
         if engine not in ("exact", "ngspice"):
             raise ConfigError(f"`--engine` must be 'exact' or 'ngspice', got {engine!r}")
@@ -289,7 +290,8 @@ def _figure(path: str, design: Design, table, stats, results) -> str:
         ax.fill_between(steps, q[0], q[2], color=color, alpha=0.2)
     ax.axhline(design.target, color="k", ls="--", lw=1)
     ax.set(xlabel="training steps", ylabel="error / start error", title="(d) error against steps")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # none where every board failed to run
+        ax.legend(fontsize=8)
     ax.grid(True, which="major", alpha=0.3)
     o = design.options
     fig.suptitle(f"validate {os.path.basename(design.path) or 'design'}: {o['network']}, task {o['task']}, "
