@@ -117,6 +117,18 @@ def test_unknown_network_name():
             load_network(spec)
 
 
+@pytest.mark.parametrize("attrs", [{"x": "abc", "y": 0.0}, {"x": float("nan"), "y": 1.0}, {"pos": (1.0,)},
+                                   {"pos": "here"}])
+def test_bad_node_positions_name_the_node(attrs):
+    g = nx.path_graph(3)
+    for n in g.nodes:
+        g.nodes[n].update(x=float(n), y=0.0)
+    g.nodes[1].pop("x"), g.nodes[1].pop("y")
+    g.nodes[1].update(attrs)
+    with pytest.raises(NetworkError, match="node '1' has the position .* must be finite numbers"):
+        compile_network(g)
+
+
 def test_bad_graphml(tmp_path):
     p = tmp_path / "bad.graphml"
     p.write_text("<graphml><oops")

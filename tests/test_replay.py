@@ -105,6 +105,10 @@ def test_replay_compares_with_the_recorded_voltages(tmp_path, capsys):
     save_run(bad, tmp_path / "bad.nc")
     assert main(["replay", str(tmp_path / "bad.nc"), "--steps", "8"]) == 1
     assert "more than `--tolerance`" in capsys.readouterr().out
+    bad["v_free"].values[0, 3] = np.nan  # a corrupt record: NaN is no agreement
+    save_run(bad, tmp_path / "nan.nc")
+    assert main(["replay", str(tmp_path / "nan.nc"), "--steps", "3"]) == 1
+    assert "replay differences are not finite" in capsys.readouterr().out
     assert main(["replay", str(tmp_path / "run.nc"), "--tolerance", "-1"]) == 2
     assert "`--tolerance` must be finite and > 0" in capsys.readouterr().err
 

@@ -155,6 +155,9 @@ def test_a_batch_with_a_bad_point_runs_the_others_and_records_its_error(tmp_path
     (SPEC.replace("steps = 40", "steps = 40\ngamma_l = 10.0"), "either `gamma_l` or `R`"),
     (SPEC.replace("noise = 0.01", 'backend = "ode"\nnoise = 0.01'), "does not apply to the ode backend"),
     (SPEC + "\n[extra]\nx = 1\n", "unknown table(s) or key(s) ['extra']"),
+    (SPEC.replace("R = [0.3, 3]", "dac_range = [[-1, 1], [-2, 2]]").replace("steps = 40", "steps = 40\ndac_bits = 8"),
+     "[grid] `dac_range` is a pair of volts"),
+    ('grid = [1, 2]\n[base]\nnetwork = "lab16"\n', "`grid` must be a table"),
     ("[base\n", "not valid TOML"),
 ])
 def test_bad_specs_give_one_line_before_any_run(tmp_path, capsys, text, message):
@@ -162,6 +165,17 @@ def test_bad_specs_give_one_line_before_any_run(tmp_path, capsys, text, message)
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("spicelearn: error:") and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_empty_folders_are_refused(tmp_path, capsys, monkeypatch):
+    """``--out ""`` and ``--combine ""`` would use the current folder unasked."""
+    monkeypatch.chdir(tmp_path)
+    spec = str(_write(tmp_path))
+    for argv, message in ((["sweep", spec, "--out", ""], "`--out` is empty"),
+                          (["sweep", "--combine", " "], "`--combine` is empty")):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "points").exists() and not (tmp_path / "sweep.nc").exists()
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys):

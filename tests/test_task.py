@@ -57,6 +57,9 @@ def test_bad_task_specs(lab, tmp_path):
     p.write_text("{")
     with pytest.raises(TaskError, match="not valid JSON"):
         load_task(str(p), lab)
+    p.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(TaskError, match="nests its JSON too deeply"):
+        load_task(str(p), lab)
     for spec in (None, 2.5, ["default"], b"default"):  # not text: one clear error, not os.fspath's TypeError
         with pytest.raises(ConfigError, match=r"`task` must be a Task, a dict, a JSON file"):
             load_task(spec, lab)

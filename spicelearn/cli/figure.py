@@ -10,6 +10,8 @@ __all__ = ["register"]
 
 FIGURES = ("fig1", "fig2", "fig3", "fig5")
 ENGINES = ("exact", "ngspice")
+#: The most random tasks ``--tasks`` averages (the paper: 50).
+MAX_TASKS = 10_000
 
 
 def _cmd_figure(args) -> int:
@@ -26,8 +28,8 @@ def _cmd_figure(args) -> int:
 
         if args.engine != "exact":
             raise ConfigError(f"`--engine` applies to fig1 (the hardware model); {args.figure} is the paper's ode model")
-        if args.tasks is not None and args.tasks < 1:
-            raise ConfigError(f"`--tasks` must be >= 1, got {args.tasks}")
+        if args.tasks is not None and not 1 <= args.tasks <= MAX_TASKS:
+            raise ConfigError(f"`--tasks` must be in 1..{MAX_TASKS:,} (random tasks averaged), got {args.tasks}")
         cfg = FigureConfig.quick() if args.quick else FigureConfig.full()
         if args.tasks is not None:
             cfg = FigureConfig(args.tasks, cfg.steps, cfg.R_curves, cfg.R_grid)

@@ -54,8 +54,12 @@ def _cmd_replay(args) -> int:
         e = res.error_vs_record(i)
         worst.append(float(e.max()))
         print(f"  {name} against the recorded voltages: max |dv| = {e.max():.3g} V (step {int(e.argmax())})")
-    if max(worst) > args.tolerance:
-        print(f"spicelearn: replay differs by {max(worst):.3g} V, more than `--tolerance` {args.tolerance:g} V")
+    worst = np.array(worst)
+    if not np.all(np.isfinite(worst)):  # NaN voltages in the record (a run never writes them) or in a replay
+        print("spicelearn: replay differences are not finite: the run file's or a replay's voltages hold NaN or inf")
+        return 1
+    if worst.max() > args.tolerance:
+        print(f"spicelearn: replay differs by {worst.max():.3g} V, more than `--tolerance` {args.tolerance:g} V")
         return 1
     return 0
 

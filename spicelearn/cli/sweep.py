@@ -15,6 +15,8 @@ def _cmd_sweep(args) -> int:
     if args.combine is not None:
         if args.spec is not None or args.out is not None:
             raise ConfigError("`--combine DIR` rebuilds DIR/sweep.nc from its point files; give no SPEC or --out")
+        if not args.combine.strip():
+            raise ConfigError("`--combine` is empty; give the sweep's folder")
         from ..runfile import save_run
 
         ds = combine(args.combine)
@@ -25,6 +27,8 @@ def _cmd_sweep(args) -> int:
         return 0
     if args.spec is None or args.out is None:
         raise ConfigError("give SPEC.toml and `--out DIR` (or `--combine DIR`)")
+    if not args.out.strip():
+        raise ConfigError("`--out` is empty; give the sweep's folder (created if missing)")
     from ..experiments.spec import load_spec
 
     spec = load_spec(args.spec)

@@ -291,6 +291,9 @@ class SweepSpec:
                 raise ConfigError(f"sweep spec: [grid] `{name}` is not an option of `train` {sorted(OPTIONS)}")
             if not isinstance(values, (list, tuple)) or not values:
                 raise ConfigError(f"sweep spec: [grid] `{name}` must be a non-empty list of values, got {values!r}")
+            if OPTIONS[name].kind is tuple:
+                raise ConfigError(f"sweep spec: [grid] `{name}` is a pair of volts, which cannot label a sweep's axis; "
+                                  f"put `{name}` in [base] and run one sweep per pair")
             typed = [_typed(name, v, f"sweep spec [grid] `{name}`") for v in values]
             if len(set(typed)) != len(typed):
                 raise ConfigError(f"sweep spec: [grid] `{name}` lists a value twice: {values!r}")

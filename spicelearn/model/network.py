@@ -17,7 +17,7 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
-from ..checks import check_seed, text_or_path
+from ..checks import check_seed, show, text_or_path
 from ..errors import NetworkError
 
 __all__ = ["CompiledNetwork", "compile_network", "load_network", "equilibrium", "SINGULAR_CONDUCTANCE", "BUILTIN_NETWORKS"]
@@ -241,12 +241,12 @@ def compile_network(graph: nx.Graph, *, name: str | None = None, allow_disconnec
 
     cap = _edge_attribute(g, edges, "capacitance")
     if cap is not None:
-        bad = [f"{u}|{v}={c!r}" for (u, v), c in zip(edges, cap) if not (math.isfinite(c) and c > 0)]
+        bad = [f"{u}|{v}={show(c)}" for (u, v), c in zip(edges, cap) if not (math.isfinite(c) and c > 0)]
         if bad:
             raise NetworkError(f"edge `capacitance` must be finite and > 0 farad; got {bad[:5]}")
     position = _edge_attribute(g, edges, "position")
     if position is not None:
-        bad = [f"{u}|{v}={p!r}" for (u, v), p in zip(edges, position)
+        bad = [f"{u}|{v}={show(p)}" for (u, v), p in zip(edges, position)
                if not (math.isfinite(p) and p == int(p) and 0 <= p < N_POSITIONS)]
         if bad:
             raise NetworkError(f"edge `position` must be an integer in 0..{N_POSITIONS - 1}; got {bad[:5]}")
@@ -260,15 +260,25 @@ def compile_network(graph: nx.Graph, *, name: str | None = None, allow_disconnec
 
 
 def _node_positions(g: nx.Graph, nodes) -> np.ndarray | None:
+    """The nodes' drawing positions (N, 2), from their ``pos`` or ``x`` and ``y`` attributes; None where a node has
+    none."""
     out = []
     for n in nodes:
         d = g.nodes[n]
         if "pos" in d:
-            out.append(tuple(float(x) for x in d["pos"])[:2])
+            given = d["pos"]
         elif "x" in d and "y" in d:
-            out.append((float(d["x"]), float(d["y"])))
+            given = (d["x"], d["y"])
         else:
             return None
+        try:
+            xy = tuple(float(v) for v in given)[:2]
+        except (TypeError, ValueError):
+            xy = ()
+        if len(xy) != 2 or not all(math.isfinite(v) for v in xy):
+            raise NetworkError(f"node {n!r} has the position {show(given):.60}; node `x` and `y` (or `pos`) must be "
+                               "finite numbers, or absent on every node")
+        out.append(xy)
     return np.array(out)
 
 

@@ -233,6 +233,9 @@ def load_task(spec, network: CompiledNetwork) -> Task:
                         '{"sources": {node: volts}, "targets": {node: volts}}') from None
     except json.JSONDecodeError as exc:
         raise TaskError(f"task file {spec!r} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise TaskError(f"task file {spec!r} nests its JSON too deeply; give "
+                        '{"sources": {node: volts}, "targets": {node: volts}}') from None
     return _from_dict(data, f"task file {spec!r}")
 
 
