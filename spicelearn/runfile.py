@@ -178,6 +178,18 @@ def run_inputs(ds: xr.Dataset, network=None, network_seed: int | None = None) ->
     """
     if "position" not in ds:
         raise ConfigError("the run file has no `position` variable (an `ode` run?); this needs a hardware run")
+    try:
+        return _run_inputs(ds, network, network_seed)
+    except SpicelearnError:
+        raise
+    except KeyError as exc:  # what a file edited or made by another tool lacks, named
+        raise SpicelearnError(f"the run file lacks the attribute or variable {exc.args[0]!r} that repeating it "
+                              "needs; is it a spicelearn run file of a hardware backend?") from None
+    except (ValueError, TypeError, SyntaxError) as exc:  # (SyntaxError: the recorded GraphML's XML ParseError)
+        raise SpicelearnError(f"the run file's attributes are damaged: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _run_inputs(ds: xr.Dataset, network, network_seed) -> tuple[BoundTask, Board, np.ndarray]:
     a = ds.attrs
     recorded = restore_network(a) if network is None or "network_hash" in a else None
     net = recorded
@@ -265,7 +277,32 @@ def load_run(path) -> xr.Dataset:
     missing = [v for v in REQUIRED_VARIABLES if v not in ds]
     if missing:
         raise SpicelearnError(f"{path!r} is not a spicelearn run file: it lacks {missing}")
+    _check_layout(ds, path)
     return ds
+
+
+#: The dimensions of a run file's variables (DESIGN.md, the run-file contract).
+_LAYOUT = {"mse": ("step",), "mse_eq": ("step",), "v_free": ("step", "node"), "v_clamped": ("step", "node"),
+           "mse0": (), "time": ("step",)}
+
+
+def _check_layout(ds: xr.Dataset, path: str) -> None:
+    """The variables of a run file numbers of the contract's dimensions, at least one step, and the numbers its
+    summary prints (``R``, ``eta``) numbers: else one error naming the file and what is wrong (a file edited or
+    made by another tool)."""
+    for name, dims in _LAYOUT.items():
+        if name not in ds.variables:
+            continue  # (time: files of spicelearn before it; the rest were checked by load_run)
+        v = ds.variables[name]
+        if v.dims != dims or v.dtype.kind not in "fiu":
+            raise SpicelearnError(f"run file {path!r}: `{name}` must be numbers over {dims or 'no dimension'}, "
+                                  f"got {v.dtype} over {v.dims}; is it a spicelearn run file?")
+    if not ds.sizes.get("step"):
+        raise SpicelearnError(f"run file {path!r} has no steps")
+    bad = [k for k in ("R", "eta") if k in ds.attrs and not isinstance(ds.attrs[k], (int, float, np.number))]
+    if bad:
+        raise SpicelearnError(f"run file {path!r}: the attribute(s) {bad} must be numbers, got "
+                              f"{[ds.attrs[k] for k in bad]!r:.80}")
 
 
 def tau(errors, mse0: float, threshold: float = 1e-3, window: int = 10) -> float:

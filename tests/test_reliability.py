@@ -335,3 +335,61 @@ def test_a_library_that_is_not_ngspice_is_one_line(tmp_path):
                          timeout=60)
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "is not ngspice's shared library" in out.stderr and "Traceback" not in out.stderr
+
+
+def _tamper(ds, how):
+    """A copy of the run file ``ds`` edited as another tool (or a slip of a hand) might have left it."""
+    out = ds.copy(deep=True)
+    if how == "R as text":
+        out.attrs["R"] = "abc"
+    elif how == "mse as text":
+        out["mse"] = ("step", out.mse.values.astype(str))
+    elif how == "mse with an extra axis":
+        out["mse"] = (("extra", "step"), out.mse.values[None])
+    elif how == "step renamed":
+        out = out.rename({"step": "stepx"})
+    elif how == "no steps":
+        out = out.isel(step=slice(0, 0))
+    elif how in ("eta", "task"):
+        del out.attrs[how]
+    elif how == "task not JSON":
+        out.attrs["task"] = "{bad json"
+    elif how == "network GraphML broken":
+        out.attrs["network_graphml"] = "<graphml>broken"
+    return out
+
+
+@pytest.mark.parametrize("how, message", [
+    ("R as text", "the attribute(s) ['R'] must be numbers"),
+    ("mse as text", "`mse` must be numbers over ('step',)"),
+    ("mse with an extra axis", "`mse` must be numbers over ('step',), got float64 over ('extra', 'step')"),
+    ("step renamed", "got float64 over ('stepx',)"),
+    ("no steps", "has no steps"),
+])
+def test_a_run_file_of_the_wrong_layout_is_one_line(tmp_path, capsys, how, message):
+    run = tmp_path / "run.nc"
+    assert main(["train", "lab16", "--steps", "4", "--quiet", "--out", str(run)]) == 0
+    bad = tmp_path / "bad.nc"
+    _tamper(load_run(run), how).to_netcdf(bad, unlimited_dims=["step"] if how == "no steps" else None)
+    for argv in (["show", str(bad)], ["replay", str(bad)], ["export-spice", "lab16", "--positions", str(bad),
+                                                            "-o", str(tmp_path / "x.cir")]):
+        assert main(argv) == 2
+        _one_line_error(capsys, message)
+
+
+@pytest.mark.parametrize("how, message", [
+    ("eta", "lacks the attribute or variable 'eta'"), ("task", "lacks the attribute or variable 'task'"),
+    ("task not JSON", "attributes are damaged: JSONDecodeError"),
+    ("network GraphML broken", "attributes are damaged: ParseError"),
+])
+def test_a_run_file_that_lacks_what_repeating_it_needs_is_one_line(tmp_path, capsys, how, message):
+    run = tmp_path / "run.nc"
+    assert main(["train", "lab16", "--steps", "4", "--quiet", "--out", str(run)]) == 0
+    bad = tmp_path / "bad.nc"
+    _tamper(load_run(run), how).to_netcdf(bad)
+    assert main(["show", str(bad)]) == 0  # its summary needs none of it
+    capsys.readouterr()
+    for argv in (["replay", str(bad), "--steps", "2"], ["export-spice", "lab16", "--positions", str(bad),
+                                                        "-o", str(tmp_path / "x.cir")]):
+        assert main(argv) == 2
+        _one_line_error(capsys, message)

@@ -63,8 +63,9 @@ def plot_runs(runs, path, labels=None, title: str | None = None, variables=("mse
             style = "-" if var == "mse" else "--"
             lab = label if var == variables[0] else None
             axes[0].loglog(ds["step"].values + 1, y, style, color=colors[i], lw=1, label=lab)
-            axes[1].loglog(ds["time"].values, y, style, color=colors[i], lw=1, label=lab)
-    units = runs[0]["time"].attrs.get("units", "s") if runs else "s"
+            t = ds["time"].values if "time" in ds.variables else ds["step"].values + 1  # (older files: steps)
+            axes[1].loglog(t, y, style, color=colors[i], lw=1, label=lab)
+    units = runs[0]["time"].attrs.get("units", "s") if runs and "time" in runs[0].variables else "training steps"
     axes[0].set_xlabel("training steps")
     axes[1].set_xlabel(f"time ({units})")
     what = " (solid: mse, dashed: mse_eq)" if len(variables) > 1 else f" ({variables[0]})"
