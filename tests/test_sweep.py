@@ -270,3 +270,24 @@ def test_compare_checks_its_values_first_and_exits_1_where_runs_failed(tmp_path,
     assert main(base + [str(tmp_path / "c"), "--steps", "5", "--capacitance", "1e300"]) == 1
     out = capsys.readouterr()
     assert "3 of 3 runs failed" in out.out and "Warning" not in out.err
+
+
+def test_files_in_a_sweep_folder_that_are_not_its_points_are_named(tmp_path, capsys):
+    """A run file or another tool's netCDF at a point's name is one error naming it (with the fix), not a
+    KeyError; point files of another grid in the folder are counted as left out, not dropped silently."""
+    spec = SPEC.replace("steps = 40", "steps = 5")
+    out = tmp_path / "out"
+    assert main(["sweep", str(_write(tmp_path, spec)), "--out", str(out), "--workers", "0", "--quiet"]) == 0
+    capsys.readouterr()
+    other = spec.replace("R = [0.3, 3]", "R = [1.0]")
+    assert main(["sweep", str(_write(tmp_path, other, "other.toml")), "--out", str(out), "--workers", "0",
+                 "--quiet"]) == 0
+    assert "(2 of 2 points done, 0 failed; 4 point file(s) of another grid in the folder left out)" in \
+        capsys.readouterr().out
+    point = sorted((out / "points").glob("*.nc"))[0]
+    for foreign, message in ((xr.Dataset({"temp": ("x", np.arange(3.0))}), "it lacks `mse`"),
+                             (train("lab16", "default", steps=3), "it lacks the attribute `sweep_grid`")):
+        foreign.to_netcdf(point)
+        assert main(["sweep", "--combine", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"point file {str(point)!r} is not a point of a spicelearn sweep ({message}); delete it" in err

@@ -22,8 +22,7 @@ def _cmd_sweep(args) -> int:
         ds = combine(args.combine)
         path = os.path.join(args.combine, "sweep.nc")
         save_run(ds, path)
-        print(f"wrote {path} ({ds.attrs['points_done']} of {ds.attrs['points']} points done, "
-              f"{ds.attrs['points_failed']} failed)")
+        print(f"wrote {path} ({_counts(ds)})")
         return 0
     if args.spec is None or args.out is None:
         raise ConfigError("give SPEC.toml and `--out DIR` (or `--combine DIR`)")
@@ -33,9 +32,16 @@ def _cmd_sweep(args) -> int:
 
     spec = load_spec(args.spec)
     ds = run_sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
-    print(f"wrote {os.path.join(args.out, 'sweep.nc')} ({ds.attrs['points_done']} of {ds.attrs['points']} points "
-          f"done, {ds.attrs['points_failed']} failed)")
+    print(f"wrote {os.path.join(args.out, 'sweep.nc')} ({_counts(ds)})")
     return 0 if ds.attrs["points_failed"] == 0 else 1
+
+
+def _counts(ds) -> str:
+    """The points of a combined sweep: done, failed, and point files of another grid in its folder, left out."""
+    a = ds.attrs
+    other = a.get("points_other_grid", 0)
+    return (f"{a['points_done']} of {a['points']} points done, {a['points_failed']} failed"
+            + (f"; {other} point file(s) of another grid in the folder left out" if other else ""))
 
 
 def register(sub) -> None:

@@ -27,7 +27,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -395,6 +395,34 @@ def read_point(path: str, names=_COMBINED) -> _Point:
         return _Point(attrs={k: nc.getncattr(k) for k in nc.ncattrs()}, variables=variables)
 
 
+def _checked(point: _Point, path: str) -> _Point:
+    """``point``, after checking that it is what a sweep writes: ``mse``, ``mse_eq`` over at least one step, ``mse0``,
+    and the sweep's grid and options (JSON objects, decoded in place); else one error naming the file."""
+    def fail(what):
+        raise SpicelearnError(f"point file {path!r} is not a point of a spicelearn sweep ({what}); delete it to run "
+                              "the point again")
+
+    for name, dims in (("mse", ("step",)), ("mse_eq", ("step",)), ("mse0", ())):
+        if name not in point.variables:
+            fail(f"it lacks `{name}`")
+        d, v = point.variables[name]
+        if d != dims or v.dtype.kind not in "fiu":
+            fail(f"`{name}` must be numbers over {dims or 'no dimension'}, got {v.dtype} over {d}")
+    if not point.steps:
+        fail("it has no steps")
+    attrs = dict(point.attrs)
+    for name in ("sweep_grid", "sweep_options"):
+        try:
+            attrs[name] = json.loads(attrs[name])
+        except KeyError:
+            fail(f"it lacks the attribute `{name}`")
+        except (TypeError, ValueError):
+            fail(f"its attribute `{name}` is not JSON")
+        if not isinstance(attrs[name], dict):
+            fail(f"its attribute `{name}` must be a JSON object, got {attrs[name]!r:.60}")
+    return replace(point, attrs=attrs)
+
+
 def combine(out_dir, spec: SweepSpec | None = None):
     """The sweep of ``out_dir`` as one dataset, from its point files alone.
 
@@ -422,7 +450,7 @@ def combine(out_dir, spec: SweepSpec | None = None):
                 errors[pid] = fh.read().strip()
             continue
         try:
-            results[pid] = read_point(path)
+            results[pid] = _checked(read_point(path), path)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise SpicelearnError(f"point file {path!r} cannot be read ({exc}); delete it to run the point again") \
                 from None
@@ -432,11 +460,11 @@ def combine(out_dir, spec: SweepSpec | None = None):
         if not stamped:
             raise ConfigError(f"sweep folder {out_dir!r} has no point files yet; run the sweep first")
         newest = results[max(stamped)[1]]  # the grid of the newest point (a folder may hold an older grid too)
-        grid = json.loads(newest.attrs["sweep_grid"])
-        opts = json.loads(newest.attrs["sweep_options"])
+        grid, opts = (newest.attrs[k] for k in ("sweep_grid", "sweep_options"))
         spec = SweepSpec(base={k: v for k, v in opts.items() if k not in grid}, grid=grid,
                          keep=newest.attrs.get("sweep_keep", "full"))
     points = spec.points()
+    other = len({os.path.basename(f).split(".")[0] for f in files} - {point_id(p) for p in points})
     shape = spec.shape
     steps = max([point.steps for point in results.values()], default=1)
     first = next(iter(results), None)
@@ -484,7 +512,7 @@ def combine(out_dir, spec: SweepSpec | None = None):
     out.attrs.update(sweep_base=json.dumps(dict(spec.base), sort_keys=True), sweep_keep=spec.keep,
                      tau_threshold=SUMMARY_THRESHOLD, tau_window=SUMMARY_WINDOW, points=len(points),
                      points_done=int((error == "").sum()),
-                     points_failed=int(((error != "") & (error != "not run")).sum()))
+                     points_failed=int(((error != "") & (error != "not run")).sum()), points_other_grid=other)
     out["mse"].attrs["long_name"] = "nonequilibrium error per step (not normalised; see mse0)"
     out["tau"].attrs["long_name"] = "first step with mse < 1e-3 mse0 for 10 steps (NaN: not reached)"
     return out
