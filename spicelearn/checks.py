@@ -50,10 +50,10 @@ def positive(name: str, value) -> float:
     return v
 
 
-def check_steps(steps) -> int:
-    """A number of steps: an integer >= 1."""
+def check_steps(steps, name: str = "steps") -> int:
+    """A number of steps: an integer >= 1 (``name``: the argument's, in the message)."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ConfigError(f"`steps` must be an integer >= 1, got {show(steps)}")
+        raise ConfigError(f"`{name}` must be an integer >= 1, got {show(steps)}")
     return int(steps)
 
 

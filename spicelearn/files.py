@@ -16,7 +16,22 @@ from contextlib import contextmanager
 
 from .errors import ConfigError
 
-__all__ = ["atomic_write", "atomic_path", "check_target"]
+__all__ = ["atomic_write", "atomic_path", "check_target", "make_folder"]
+
+
+def make_folder(path, what: str = "--out-dir") -> str:
+    """The folder ``path`` (created, with its parents, where missing), as a string; an empty path, or one that is a
+    file, is one error naming ``what``."""
+    path = os.fspath(path)
+    if not path.strip():
+        raise ConfigError(f"`{what}` is empty; give a folder")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"`{what}`={path!r} is a file, not a folder; give a folder (created if missing)")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"`{what}`={path!r}: cannot create the folder ({exc.strerror})") from None
+    return path
 
 
 def check_target(path, what: str = "output") -> str:

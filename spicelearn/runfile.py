@@ -238,8 +238,8 @@ def local_file_locks():
 
 def open_netcdf(path) -> xr.Dataset:
     """The whole of the netCDF file ``path``, loaded into memory (:func:`local_file_locks`)."""
-    with local_file_locks(), xr.open_dataset(path) as ds:
-        return ds.load()
+    with local_file_locks(), xr.open_dataset(path, engine="netcdf4") as ds:  # (netCDF-C reads netCDF3 too; a
+        return ds.load()  # file of another format is then one line, not xarray's search for a reader)
 
 
 def write_netcdf(ds: xr.Dataset, path) -> None:

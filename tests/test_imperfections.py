@@ -611,6 +611,19 @@ def test_bad_options_name_their_argument():
         Board.nominal(net, Hardware(capacitance_model="global")).replace(leakage=np.full((2, 1), 1e6))
 
 
+@pytest.mark.parametrize("part, value, message", [
+    ("offset", np.array([[0.0, np.nan], [0.0, 0.0]]), r"board `offset` must be finite volts, got nan at \[0, 1\] "
+                                                        r"\(1 of 4 values\)"),
+    ("r_ab", np.full((2, 2), -1.0), r"board `r_ab` must be finite and > 0 ohm, got -1.0 at \[0, 0\] \(4 of 4"),
+    ("capacitance", np.array([1e-6, 0.0]), r"board `capacitance` must be finite and > 0 farad, got 0.0 at \[1\]"),
+    ("wiper", np.zeros((2, 3)), r"board `wiper` must have shape \(2, 2\), got shape \(2, 3\)"),
+])
+def test_a_bad_board_names_the_part_and_the_first_value_at_fault(part, value, message):
+    board = Board.nominal(compile_network(chain(3)), Hardware())
+    with pytest.raises(ConfigError, match=message):
+        board.replace(**{part: value})
+
+
 @pytest.mark.parametrize("bits", [float("nan"), float("inf")])
 def test_non_finite_converter_bits_are_a_config_error(bits):
     with pytest.raises(ConfigError, match="`dac_bits`"):

@@ -117,6 +117,13 @@ def test_unknown_network_name():
             load_network(spec)
 
 
+def test_a_boolean_edge_attribute_is_not_a_number():
+    g = nx.path_graph(3)
+    nx.set_edge_attributes(g, True, "capacitance")  # float(True) would be a farad
+    with pytest.raises(NetworkError, match="`capacitance`=True is not a number"):
+        compile_network(g)
+
+
 @pytest.mark.parametrize("attrs", [{"x": "abc", "y": 0.0}, {"x": float("nan"), "y": 1.0}, {"pos": (1.0,)},
                                    {"pos": "here"}])
 def test_bad_node_positions_name_the_node(attrs):

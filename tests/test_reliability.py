@@ -393,3 +393,29 @@ def test_a_run_file_that_lacks_what_repeating_it_needs_is_one_line(tmp_path, cap
                                                         "-o", str(tmp_path / "x.cir")]):
         assert main(argv) == 2
         _one_line_error(capsys, message)
+
+
+@pytest.mark.parametrize("argv", [
+    ["validate", "DESIGN", "--out-dir"], ["compare", "lab16", "--out-dir"], ["figure", "fig2", "--quick", "--out-dir"],
+    ["demo", "--out-dir"], ["sweep", "SPEC", "--out"],
+])
+def test_an_output_folder_that_is_a_file_or_empty_is_one_line(tmp_path, capsys, argv):
+    design = tmp_path / "d.toml"
+    design.write_text('network = "lab16"\ntask = "default"\nsteps = 5\nwindow = 2\nboards = 2\n')
+    spec = tmp_path / "s.toml"
+    spec.write_text('[base]\nnetwork = "lab16"\nsteps = 5\n[grid]\nR = [1.0]\n')
+    argv = [{"DESIGN": str(design), "SPEC": str(spec)}.get(a, a) for a in argv]
+    afile = tmp_path / "afile"
+    afile.write_text("kept")
+    flag = argv[-1]
+    assert main(argv + [str(afile)]) == 2
+    _one_line_error(capsys, f"`{flag}`={str(afile)!r} is a file, not a folder")
+    assert main(argv + [""]) == 2
+    _one_line_error(capsys, f"`{flag}` is empty")
+    assert afile.read_text() == "kept"
+
+
+def test_demo_checks_its_steps_before_it_trains(tmp_path, capsys):
+    assert main(["demo", "--out-dir", str(tmp_path / "d"), "--compare-steps", "0"]) == 2
+    _one_line_error(capsys, "`compare_steps` must be an integer >= 1, got 0")
+    assert not (tmp_path / "d").exists()

@@ -39,7 +39,7 @@ def test_random_task_statistics(d64):
     ({"sources": {"0": 1.0}, "targets": {}}, "no `targets`"),
     ({"sources": {"0": float("nan")}, "targets": {"2": 1.0}}, "not finite"),
     ({"sources": {"0": 0.0}, "targets": {"2": "high"}}, "not a number"),
-    ({"inputs": {"0": 0.0}}, "must be an object"),
+    ({"inputs": {"0": 0.0}}, r"must be an object .*; unknown key\(s\) \['inputs'\]"),
 ])
 def test_bad_tasks(lab, data, match):
     with pytest.raises(TaskError, match=match):
@@ -53,6 +53,8 @@ def test_bad_task_specs(lab, tmp_path):
         load_task("random:6,4,0", lab)
     with pytest.raises(TaskError, match="not a JSON file"):
         load_task("nope.json", lab)
+    with pytest.raises(TaskError, match=r"not a JSON file, .* \(it is a folder\)"):
+        load_task(str(tmp_path), lab)
     p = tmp_path / "broken.json"
     p.write_text("{")
     with pytest.raises(TaskError, match="not valid JSON"):

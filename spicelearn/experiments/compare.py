@@ -26,7 +26,7 @@ import numpy as np
 from ..analysis.plotting import save_figure
 from ..checks import check_steps, finite, positive
 from ..errors import ConfigError
-from ..files import atomic_write, check_target
+from ..files import atomic_write, check_target, make_folder
 
 __all__ = ["compare", "VARIANTS"]
 
@@ -80,7 +80,7 @@ def compare(network, task, out_dir: str, *, R_values=(0.1, 0.3, 1.0, 3.0, 10.0, 
     positive("capacitance", capacitance)
     if not finite("noise", noise) >= 0:
         raise ConfigError(f"`noise` must be >= 0 volt, got {noise!r}")
-    os.makedirs(out_dir, exist_ok=True)
+    make_folder(out_dir)
     png = check_target(os.path.join(out_dir, "compare.png"), "--out-dir")
     net_name = os.fspath(network)
     C_match, rate_pe, rate_gl = _matched_capacitance(net_name, task, capacitance, network_seed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from ..checks import check_steps
+from ..files import make_folder
 from ..loop import train
 from ..model.hardware import Comparator, Hardware
 from ..analysis.plotting import plot_runs
@@ -25,7 +27,8 @@ def run_demo(out_dir: str = "out", steps: int = 3000, progress: bool = True, com
     (``compare.png``, ``compare.md``, ``compare.nc``: :mod:`spicelearn.experiments.compare`).
     Returns the written paths and the comparison's main lines.
     """
-    os.makedirs(out_dir, exist_ok=True)
+    check_steps(steps), check_steps(compare_steps, "compare_steps")  # before any folder or run
+    make_folder(out_dir)
     runs, paths = [], []
     for R in DEMO_R:
         hw = Hardware.from_R(R, capacitance=2.2e-6, eta=0.5, comparator=Comparator(noise=0.01))

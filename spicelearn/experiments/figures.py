@@ -16,7 +16,7 @@ import numpy as np
 
 from ..analysis.plotting import save_figure
 from ..errors import ConfigError
-from ..files import check_target
+from ..files import check_target, make_folder
 
 __all__ = ["FigureConfig", "make_figure", "FIGURES", "R_C"]
 
@@ -340,7 +340,7 @@ def make_figure(name: str, cfg: FigureConfig, out_dir: str) -> list[str]:
     if name not in FIGURES:
         raise ConfigError(f"`figure` must be one of {FIGURES}, got {name!r}")
     if not os.path.isdir(out_dir):
-        os.makedirs(out_dir, exist_ok=True)
+        make_folder(out_dir)
     check_target(os.path.join(out_dir, f"{name}.png"), "--out-dir")  # a read-only folder fails now, not later
     from .sweep import open_cluster
 

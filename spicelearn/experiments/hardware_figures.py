@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..analysis.plotting import save_figure
-from ..files import check_target
+from ..files import check_target, make_folder
 
 __all__ = ["Fig1Config", "fig1", "slowest_relaxation_rate", "start_rate", "R_C"]
 
@@ -87,7 +87,7 @@ def fig1(cfg: Fig1Config, out_dir: str, engine: str = "exact") -> list[str]:
     from .spec import SweepSpec
     from .sweep import run_sweep
 
-    os.makedirs(out_dir, exist_ok=True)
+    make_folder(out_dir)
     png = check_target(os.path.join(out_dir, "fig1.png"), "--out-dir")
     network, task = "lab16", "default"
     R_all = sorted(set(cfg.R_grid) | set(cfg.R_curves))

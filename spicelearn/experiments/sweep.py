@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import ConfigError, SpicelearnError
-from ..files import atomic_path, atomic_write, check_target
+from ..files import atomic_path, atomic_write, check_target, make_folder
 from ..progress import Progress
 from ..runfile import open_netcdf, save_run, write_netcdf
 from .spec import SweepSpec, batch_key, check_options, point_id, run, run_batch
@@ -291,7 +291,7 @@ def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler
     """
     _check_workers(workers)
     log = sys.stderr if log is None else log
-    out_dir = os.fspath(out_dir)
+    out_dir = make_folder(out_dir, "--out")
     os.makedirs(os.path.join(out_dir, "points"), exist_ok=True)
     check_target(os.path.join(out_dir, "sweep.nc"), "--out")  # a folder we cannot write fails now, not at the end
     grid_attrs = {"sweep_grid": json.dumps({k: list(v) for k, v in spec.grid.items()})}

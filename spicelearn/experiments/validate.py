@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import ConfigError
-from ..files import atomic_write, check_target
+from ..files import atomic_write, check_target, make_folder
 from .design import MAX_BOARDS, Design
 from .spec import IMPERFECTIONS, OPTIONS, SweepSpec, hardware
 
@@ -166,7 +166,7 @@ def validate(design: Design, out_dir, *, boards: int | None = None, engine: str 
             raise ConfigError(f"`--engine` must be 'exact' or 'ngspice', got {engine!r}")
         design = replace(design, options={**design.options, "backend": engine})
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    make_folder(out_dir)
     for name in ("validate.png", "report.md", "boards.nc"):
         check_target(os.path.join(out_dir, name), "--out-dir")
     table = rows(design, boards)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..checks import show
 from ..errors import ConfigError
 from .hardware import R0, Hardware
 from .network import CompiledNetwork
@@ -27,6 +28,17 @@ __all__ = ["Board", "TWINS", "COMPARATORS"]
 TWINS = ("free", "clamped")
 #: The two comparators of an edge: ``dv_F - dv_C`` and ``dv_F + dv_C`` (``xor``) or ``dv_C`` (``xor-legacy``).
 COMPARATORS = ("difference", "second")
+
+
+def _check_part(name: str, values: np.ndarray, shape: tuple, valid: np.ndarray, rule: str) -> None:
+    """A board's part values of ``shape`` where ``valid`` (their elementwise check) holds; else one error with the
+    shape, or the first value at fault and its index."""
+    if values.shape != shape:
+        raise ConfigError(f"board `{name}` must have shape {shape}, got shape {values.shape}")
+    if not np.all(valid):
+        i = tuple(int(k) for k in np.argwhere(~valid)[0])
+        raise ConfigError(f"board `{name}` must be {rule}, got {show(values[i])} at {list(i)} "
+                          f"({int(np.count_nonzero(~valid))} of {values.size} values)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,21 +81,19 @@ class Board:
         E = r_ab.shape[-1] if r_ab.ndim == 2 else -1
         wiper = np.zeros((2, max(E, 0))) if self.wiper is None else np.asarray(self.wiper, dtype=float)
         leakage = np.full((2, max(E, 0)), np.inf) if self.leakage is None else np.asarray(self.leakage, dtype=float)
-        if r_ab.ndim != 2 or r_ab.shape[0] != 2 or not np.all(np.isfinite(r_ab) & (r_ab > 0)):
-            raise ConfigError(f"board `r_ab` must be finite and > 0 ohm with shape (2, E), got shape {r_ab.shape}")
-        if offset.shape != (2, E) or not np.all(np.isfinite(offset)):
-            raise ConfigError(f"board `offset` must be finite volts with shape (2, {E}), got shape {offset.shape}")
-        if wiper.shape != (2, E) or not np.all(np.isfinite(wiper) & (wiper >= 0)):
-            raise ConfigError(f"board `wiper` must be finite and >= 0 ohm with shape (2, {E}), got shape {wiper.shape}")
-        if leakage.shape != (2, E) or not np.all(leakage > 0):
-            raise ConfigError(f"board `leakage` must be > 0 ohm (inf: none) with shape (2, {E}), "
-                              f"got shape {leakage.shape}")
+        if r_ab.ndim != 2 or r_ab.shape[0] != 2:
+            raise ConfigError(f"board `r_ab` must have shape (2, E), a row per twin, got shape {r_ab.shape}")
+        _check_part("r_ab", r_ab, (2, E), np.isfinite(r_ab) & (r_ab > 0), "finite and > 0 ohm")
+        _check_part("offset", offset, (2, E), np.isfinite(offset), "finite volts")
+        _check_part("wiper", wiper, (2, E), np.isfinite(wiper) & (wiper >= 0), "finite and >= 0 ohm")
+        _check_part("leakage", leakage, (2, E), leakage > 0, "> 0 ohm (inf: none)")
         per_edge = self.hardware.capacitance_model == "per_edge"
         if not per_edge and np.any(np.isfinite(leakage)):
             raise ConfigError("board `leakage` is modelled for per-edge capacitors only (global model: give none)")
-        if cap.ndim not in (1, 2) or (cap.ndim == 2 and cap.shape[0] != 2) or not np.all(np.isfinite(cap) & (cap > 0)):
-            raise ConfigError(f"board `capacitance` must be finite and > 0 farad, one per "
-                              f"{'edge' if per_edge else 'node'} (or a row per twin), got shape {cap.shape}")
+        if cap.ndim not in (1, 2) or (cap.ndim == 2 and cap.shape[0] != 2):
+            raise ConfigError(f"board `capacitance` must have one value per {'edge' if per_edge else 'node'} (or "
+                              f"a row of them per twin), got shape {cap.shape}")
+        _check_part("capacitance", cap, cap.shape, np.isfinite(cap) & (cap > 0), "finite and > 0 farad")
         if per_edge and cap.shape[-1] != E:
             raise ConfigError(f"board `capacitance` must have one value per edge, shape ({E},) or (2, {E}), "
                               f"got {cap.shape}")

@@ -176,9 +176,11 @@ def _edge_attribute(graph: nx.Graph, edges, key: str) -> np.ndarray | None:
     for u, v in edges:
         value = graph.edges[u, v][key]
         try:
+            if isinstance(value, (bool, np.bool_)):  # float(True) is 1: a farad, or a position, by accident
+                raise TypeError
             out.append(float(value))
         except (TypeError, ValueError):
-            raise NetworkError(f"edge {u}|{v}: `{key}`={value!r} is not a number") from None
+            raise NetworkError(f"edge {u}|{v}: `{key}`={show(value)} is not a number") from None
     return np.array(out)
 
 

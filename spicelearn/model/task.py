@@ -223,8 +223,9 @@ def load_task(spec, network: CompiledNetwork) -> Task:
         if network.name == "lab16":
             return _from_dict(LAB16_TASK, "lab16 default task")
         raise TaskError(f"network {network.name!r} has no default task; give a JSON file or random:MS,MT,SEED")
-    if not os.path.exists(spec):
-        raise TaskError(f"`TASK`={spec!r} is not a JSON file, `random:MS,MT,SEED` or `default`")
+    if not os.path.isfile(spec):
+        raise TaskError(f"`TASK`={spec!r} is not a JSON file, `random:MS,MT,SEED` or `default`"
+                        + (" (it is a folder)" if os.path.isdir(spec) else ""))
     try:
         with open(spec, encoding="utf-8") as fh:
             data = json.load(fh, object_pairs_hook=_no_duplicates(spec))
@@ -252,8 +253,10 @@ def _no_duplicates(path: str):
 
 
 def _from_dict(data, where: str) -> Task:
-    if not isinstance(data, dict) or set(data) - {"sources", "targets"}:
-        raise TaskError(f'{where} must be an object {{"sources": {{node: volts}}, "targets": {{node: volts}}}}')
+    extra = sorted(map(str, set(data) - {"sources", "targets"})) if isinstance(data, dict) else []
+    if not isinstance(data, dict) or extra:
+        raise TaskError(f'{where} must be an object {{"sources": {{node: volts}}, "targets": {{node: volts}}}}'
+                        + (f"; unknown key(s) {extra}" if extra else ""))
     return Task(data.get("sources", {}), data.get("targets", {}))
 
 
