@@ -42,7 +42,8 @@ def check_target(path, what: str = "output") -> str:
         raise ConfigError(f"`{what}` is empty; give a file name")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise ConfigError(f"`{what}`={path!r}: folder {folder!r} does not exist; create it first")
+        raise ConfigError(f"`{what}`={path!r}: {folder!r} is a file, not a folder" if os.path.exists(folder) else
+                          f"`{what}`={path!r}: folder {folder!r} does not exist; create it first")
     if os.path.lexists(path):
         mode = os.stat(path).st_mode if os.path.exists(path) else os.lstat(path).st_mode
         if not stat.S_ISREG(mode):

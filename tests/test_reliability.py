@@ -208,6 +208,8 @@ def test_show_plot_names_the_file_it_writes(tmp_path, capsys):
     _one_line_error(capsys, "cannot write '.foo' images")
     assert main(["show", str(run), "--plot", str(tmp_path / "no" / "x.png")]) == 2  # as train --out: no new folders
     _one_line_error(capsys, "does not exist; create it first")
+    assert main(["train", "lab16", "--steps", "2", "--quiet", "--out", str(run / "x.nc")]) == 2  # run.nc is a file
+    _one_line_error(capsys, f"{str(run)!r} is a file, not a folder")
 
 
 def test_a_broken_sweep_cache_says_delete_it(tmp_path, capsys):
