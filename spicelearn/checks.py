@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 
 import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["finite", "positive", "check_steps", "check_eta", "check_R", "check_seed", "check_record_memory",
+__all__ = ["is_real", "finite", "positive", "check_steps", "check_eta", "check_R", "check_seed", "check_record_memory",
            "record_bytes", "show", "text_or_path", "RECORD_MEMORY_LIMIT"]
 
 #: Memory a run may allocate for its record (bytes): far above any sensible run, below this machine's.
@@ -31,12 +32,16 @@ def text_or_path(name: str, value, valid: str) -> str:
     return path
 
 
+def is_real(value) -> bool:
+    """Whether ``value`` is one real number: a Python or numpy int or float (not a bool, a string or an array)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def finite(name: str, value) -> float:
-    """``value`` as a finite float, else :class:`ConfigError` naming ``name``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"`{name}` must be a number, got {show(value)}") from None
+    """``value`` (a real number, :func:`is_real`) as a finite float, else :class:`ConfigError` naming ``name``."""
+    if not is_real(value):  # float() would take True as 1 and '1e-6' as a number
+        raise ConfigError(f"`{name}` must be a number, got {type(value).__name__} {show(value):.60}")
+    v = float(value)
     if not math.isfinite(v):
         raise ConfigError(f"`{name}` must be finite, got {show(value)}")
     return v

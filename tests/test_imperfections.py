@@ -577,6 +577,14 @@ def test_same_seeds_reproduce_a_run_and_another_board_seed_is_another_board():
     (lambda: Capacitor(leakage=-1e6), "leakage"),
     (lambda: Hardware(capacitance_model="global", capacitor=Capacitor(leakage=1e7)), "leakage"),
     (lambda: Comparator(offset_sigma=-0.001), "offset_sigma"),
+    (lambda: Hardware(R=True), "R"),  # not 1: a bool or text is not a number
+    (lambda: Hardware(R="1"), "R"),
+    (lambda: Hardware(capacitance=True), "capacitance"),
+    (lambda: Hardware(eta="1"), "eta"),
+    (lambda: Potentiometer(r_ab=True), "r_ab"),
+    (lambda: Potentiometer(n_positions=2**40), "n_positions"),
+    (lambda: Supervisor(dac_range="01"), "dac_range"),
+    (lambda: Supervisor(dac_range={0: 1, 1: 2}), "dac_range"),
     (lambda: Comparator(noise="0.01"), "noise"),
     (lambda: Comparator(noise=[0.01]), "noise"),
     (lambda: Comparator(offset="0"), "offset"),
@@ -634,3 +642,13 @@ def test_run_file_labels_twins_and_comparators_without_jitter():
     ds = train("lab16", "default", Hardware(capacitance=22e-6), steps=2)
     assert list(ds["twin"].values) == ["free", "clamped"]
     assert list(ds["comparator"].values) == ["difference", "second"]
+
+
+def test_numpy_numbers_are_numbers_and_stored_as_python_ones():
+    """What a script computes with numpy is taken as the same Python number (and a whole float as an int)."""
+    hw = Hardware(eta=np.float32(0.25), jitter=np.float32(0.05),
+                  pot=Potentiometer(n_positions=128.0, start=np.int64(10), wiper=np.int64(0),
+                                    miss_probability=np.float32(0.1)),
+                  comparator=Comparator(noise=np.float32(0.01)))
+    assert type(hw.eta) is float and type(hw.pot.n_positions) is int and type(hw.pot.start) is int
+    assert hw.pot.n_positions == 128 and hw.comparator.noise == pytest.approx(0.01)

@@ -30,7 +30,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..checks import check_eta, positive
+from ..checks import check_eta, is_real, positive
 from ..errors import ConfigError
 from .task import nudge
 
@@ -51,8 +51,7 @@ def _check_spread(name: str, tolerance: float, distribution: str) -> float:
     """A relative tolerance that keeps every drawn value positive."""
     if distribution not in DISTRIBUTIONS:
         raise ConfigError(f"`{name}` distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) \
-            or tolerance < 0:
+    if not is_real(tolerance) or not math.isfinite(tolerance) or tolerance < 0:
         raise ConfigError(f"`{name}` must be a finite relative tolerance >= 0, got {tolerance!r}")
     if distribution == "uniform" and tolerance >= 1:
         raise ConfigError(f"`{name}`={tolerance!r} would make some parts' value non-positive: a uniform "
@@ -63,6 +62,11 @@ def _check_spread(name: str, tolerance: float, distribution: str) -> float:
     return float(tolerance)
 
 
+#: The most positions a pot may have (digital pots have 32 to 1,024; the engines keep a table of every edge's
+#: conductance at every position).
+MAX_POSITIONS = 65_536
+
+
 def _integral(value) -> bool:
     """Whether ``value`` is a whole number (an int, or a float without a fraction; not bool, NaN or inf)."""
     return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
@@ -70,7 +74,7 @@ def _integral(value) -> bool:
 
 
 def _nonnegative(name: str, value, unit: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not is_real(value) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"`{name}` must be finite and >= 0 {unit}, got {value!r}")
     return float(value)
 
@@ -122,16 +126,18 @@ class Potentiometer:
     part: str | None = None
 
     def __post_init__(self):
-        if not _integral(self.n_positions) or self.n_positions < 2:
-            raise ConfigError(f"`n_positions` must be an integer >= 2, got {self.n_positions!r}")
-        positive("r_ab", self.r_ab)
+        if not _integral(self.n_positions) or not 2 <= self.n_positions <= MAX_POSITIONS:
+            raise ConfigError(f"`n_positions` must be an integer in 2..{MAX_POSITIONS:,}, got {self.n_positions!r}")
+        object.__setattr__(self, "n_positions", int(self.n_positions))
+        object.__setattr__(self, "r_ab", positive("r_ab", self.r_ab))
         if not _integral(self.start) or not 0 <= self.start < self.n_positions:
             raise ConfigError(f"`start` must be an integer in 0..{self.n_positions - 1}, got {self.start!r}")
+        object.__setattr__(self, "start", int(self.start))
         object.__setattr__(self, "tolerance", _check_spread("r_ab_tolerance", self.tolerance, self.distribution))
         object.__setattr__(self, "twin_mismatch", _check_spread("twin_mismatch", self.twin_mismatch, "normal"))
         object.__setattr__(self, "wiper", _nonnegative("wiper", self.wiper, "ohm"))
         p = self.miss_probability
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        if not is_real(p) or not 0 <= p < 1:
             raise ConfigError(f"`miss_probability` must be in [0, 1), got {p!r}")
         object.__setattr__(self, "miss_probability", float(p))
         if self.part is not None and self.part not in POT_PARTS:
@@ -203,7 +209,7 @@ class Capacitor:
         object.__setattr__(self, "tolerance", _check_spread("capacitance_tolerance", self.tolerance,
                                                             self.distribution))
         leak = self.leakage
-        if isinstance(leak, bool) or not isinstance(leak, (int, float)) or math.isnan(leak) or not leak > 0:
+        if not is_real(leak) or math.isnan(leak) or not leak > 0:
             raise ConfigError(f"`leakage` must be > 0 ohm (inf: none), got {leak!r}")
         object.__setattr__(self, "leakage", float(leak))
 
@@ -233,7 +239,7 @@ class Comparator:
     def __post_init__(self):
         object.__setattr__(self, "noise", _nonnegative("noise", self.noise, "volt"))
         offset = self.offset
-        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset):
+        if not is_real(offset) or not math.isfinite(offset):
             raise ConfigError(f"`offset` must be a finite number of volts, got {offset!r}")
         object.__setattr__(self, "offset", float(offset))
         object.__setattr__(self, "offset_sigma", _nonnegative("offset_sigma", self.offset_sigma, "volt"))
@@ -258,10 +264,10 @@ class Supervisor:
             bits, rng = getattr(self, f"{kind}_bits"), getattr(self, f"{kind}_range")
             if bits is not None and (not _integral(bits) or not 1 <= bits <= 32):
                 raise ConfigError(f"`{kind}_bits` must be an integer in 1..32 (or none: ideal), got {bits!r}")
-            try:
-                lo, hi = (float(x) for x in rng)
-            except (TypeError, ValueError):
-                raise ConfigError(f"`{kind}_range` must be two volts [low, high], got {rng!r}") from None
+            pair = tuple(rng) if isinstance(rng, (list, tuple, np.ndarray)) else ()
+            if len(pair) != 2 or not all(is_real(x) for x in pair):  # ('01' would be two volts, a dict its keys)
+                raise ConfigError(f"`{kind}_range` must be two volts [low, high], got {rng!r}")
+            lo, hi = (float(x) for x in pair)
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
                 raise ConfigError(f"`{kind}_range` must be two finite volts with low < high, got {rng!r}")
             object.__setattr__(self, f"{kind}_range", (lo, hi))
@@ -362,7 +368,7 @@ class Hardware:
             object.__setattr__(self, "gamma_l", positive("gamma_l", self.gamma_l))
         else:
             object.__setattr__(self, "R", positive("R", 1.0 if self.R is None else self.R))
-        check_eta(self.eta)
+        object.__setattr__(self, "eta", check_eta(self.eta))
         if self.rule not in RULES:
             raise ConfigError(f"`rule` must be one of {RULES}, got {self.rule!r}")
         for name, kind in (("pot", Potentiometer), ("comparator", Comparator), ("capacitor", Capacitor),
