@@ -98,6 +98,15 @@ def jittered_durations(board: Board, steps: int, rng) -> np.ndarray | None:
     return np.maximum(board.period * (1.0 + jitter * rng.standard_normal(steps)), 0.0)
 
 
+def _rule_output(up, n_edges: int) -> np.ndarray:
+    """What a custom rule returned, checked: a boolean array of shape (E,) (True: that edge's pots step up)."""
+    a = np.asarray(up)
+    if a.shape != (n_edges,) or a.dtype.kind != "b":
+        raise ConfigError(f"`rule` must return a boolean array of shape ({n_edges},) (True: the edge steps up), got "
+                          f"{type(up).__name__} of dtype {a.dtype} and shape {a.shape}")
+    return a
+
+
 class Decide:
     """What sets the positions after each tick, ``decide(k, positions, v_free, v_clamped, edge_nodes) ->
     positions``, every array with a leading batch axis: positions (B, E), voltages (B, N).
@@ -168,7 +177,7 @@ class Decide:
                     x1, x2 = x1 + noise[idx, j, 0], x2 + noise[idx, j, 1]
                 up[idx] = fires(x1) ^ fires(x2)
             for b in custom:
-                up[b] = rule_fns[b](dvf[b], dvc[b], boards[b].offset, sigma[b], rngs[b])
+                up[b] = _rule_output(rule_fns[b](dvf[b], dvc[b], boards[b].offset, sigma[b], rngs[b]), E)
             new = step_positions(p, up, top)
             if draws is not None:
                 new = np.where(draws[:, j] < miss[:, None], p, new)

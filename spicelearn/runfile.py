@@ -13,6 +13,7 @@ package version. :func:`run_inputs` rebuilds network, task and board from it.
 from __future__ import annotations
 
 import json
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
+from .checks import finite, is_real, positive, show
 from .errors import ConfigError, SpicelearnError
 from .files import atomic_path
 from .model.board import COMPARATORS, TWINS, Board
@@ -277,7 +279,7 @@ def load_run(path) -> xr.Dataset:
     missing = [v for v in REQUIRED_VARIABLES if v not in ds]
     if missing:
         raise SpicelearnError(f"{path!r} is not a spicelearn run file: it lacks {missing}")
-    _check_layout(ds, path)
+    _check_layout(ds, f"run file {path!r}")
     return ds
 
 
@@ -286,22 +288,22 @@ _LAYOUT = {"mse": ("step",), "mse_eq": ("step",), "v_free": ("step", "node"), "v
            "mse0": (), "time": ("step",)}
 
 
-def _check_layout(ds: xr.Dataset, path: str) -> None:
+def _check_layout(ds: xr.Dataset, what: str) -> None:
     """The variables of a run file numbers of the contract's dimensions, at least one step, and the numbers its
-    summary prints (``R``, ``eta``) numbers: else one error naming the file and what is wrong (a file edited or
-    made by another tool)."""
+    summary prints (``R``, ``eta``) numbers: else one error naming ``what`` (the file) and what is wrong (a file
+    edited or made by another tool)."""
     for name, dims in _LAYOUT.items():
         if name not in ds.variables:
             continue  # (time: files of spicelearn before it; the rest were checked by load_run)
         v = ds.variables[name]
         if v.dims != dims or v.dtype.kind not in "fiu":
-            raise SpicelearnError(f"run file {path!r}: `{name}` must be numbers over {dims or 'no dimension'}, "
+            raise SpicelearnError(f"{what}: `{name}` must be numbers over {dims or 'no dimension'}, "
                                   f"got {v.dtype} over {v.dims}; is it a spicelearn run file?")
     if not ds.sizes.get("step"):
-        raise SpicelearnError(f"run file {path!r} has no steps")
+        raise SpicelearnError(f"{what} has no steps")
     bad = [k for k in ("R", "eta") if k in ds.attrs and not isinstance(ds.attrs[k], (int, float, np.number))]
     if bad:
-        raise SpicelearnError(f"run file {path!r}: the attribute(s) {bad} must be numbers, got "
+        raise SpicelearnError(f"{what}: the attribute(s) {bad} must be numbers, got "
                               f"{[ds.attrs[k] for k in bad]!r:.80}")
 
 
@@ -323,11 +325,16 @@ def tau(errors, mse0: float, threshold: float = 1e-3, window: int = 10) -> float
     float
         The step index, or NaN when the error never stays below the threshold.
     """
-    if not threshold > 0:
-        raise ConfigError(f"`threshold` must be > 0, got {threshold!r}")
-    if int(window) != window or window < 1:
-        raise ConfigError(f"`window` must be an integer >= 1, got {window!r}")
-    below = np.asarray(errors, dtype=float) < threshold * mse0
+    positive("threshold", threshold)
+    if not is_real(window) or not math.isfinite(window) or int(window) != window or window < 1:
+        raise ConfigError(f"`window` must be an integer >= 1, got {show(window)}")
+    if not finite("mse0", mse0) >= 0:
+        raise ConfigError(f"`mse0` must be >= 0 (a squared error), got {show(mse0)}")
+    errors = np.asarray(errors)
+    if errors.ndim != 1 or errors.dtype.kind not in "iuf":
+        raise ConfigError(f"`errors` must be a 1-d array of numbers (one per step), got dtype {errors.dtype} and "
+                          f"shape {errors.shape}")
+    below = errors < threshold * mse0
     if below.size < window:
         return float("nan")
     run = np.convolve(below.astype(int), np.ones(int(window), dtype=int), mode="valid")
@@ -337,6 +344,9 @@ def tau(errors, mse0: float, threshold: float = 1e-3, window: int = 10) -> float
 
 def summary(ds: xr.Dataset, threshold: float = 1e-3, window: int = 10) -> str:
     """A few lines: parameters, final and median errors, tau."""
+    if not isinstance(ds, xr.Dataset) or any(v not in ds for v in ("mse", "mse_eq", "mse0")):
+        raise ConfigError(f"`ds` must be a run file (the Dataset of train or load_run), got {type(ds).__name__}")
+    _check_layout(ds, "`ds`")
     mse0 = float(ds["mse0"])
     n = ds.sizes["step"]
     tail = slice(max(0, n - 500), n)

@@ -121,6 +121,13 @@ def test_custom_rules_run_board_by_board_with_the_same_draws():
     assert batch[0].attrs["rule"] == "inverted"
 
 
+@pytest.mark.parametrize("returns", [None, "up", np.full(16, 2), np.full(16, 0.5), np.zeros(3, dtype=bool)])
+def test_a_custom_rule_must_return_a_boolean_per_edge(returns):
+    """None (every pot down) or 2 (every pot up) was taken as a decision; a wrong shape failed inside numpy."""
+    with pytest.raises(ConfigError, match=r"`rule` must return a boolean array of shape \(16,\)"):
+        train("lab16", "default", steps=3, rule=lambda *args: returns)
+
+
 def test_a_batchs_runs_of_one_design_share_its_nominal_board_and_the_collector_is_left_as_it_was(monkeypatch):
     """Runs of equal designs without tolerances share one (immutable) board; a rule override, a drawn board and another
     design each get their own; the runs are their single runs all the same. The garbage collector, held off while

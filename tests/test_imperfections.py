@@ -652,3 +652,21 @@ def test_numpy_numbers_are_numbers_and_stored_as_python_ones():
                   comparator=Comparator(noise=np.float32(0.01)))
     assert type(hw.eta) is float and type(hw.pot.n_positions) is int and type(hw.pot.start) is int
     assert hw.pot.n_positions == 128 and hw.comparator.noise == pytest.approx(0.01)
+
+
+def test_a_board_copies_the_arrays_it_is_given_and_takes_numbers_only():
+    """The caller's arrays stay theirs (writable, unchanged); text, booleans and complex numbers are refused."""
+    net = compile_network(chain(3))
+    nominal = Board.nominal(net, Hardware())
+    r_ab = np.full((2, net.n_edges), 1e5)
+    board = nominal.replace(r_ab=r_ab)
+    assert r_ab.flags.writeable and board.r_ab is not r_ab and not board.r_ab.flags.writeable
+    r_ab[0, 0] = 1.0
+    assert board.r_ab[0, 0] == 1e5
+    for bad in (np.full((2, net.n_edges), "1e5"), np.full((2, net.n_edges), True), np.full((2, net.n_edges), 1e5 + 1j)):
+        with pytest.raises(ConfigError, match="board `r_ab` must be an array of numbers"):
+            nominal.replace(r_ab=bad)
+    with pytest.raises(ConfigError, match="board `hardware` must be a spicelearn Hardware, got type"):
+        nominal.replace(hardware=Hardware)
+    with pytest.raises(ConfigError, match="`gamma_l` must be a number"):
+        nominal.replace(gamma_l="1")

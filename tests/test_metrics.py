@@ -24,6 +24,16 @@ def test_tau_is_the_runfile_tau():
     assert tau(err, 1.0, threshold=1e-3, window=10) == 9
     assert tau(err, 1.0, threshold=1e-3, window=3) == 5
     assert np.isnan(tau(err, 1.0, threshold=1e-5))
+    for args, kwargs, message in (((err, np.nan), {}, "`mse0` must be finite"), ((err, -1.0), {}, "`mse0` must be >= 0"),
+                                  ((err, "x"), {}, "`mse0` must be a number"),
+                                  (("abc", 1.0), {}, "`errors` must be a 1-d array of numbers"),
+                                  ((err[None], 1.0), {}, "`errors` must be a 1-d array"),
+                                  ((err, 1.0), {"threshold": None}, "`threshold` must be a number"),
+                                  ((err, 1.0), {"window": np.nan}, "`window` must be an integer >= 1")):
+        with pytest.raises(ConfigError, match=message):
+            tau(*args, **kwargs)
+    with pytest.raises(ConfigError, match="`ds` must be a run file"):
+        runfile.summary({"mse": err})
 
 
 def test_oscillation_frequency_of_a_damped_oscillation():

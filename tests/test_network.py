@@ -117,6 +117,18 @@ def test_unknown_network_name():
             load_network(spec)
 
 
+@pytest.mark.parametrize("node", ["a|b", "a\x00b", "\x01", "\x1f", "\ud800"])
+def test_node_ids_that_no_edge_label_or_file_can_keep_are_refused(node):
+    g = nx.Graph([(node, "c"), ("c", "d")])
+    with pytest.raises(NetworkError, match="node ids with '|' or a control character"):
+        compile_network(g)
+
+
+def test_a_multigraph_without_parallel_edges_says_how_to_pass_it():
+    with pytest.raises(NetworkError, match=r"multigraph \(without parallel edges\): pass networkx.Graph\(graph\)"):
+        compile_network(nx.MultiGraph([("a", "b"), ("b", "c")]))
+
+
 def test_a_boolean_edge_attribute_is_not_a_number():
     g = nx.path_graph(3)
     nx.set_edge_attributes(g, True, "capacitance")  # float(True) would be a farad

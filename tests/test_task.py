@@ -40,6 +40,7 @@ def test_random_task_statistics(d64):
     ({"sources": {"0": float("nan")}, "targets": {"2": 1.0}}, "not finite"),
     ({"sources": {"0": 0.0}, "targets": {"2": "high"}}, "not a number"),
     ({"inputs": {"0": 0.0}}, r"must be an object .*; unknown key\(s\) \['inputs'\]"),
+    ({"sources": {0: 1.0, "0": 2.0}, "targets": {"2": 0.5}}, "names node '0' twice"),
 ])
 def test_bad_tasks(lab, data, match):
     with pytest.raises(TaskError, match=match):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..checks import show
+from ..checks import positive, show
 from ..errors import ConfigError
 from .hardware import R0, Hardware
 from .network import CompiledNetwork
@@ -28,6 +28,15 @@ __all__ = ["Board", "TWINS", "COMPARATORS"]
 TWINS = ("free", "clamped")
 #: The two comparators of an edge: ``dv_F - dv_C`` and ``dv_F + dv_C`` (``xor``) or ``dv_C`` (``xor-legacy``).
 COMPARATORS = ("difference", "second")
+
+
+def _part_values(name: str, value) -> np.ndarray:
+    """A board's part values as a new float array (the caller's array is neither kept nor made read-only); numbers
+    only: not text, booleans or complex numbers."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iuf":
+        raise ConfigError(f"board `{name}` must be an array of numbers, got dtype {a.dtype}")
+    return np.array(a, dtype=float)
 
 
 def _check_part(name: str, values: np.ndarray, shape: tuple, valid: np.ndarray, rule: str) -> None:
@@ -75,12 +84,12 @@ class Board:
     leakage: np.ndarray | None = None
 
     def __post_init__(self):
-        r_ab = np.asarray(self.r_ab, dtype=float)
-        offset = np.asarray(self.offset, dtype=float)
-        cap = np.asarray(self.capacitance, dtype=float)
+        if not isinstance(self.hardware, Hardware):
+            raise ConfigError(f"board `hardware` must be a spicelearn Hardware, got {type(self.hardware).__name__}")
+        r_ab, offset, cap = (_part_values(name, getattr(self, name)) for name in ("r_ab", "offset", "capacitance"))
         E = r_ab.shape[-1] if r_ab.ndim == 2 else -1
-        wiper = np.zeros((2, max(E, 0))) if self.wiper is None else np.asarray(self.wiper, dtype=float)
-        leakage = np.full((2, max(E, 0)), np.inf) if self.leakage is None else np.asarray(self.leakage, dtype=float)
+        wiper = np.zeros((2, max(E, 0))) if self.wiper is None else _part_values("wiper", self.wiper)
+        leakage = np.full((2, max(E, 0)), np.inf) if self.leakage is None else _part_values("leakage", self.leakage)
         if r_ab.ndim != 2 or r_ab.shape[0] != 2:
             raise ConfigError(f"board `r_ab` must have shape (2, E), a row per twin, got shape {r_ab.shape}")
         _check_part("r_ab", r_ab, (2, E), np.isfinite(r_ab) & (r_ab > 0), "finite and > 0 ohm")
@@ -97,13 +106,12 @@ class Board:
         if per_edge and cap.shape[-1] != E:
             raise ConfigError(f"board `capacitance` must have one value per edge, shape ({E},) or (2, {E}), "
                               f"got {cap.shape}")
-        if not (np.isfinite(self.gamma_l) and self.gamma_l > 0):
-            raise ConfigError(f"board `gamma_l` must be finite and > 0 Hz, got {self.gamma_l!r}")
+        gamma_l = positive("gamma_l", self.gamma_l)
         for name, value in (("r_ab", r_ab), ("offset", offset), ("capacitance", cap), ("wiper", wiper),
                             ("leakage", leakage)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)
-        object.__setattr__(self, "gamma_l", float(self.gamma_l))
+        object.__setattr__(self, "gamma_l", gamma_l)
 
     @classmethod
     def nominal(cls, network: CompiledNetwork, hardware: Hardware) -> "Board":

@@ -216,7 +216,8 @@ def compile_network(graph: nx.Graph, *, name: str | None = None, allow_disconnec
         parallel = [(u, v) for u, v in graph.edges() if graph.number_of_edges(u, v) > 1]
         raise NetworkError(
             f"`graph` has parallel edges (e.g. {parallel[:3]}); merge them into one edge "
-            f"(two resistors in parallel are one conductance)"
+            f"(two resistors in parallel are one conductance)" if parallel else
+            "`graph` is a multigraph (without parallel edges): pass networkx.Graph(graph)"
         )
     loops = list(nx.selfloop_edges(graph))
     if loops:
@@ -224,6 +225,13 @@ def compile_network(graph: nx.Graph, *, name: str | None = None, allow_disconnec
     if graph.number_of_edges() == 0:
         raise NetworkError("`graph` has no edges")
     labels = {n: str(n) for n in graph.nodes}
+    odd = [x for x in labels.values() if "|" in x or any((ord(c) < 32 and c not in "\t\n\r") or ord(c) == 127
+                                                        or 0xD800 <= ord(c) < 0xE000 for c in x)]
+    if odd:  # "|" joins node ids into edge labels; control characters (but tab and newlines, which XML keeps) and
+        # lone surrogates no file keeps
+        raise NetworkError(f"`graph` has node ids with '|' or a control character, e.g. {odd[:3]}; '|' joins the ids "
+                           "of an edge's nodes in its label, and run files and GraphML cannot keep control "
+                           "characters: relabel them")
     if len(set(labels.values())) != len(labels):
         raise NetworkError("`graph` has node ids that coincide once converted to strings; relabel them")
     g = nx.relabel_nodes(graph, labels, copy=True)

@@ -42,6 +42,9 @@ def _voltages(mapping, what: str) -> MappingProxyType:
         if abs(v) > MAX_VOLTS:
             raise TaskError(f"task `{what}`[{node!r}]={v:g} V is beyond +/-{MAX_VOLTS:g} V; no board drives "
                             "that (learning is unchanged when all task voltages are scaled by one factor)")
+        if str(node) in out:  # (node ids are strings: 0 and "0" are one node)
+            raise TaskError(f"task `{what}` names node {str(node)!r} twice (as {node!r} and as another id of the same "
+                            "text); give each node once")
         out[str(node)] = v
     return MappingProxyType(out)
 
