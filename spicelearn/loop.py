@@ -752,12 +752,19 @@ def replay_run(ds, *, engines=("exact", "ngspice"), steps: int | None = None, ne
     (:func:`spicelearn.runfile.run_inputs`); ``network`` may name the run's
     network instead (it is checked against the recorded one).
     """
-    from .runfile import run_inputs
+    import xarray as xr
 
+    from .runfile import _check_layout, run_inputs
+
+    if not isinstance(ds, xr.Dataset):
+        raise ConfigError(f"`ds` must be a run file (the Dataset of train or load_run), got {type(ds).__name__}")
+    _check_layout(ds, "`ds`")
     task, board, start = run_inputs(ds, network=network)
-    n = ds.sizes["step"] if steps is None else int(steps)
+    n = ds.sizes["step"] if steps is None else check_steps(steps)  # (not 2.7 as 2, "3" as 3, True as 1)
     if not 1 <= n <= ds.sizes["step"]:
         raise ConfigError(f"`steps` must be in 1..{ds.sizes['step']} (the run's steps), got {steps!r}")
+    if "duration" in ds and ds["duration"].dims != ("step",):
+        raise ConfigError(f"the run file's `duration` must be over ('step',), got {ds['duration'].dims}")
     vc = np.asarray(ds["v_clamped"][:n])
     clamps = vc[:, task.target_index]  # the clamped targets sit at the clamps the supervisor set
     return replay(task, board, np.asarray(ds["position"][:n]), clamps, engines=engines, start=start,

@@ -113,6 +113,18 @@ def test_replay_compares_with_the_recorded_voltages(tmp_path, capsys):
     assert "`--tolerance` must be finite and > 0" in capsys.readouterr().err
 
 
+def test_replay_run_checks_its_steps_and_file(tmp_path):
+    ds = train("lab16", "default", steps=4)
+    for steps in (2.7, "3", True, 0, 5):  # (2.7 was 2 steps, "3" three, True one)
+        with pytest.raises(ConfigError, match="`steps` must be"):
+            replay_run(ds, engines=("exact",), steps=steps)
+    with pytest.raises(ConfigError, match="`ds` must be a run file"):
+        replay_run(None)
+    bad = ds.assign(duration=("node", np.ones(ds.sizes["node"])))
+    with pytest.raises(ConfigError, match="`duration` must be over"):
+        replay_run(bad, engines=("exact",))
+
+
 def test_replay_refuses_an_ode_run():
     from spicelearn.continuous.ode import train_ode
 

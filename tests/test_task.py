@@ -83,3 +83,18 @@ def test_floating_island_without_driven_node():
     assert sorted(map(sorted, net.components())) == [[0, 1, 2], [3, 4]]
     with pytest.raises(TaskError, match=r"\['x', 'y'\] form a floating island"):
         Task({"a": 1.0}, {"c": 0.5}).bind(net)
+
+
+def test_the_network_and_counts_of_a_task_are_checked(lab):
+    from spicelearn.model.task import random_task
+
+    for call in (lambda: load_task("default", "lab16"), lambda: random_task("lab16", 2, 1),
+                 lambda: load_task("default", lab).bind(None)):
+        with pytest.raises(TaskError, match="`network` must be a compiled network"):
+            call()
+    for args, message in (((lab, 2.5, 1), "`n_sources` must be an integer"), ((lab, 2, None), "`n_targets`"),
+                          ((lab, True, 1), "`n_sources`")):
+        with pytest.raises(TaskError, match=message):
+            random_task(*args)
+    with pytest.raises(ConfigError, match="`seed` must be an integer"):
+        random_task(lab, 2, 1, seed=-1)

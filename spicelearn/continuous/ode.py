@@ -51,7 +51,7 @@ import xarray as xr
 from scipy import sparse
 
 from ..blas import limit_for
-from ..checks import check_eta, check_R, check_record_memory, check_steps, finite, record_bytes
+from ..checks import check_eta, check_R, check_record_memory, check_steps, finite, positive, record_bytes
 from ..errors import ConfigError, NetworkError, SpicelearnError, TaskError
 from ..model.equilibria import Equilibria
 from ..model.hardware import CAPACITANCE_MODELS
@@ -217,9 +217,16 @@ class OdeModel:
 
     def check_g(self, g) -> np.ndarray:
         """Conductances broadcast to shape (E,), checked finite and > 0."""
-        g = np.broadcast_to(np.asarray(g, dtype=float), (self.E,)).copy()
-        if not np.all(np.isfinite(g)) or np.any(g <= 0):
-            raise ConfigError(f"conductances `g` must be finite and > 0, got range [{g.min()}, {g.max()}]")
+        a = np.asarray(g)
+        if a.dtype.kind not in "iuf" or a.shape not in ((), (self.E,)):
+            raise ConfigError(f"conductances `g` must be one number or one per edge, shape ({self.E},), got dtype "
+                              f"{a.dtype} and shape {a.shape}")
+        g = np.broadcast_to(a.astype(float), (self.E,)).copy()
+        if not np.all(np.isfinite(g)) or np.any(g <= 0) or np.any(g > MOST_G):
+            raise ConfigError(f"conductances `g` must be > 0 and <= {MOST_G:g} (the model's units: g0 = 1), got range "
+                              f"[{g.min()}, {g.max()}]")
+        if np.any(g < self.g_floor):  # the rule keeps g >= g_floor; a start below it would be lifted unseen
+            raise ConfigError(f"conductances `g` must be >= `g_floor`={self.g_floor:g}, got a least {g.min():g}")
         return g
 
     def pack(self, state: OdeState) -> np.ndarray:
@@ -670,6 +677,25 @@ def record_arrays(model, g, v_free, v_clamped) -> dict:
 FORMULATIONS = ("auto", "nudge", "twins")
 #: Default (rtol, atol) of each formulation.
 TOLERANCES = {"twins": (1e-8, 1e-11), "nudge": (1e-7, 1e-10)}
+#: The least ``R`` and ``eta`` the continuous models integrate: the rule divides by ``eta``, the voltages relax
+#: ``1 / R`` times faster than the conductances learn; below these the rates overflow the integrator (it ran
+#: for ever at ``R`` = 1e-300 or ``eta`` = 5e-324), and ``R`` is far inside the quasistatic limit.
+LEAST_R, LEAST_ETA = 1e-12, 1e-12
+#: The largest conductance a continuous model starts from, in its units (g0 = 1): the voltages' rates scale with it.
+MOST_G = 1e12
+
+
+def check_continuous(eta, rtol, atol, R=None) -> tuple:
+    """``(eta, rtol, atol)`` of a continuous model, checked: ``eta`` in [:data:`LEAST_ETA`, 1], tolerances finite
+    and > 0, and ``R`` (where given) at least :data:`LEAST_R`."""
+    eta = check_eta(eta)
+    if eta < LEAST_ETA:
+        raise ConfigError(f"`eta`={eta:g} is below {LEAST_ETA:g}: the continuous rule divides by eta and its rates "
+                          "would overflow the integrator")
+    if R is not None and check_R(R) < LEAST_R:
+        raise ConfigError(f"`R`={R:g} is below {LEAST_R:g}: far inside the quasistatic limit, where "
+                          "spicelearn.train_quasistatic integrates the same learning without the voltages' transients")
+    return eta, positive("rtol", rtol), positive("atol", atol)
 
 
 def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 3000,
@@ -710,7 +736,7 @@ def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 
         The run file of DESIGN.md section 4 with ``conductance (step, edge)``;
         ``time`` in training steps (step k is recorded at t = k + 1).
     """
-    R, eta, steps = check_R(R), check_eta(eta), check_steps(steps)
+    R, steps = check_R(R), check_steps(steps)
     if formulation not in FORMULATIONS:
         raise ConfigError(f"`formulation` must be one of {FORMULATIONS}, got {formulation!r}")
     if formulation == "auto":
@@ -718,8 +744,8 @@ def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 
     if formulation == "nudge" and capacitance_model != "global":
         raise ConfigError(f"`formulation`='nudge' needs `capacitance_model`='global', got {capacitance_model!r}; "
                           "use 'twins'")
-    rtol = TOLERANCES[formulation][0] if rtol is None else finite("rtol", rtol)
-    atol = TOLERANCES[formulation][1] if atol is None else finite("atol", atol)
+    eta, rtol, atol = check_continuous(eta, TOLERANCES[formulation][0] if rtol is None else rtol,
+                                       TOLERANCES[formulation][1] if atol is None else atol, R)
     if method == "auto":
         method = "LSODA" if R < AUTO_STIFF_BELOW_R[formulation] else "RK45"
     bound = bind(network, task, network_seed=network_seed)

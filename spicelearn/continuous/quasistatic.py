@@ -14,11 +14,11 @@ import numpy as np
 import xarray as xr
 
 from ..blas import limit_for
-from ..checks import check_eta, check_record_memory, check_steps, record_bytes
+from ..checks import check_record_memory, check_steps, record_bytes
 from ..model.rules import continuous_rule
 from ..model.task import bind
 from ..runfile import make_dataset
-from .ode import OdeModel, OdeState, integrate_floored, run_record
+from .ode import OdeModel, OdeState, check_continuous, integrate_floored, run_record
 
 __all__ = ["QuasistaticModel", "train_quasistatic"]
 
@@ -71,7 +71,7 @@ def train_quasistatic(network, task, *, eta: float = 1e-3, steps: int = 3000, g0
     ``mse`` equals ``mse_eq`` here (the voltages are always in equilibrium);
     ``R`` is recorded as 0.
     """
-    eta, steps = check_eta(eta), check_steps(steps)
+    (eta, rtol, atol), steps = check_continuous(eta, rtol, atol), check_steps(steps)
     bound = bind(network, task, network_seed=network_seed)
     check_record_memory(steps, record_bytes(1, bound.network.n_nodes, bound.network.n_edges))
     model = QuasistaticModel(bound.network, bound, eta=eta, g_floor=g_floor)

@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..checks import text_or_path
+from ..checks import check_seed, text_or_path
 from ..errors import TaskError
 from .network import CompiledNetwork
 
@@ -92,6 +92,8 @@ class Task:
             For a node the network does not have, or a part of the network
             that no source drives (its voltages would be undefined).
         """
+        if not isinstance(network, CompiledNetwork):
+            raise TaskError(f"`network` must be a compiled network (load_network), got {type(network).__name__}")
         idx = network.node_index
         for role, nodes in (("source", self.sources), ("target", self.targets)):
             unknown = [n for n in nodes if n not in idx]
@@ -189,6 +191,12 @@ _RANDOM = re.compile(r"^random:(\d+),(\d+),(\d+)$")
 
 def random_task(network: CompiledNetwork, n_sources: int, n_targets: int, seed: int | None = 0) -> Task:
     """A random task: ``V_S ~ N(0, 1)``, ``V_T ~ N(0, 0.2^2)`` on distinct random nodes."""
+    if not isinstance(network, CompiledNetwork):
+        raise TaskError(f"`network` must be a compiled network (load_network), got {type(network).__name__}")
+    for name, n in (("n_sources", n_sources), ("n_targets", n_targets)):
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+            raise TaskError(f"`{name}` must be an integer >= 1, got {n!r}")
+    check_seed("seed", seed, allow_none=True)
     if n_sources < 1 or n_targets < 1:
         raise TaskError(f"a random task needs >= 1 source and >= 1 target, got MS={n_sources}, MT={n_targets}")
     if n_sources + n_targets > network.n_nodes:
@@ -209,6 +217,8 @@ def load_task(spec, network: CompiledNetwork) -> Task:
 
     ``default`` is the network's own task (``lab16`` has one).
     """
+    if not isinstance(network, CompiledNetwork):
+        raise TaskError(f"`network` must be a compiled network (load_network), got {type(network).__name__}")
     if isinstance(spec, Task):
         return spec
     if isinstance(spec, dict):
