@@ -423,7 +423,7 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
     bound = bind(network, task, network_seed=network_seed)
     run = _prepare(bound, hardware, board, rule, seed, board_seed, positions, steps)
     net, b = bound.network, run.board
-    engine = get_engine(backend)(net, bound, b)
+    engine = _make_engine(backend, net, bound, b)
     name = backend if isinstance(backend, str) else getattr(engine, "name", type(engine).__name__)
     bar = Progress(steps, label=f"train {net.name} ({name})", enabled=progress)
     try:
@@ -433,6 +433,29 @@ def train(network, task, hardware: Hardware | None = None, *, steps: int = 3000,
         bar.close()
         engine.close()
     return _dataset(run, record, name)
+
+
+#: What an engine offers (:class:`~spicelearn.engines.base.Engine`'s protocol).
+_PROTOCOL = ("init", "relax", "set_positions", "equilibrium_free", "close", "__enter__", "__exit__")
+
+
+def _make_engine(backend, network, task, board):
+    """The engine ``backend`` (a name, or an engine class or factory, :func:`~spicelearn.engines.get_engine`) on
+    ``network``, ``task``, ``board``; a factory of the user's that cannot be called so, or makes something without
+    the engine protocol, is one error naming `backend`."""
+    make = get_engine(backend)
+    if isinstance(backend, str):
+        return make(network, task, board)
+    try:
+        engine = make(network, task, board)
+    except TypeError as exc:
+        raise ConfigError(f"`backend`={backend!r:.60} cannot be called as (network, task, board) -> engine: "
+                          f"{exc}") from None
+    missing = [m for m in _PROTOCOL if not callable(getattr(engine, m, None))]
+    if missing:
+        raise ConfigError(f"`backend` made a {type(engine).__name__}, without the engine protocol's {missing}; an "
+                          "engine subclasses spicelearn.engines.base.Engine")
+    return engine
 
 
 def _run_alone(engine: Engine, run: "_Run", steps: int, progress) -> dict:
@@ -684,6 +707,9 @@ class ReplayResult:
     @property
     def error(self) -> np.ndarray:
         """Largest absolute voltage difference between the first two engines at each step, shape (steps,)."""
+        if len(self.engines) < 2:
+            raise ConfigError(f"this replay ran one engine ({self.engines[0]}); the difference between engines needs "
+                              "two (engines=('exact', 'ngspice')); error_vs_record(0) compares it with the record")
         return self._diff(self.v_free[0], self.v_clamped[0], self.v_free[1], self.v_clamped[1])
 
     @property
@@ -695,6 +721,8 @@ class ReplayResult:
         """Largest absolute difference of engine ``i`` from the recorded voltages at each step, shape (steps,)."""
         if self.recorded_free is None:
             raise ConfigError("this replay has no recorded voltages")
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(self.engines):
+            raise ConfigError(f"`i` must be an engine's index in 0..{len(self.engines) - 1} {self.engines}, got {i!r}")
         return self._diff(self.v_free[i], self.v_clamped[i], self.recorded_free, self.recorded_clamped)
 
 
@@ -721,22 +749,43 @@ def replay(task: BoundTask, board: Board, positions, clamps, *, engines=("exact"
     durations : array, shape (steps,), optional
         Relaxation time of each step (a run with clock jitter); default the board's period.
     """
+    if not isinstance(task, BoundTask):
+        raise ConfigError(f"`task` must be a task bound to its network (spicelearn.model.task.bind), got "
+                          f"{type(task).__name__}")
+    if not isinstance(board, Board):
+        raise ConfigError(f"`board` must be a spicelearn Board (Board.nominal or Board.draw), got "
+                          f"{type(board).__name__}")
+    if isinstance(engines, str) or not isinstance(engines, (list, tuple)) or not engines:
+        raise ConfigError(f"`engines` must be a non-empty sequence of engine names or classes, e.g. ('exact', "
+                          f"'ngspice'), got {engines!r:.60}")
     net = task.network
     board = board.check(net)
     positions = np.asarray(positions)
     if positions.ndim != 2 or positions.shape[1] != net.n_edges or positions.shape[0] < 1:
         raise ConfigError(f"`positions` must have shape (steps, {net.n_edges}), got {positions.shape}")
     steps, m = positions.shape[0], task.target_index.size
-    clamps = np.asarray(clamps, dtype=float)
-    if clamps.shape != (steps, m):
-        raise ConfigError(f"`clamps` must have shape ({steps}, {m}), got {clamps.shape}")
-    if len(engines) < 1:
-        raise ConfigError(f"`engines` must name at least one engine, got {engines!r}")
+    clamps = np.asarray(clamps)
+    if clamps.shape != (steps, m) or clamps.dtype.kind not in "iuf":
+        raise ConfigError(f"`clamps` must be volts of shape ({steps}, {m}), got dtype {clamps.dtype} and shape "
+                          f"{clamps.shape}")
+    clamps = clamps.astype(float)
+    if durations is not None:
+        d = np.asarray(durations)
+        if d.shape != (steps,) or d.dtype.kind not in "iuf":
+            raise ConfigError(f"`durations` must be seconds of shape ({steps},), got dtype {d.dtype} and shape "
+                              f"{d.shape}")
+    if recorded is not None:
+        ok = isinstance(recorded, (list, tuple)) and len(recorded) == 2
+        shapes = [np.shape(r) for r in recorded] if ok else []
+        if not ok or any(s != (steps, net.n_nodes) for s in shapes) \
+                or any(np.asarray(r).dtype.kind not in "iuf" for r in recorded):
+            raise ConfigError(f"`recorded` must be (v_free, v_clamped), each volts of shape ({steps}, {net.n_nodes}), "
+                              f"got {type(recorded).__name__} of shapes {shapes}")
     start = initial_positions(net, board.hardware, start)
     records = []
     with limit_for(net):
         for name in engines:
-            with get_engine(name)(net, task, board) as engine:
+            with _make_engine(name, net, task, board) as engine:
                 records.append(run_loop(engine, steps, start, Decide.record(positions), clamps=clamps,
                                         durations=durations))
     names = tuple(e if isinstance(e, str) else getattr(e, "name", type(e).__name__) for e in engines)

@@ -101,12 +101,25 @@ def test_bad_capacitance(value):
         compile_network(g)
 
 
-@pytest.mark.parametrize("value", [-1, 128, 3.5])
+@pytest.mark.parametrize("value", [-1, 65536, 3.5])
 def test_bad_position(value):
     g = nx.Graph()
     g.add_edge("a", "b", position=value)
-    with pytest.raises(NetworkError, match="position.*0..127"):
+    with pytest.raises(NetworkError, match="position.*0..65535"):
         compile_network(g)
+
+
+def test_graph_positions_beyond_a_128_position_pot_are_the_pots_to_refuse():
+    """A 256-position pot may start where the graph says, 200; the lab's 128-position one may not."""
+    import spicelearn as sl
+
+    g = nx.path_graph(3)
+    nx.set_edge_attributes(g, 200, "position")
+    task = sl.Task({"0": 1.0}, {"2": 0.5})
+    ds = sl.train(g, task, sl.Hardware(pot=sl.Potentiometer(n_positions=256, start=0)), steps=2)
+    assert ds.position_start.values.tolist() == [200, 200]
+    with pytest.raises(ConfigError, match=r"`positions` must be integers in 0..127"):
+        sl.train(g, task, steps=2)
 
 
 def test_unknown_network_name():

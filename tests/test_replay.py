@@ -144,3 +144,29 @@ def test_run_files_of_the_previous_version_replay():
     assert "r_ab" not in ds and "network_hash" not in ds.attrs
     res = replay_run(ds, engines=("exact",))
     assert res.error_vs_record(0).max() < 1e-5  # the exact engine along that ngspice run's record
+
+
+def test_replay_and_train_name_their_bad_arguments(tmp_path):
+    from spicelearn.loop import replay
+    from spicelearn.model.board import Board
+    from spicelearn.model.task import bind
+
+    task = bind("lab16", "default")
+    board = Board.nominal(task.network, Hardware())
+    p = np.full((2, task.network.n_edges), 63)
+    c = np.zeros((2, task.target_index.size))
+    for kwargs, message in ((dict(task="default"), "`task` must be a task bound"),
+                            (dict(board=Hardware()), "`board` must be a spicelearn Board"),
+                            (dict(engines="exact"), "`engines` must be a non-empty sequence"),
+                            (dict(clamps=np.full(c.shape, "x")), "`clamps` must be volts"),
+                            (dict(durations="x"), "`durations` must be seconds"),
+                            (dict(recorded=(1, 2)), r"`recorded` must be \(v_free, v_clamped\)")):
+        args = {**dict(task=task, board=board, positions=p, clamps=c, engines=("exact",)), **kwargs}
+        with pytest.raises(ConfigError, match=message):
+            replay(**args)
+    res = replay(task, board, p, c, engines=("exact",))
+    with pytest.raises(ConfigError, match="this replay ran one engine"):
+        res.error
+    for backend, message in ((object, "cannot be called as"), (lambda n, t, b: None, "without the engine protocol")):
+        with pytest.raises(ConfigError, match=message):
+            train("lab16", "default", steps=2, backend=backend)

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..checks import check_eta, is_real, positive
 from ..errors import ConfigError
+from .network import MAX_POSITIONS
 from .task import nudge
 
 __all__ = ["Potentiometer", "step_positions", "Capacitor", "Comparator", "Supervisor", "Hardware", "R0", "CAPACITANCE_MODELS", "RULES",
@@ -60,11 +61,6 @@ def _check_spread(name: str, tolerance: float, distribution: str) -> float:
         raise ConfigError(f"`{name}`={tolerance!r} would make some parts' value non-positive: a normal sigma "
                           f"must be <= {MAX_NORMAL_SIGMA} (five sigma above zero)")
     return float(tolerance)
-
-
-#: The most positions a pot may have (digital pots have 32 to 1,024; the engines keep a table of every edge's
-#: conductance at every position).
-MAX_POSITIONS = 65_536
 
 
 def _integral(value) -> bool:

@@ -22,7 +22,9 @@ from ..errors import NetworkError
 
 __all__ = ["CompiledNetwork", "compile_network", "load_network", "equilibrium", "SINGULAR_CONDUCTANCE", "BUILTIN_NETWORKS"]
 
-N_POSITIONS = 128
+#: The most positions a pot may have (digital pots have 32 to 1,024; the engines keep a table of every edge's
+#: conductance at every position): the range of the graphs' ``position`` attributes.
+MAX_POSITIONS = 65_536
 
 
 @dataclass(frozen=True, eq=False)
@@ -257,9 +259,9 @@ def compile_network(graph: nx.Graph, *, name: str | None = None, allow_disconnec
     position = _edge_attribute(g, edges, "position")
     if position is not None:
         bad = [f"{u}|{v}={show(p)}" for (u, v), p in zip(edges, position)
-               if not (math.isfinite(p) and p == int(p) and 0 <= p < N_POSITIONS)]
-        if bad:
-            raise NetworkError(f"edge `position` must be an integer in 0..{N_POSITIONS - 1}; got {bad[:5]}")
+               if not (math.isfinite(p) and p == int(p) and 0 <= p < MAX_POSITIONS)]
+        if bad:  # (the pots' own range is checked where a run starts: initial_positions)
+            raise NetworkError(f"edge `position` must be an integer in 0..{MAX_POSITIONS - 1}; got {bad[:5]}")
         position = position.astype(int)
 
     pos = _node_positions(g, nodes)
