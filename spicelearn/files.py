@@ -14,6 +14,7 @@ import stat
 import tempfile
 from contextlib import contextmanager
 
+from .checks import text_or_path
 from .errors import ConfigError
 
 __all__ = ["atomic_write", "atomic_path", "check_target", "make_folder"]
@@ -22,7 +23,7 @@ __all__ = ["atomic_write", "atomic_path", "check_target", "make_folder"]
 def make_folder(path, what: str = "--out-dir") -> str:
     """The folder ``path`` (created, with its parents, where missing), as a string; an empty path, or one that is a
     file, is one error naming ``what``."""
-    path = os.fspath(path)
+    path = text_or_path(what, path, "a folder")
     if not path.strip():
         raise ConfigError(f"`{what}` is empty; give a folder")
     if os.path.exists(path) and not os.path.isdir(path):
@@ -37,7 +38,7 @@ def make_folder(path, what: str = "--out-dir") -> str:
 def check_target(path, what: str = "output") -> str:
     """``path`` as a string, checked before any work: its folder exists and is writable, and it is
     not something other than a regular file (a device, a folder, a FIFO) that a rename would replace."""
-    path = os.fspath(path)
+    path = text_or_path(what, path, "a file name")
     if not path:
         raise ConfigError(f"`{what}` is empty; give a file name")
     folder = os.path.dirname(os.path.abspath(path))

@@ -22,9 +22,9 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .checks import finite, is_real, positive, show
+from .checks import finite, is_real, positive, show, text_or_path
 from .errors import ConfigError, SpicelearnError
-from .files import atomic_path
+from .files import atomic_path, check_target
 from .model.board import COMPARATORS, TWINS, Board
 from .model.hardware import Hardware
 from .model.network import CompiledNetwork, compile_network, load_network
@@ -259,7 +259,14 @@ def write_netcdf(ds: xr.Dataset, path) -> None:
 
 def save_run(ds: xr.Dataset, path) -> None:
     """Write ``ds`` to ``path`` (compressed netCDF); an existing file is replaced only once the new one is complete."""
-    path = os.fspath(path)
+    if not isinstance(ds, xr.Dataset):
+        raise ConfigError(f"`ds` must be an xarray.Dataset (a run file), got {type(ds).__name__}")
+    bad = [k for k, v in ds.attrs.items()
+           if not (isinstance(v, (str, np.ndarray, list, tuple)) or is_real(v))]  # what netCDF attributes hold
+    if bad:
+        raise ConfigError(f"`ds` has attribute(s) {bad} that netCDF cannot hold ({type(ds.attrs[bad[0]]).__name__}); "
+                          "give text, numbers or lists of numbers")
+    path = check_target(path, "--out")
     with atomic_path(path, "--out", suffix=".nc.part") as tmp:
         try:
             write_netcdf(ds, tmp)
@@ -269,7 +276,7 @@ def save_run(ds: xr.Dataset, path) -> None:
 
 def load_run(path) -> xr.Dataset:
     """Read a run file and check that it has the run-file variables."""
-    path = os.fspath(path)
+    path = text_or_path("path", path, "a run file's path")
     if not os.path.exists(path):
         raise ConfigError(f"run file {path!r} does not exist")
     try:

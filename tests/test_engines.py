@@ -1,5 +1,7 @@
 """The engine protocol: every registered engine through one contract; boards with per-part values."""
 
+from dataclasses import replace
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -68,10 +70,17 @@ def test_engine_contract(name, lab):
         LC = board.capacitance_matrix(net)
         C = task.clamped_floating
         np.testing.assert_allclose((LC @ s4.v_clamped)[C], (LC @ s3.v_clamped)[C], atol=1e-15)
+        # a denormal duration is the jump alone too (it made NaN or a division by zero)
+        s5 = eng.relax(s3, s3.clamp - 0.05, 5e-324)
+        np.testing.assert_array_equal(s5.v_clamped, s4.v_clamped)
         # the same argument checks
+        other = bind("delaunay64", "random:3,2,0").network
         for bad, match in [((s3, s3.clamp, -1.0), "`duration`"), ((s3, s3.clamp, float("nan")), "`duration`"),
+                           ((s3, s3.clamp, np.array([1e-3])), "`duration`"), ((s3, s3.clamp, "1e-3"), "`duration`"),
                            ((s3, s3.clamp[:1], 1e-3), "`clamp`"), ((s3, [np.inf, 0.0], 1e-3), "`clamp`"),
-                           (("state", s3.clamp, 1e-3), "`state`")]:
+                           ((s3, ["a", "b"], 1e-3), "`clamp`"),
+                           (("state", s3.clamp, 1e-3), "`state`"),
+                           ((replace(s3, v_free=np.zeros(other.n_nodes)), s3.clamp, 1e-3), "`state` is of another")]:
             with pytest.raises(ConfigError, match=match):
                 eng.relax(*bad)
         for bad in (np.full(net.n_edges, 128), np.full(3, 63), np.full(net.n_edges, 1.5)):
@@ -87,6 +96,8 @@ def test_engine_contract(name, lab):
         cls(load_network("lab16"), task, board)
     with pytest.raises(ConfigError, match="`board` must be a spicelearn Board"):
         cls(net, task, board.hardware)
+    with pytest.raises(ConfigError, match="`network` must be a compiled network"):
+        cls(None, task, board)
 
 
 def test_registry_accepts_a_class_and_refuses_unknown_names():

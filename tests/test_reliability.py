@@ -421,3 +421,40 @@ def test_demo_checks_its_steps_before_it_trains(tmp_path, capsys):
     assert main(["demo", "--out-dir", str(tmp_path / "d"), "--compare-steps", "0"]) == 2
     _one_line_error(capsys, "`compare_steps` must be an integer >= 1, got 0")
     assert not (tmp_path / "d").exists()
+
+
+def test_the_python_entry_points_name_arguments_of_the_wrong_type(tmp_path):
+    """What a script may pass by mistake is one error naming the argument, not an AttributeError or TypeError from
+    inside (each of these was one)."""
+    import xarray as xr
+
+    import spicelearn as sl
+    from spicelearn.engines.batched import BatchedExactEngine
+    from spicelearn.errors import SpicelearnError
+    from spicelearn.experiments.design import design_from_dict
+    from spicelearn.experiments.spec import SweepSpec
+    from spicelearn.experiments.sweep import run_sweep
+    from spicelearn.experiments.validate import validate
+    from spicelearn.model.task import bind
+
+    task = bind("lab16", "default")
+    board = sl.Board.nominal(task.network, sl.Hardware())
+    calls = [
+        (lambda: sl.load_run(None), "`path` must be a run file's path"),
+        (lambda: sl.save_run(None, tmp_path / "x.nc"), "`ds` must be an xarray.Dataset"),
+        (lambda: sl.save_run(xr.Dataset(attrs={"note": None}), tmp_path / "x.nc"), "attribute(s) ['note']"),
+        (lambda: sl.save_run(xr.Dataset(), 5), "`--out` must be a file name"),
+        (lambda: sl.compile_network(nx.path_graph(3), name=["x"]), "`name`"),
+        (lambda: sl.Potentiometer(part=["AD5220-10k"]), "`part`"),
+        (lambda: SweepSpec(base=None, grid={"R": [1.0]}), "`base` must be a mapping"),
+        (lambda: run_sweep({"R": [1.0]}, tmp_path / "s"), "`spec` must be a SweepSpec"),
+        (lambda: design_from_dict(None), "must be a table of keys"),
+        (lambda: validate({"boards": 2}, tmp_path / "v"), "`design` must be a Design"),
+        (lambda: BatchedExactEngine(task.network, task, board), "`tasks` must be a sequence"),
+        (lambda: BatchedExactEngine(None, [task], [board]), "`network` must be a compiled network"),
+    ]
+    for call, message in calls:
+        with pytest.raises(SpicelearnError) as exc:
+            call()
+        assert message in str(exc.value)
+    assert not (tmp_path / "x.nc").exists()

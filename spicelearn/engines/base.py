@@ -27,16 +27,23 @@ States are frozen dataclasses deriving from :class:`EngineState`.
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..checks import is_real
 from ..errors import ConfigError
 from ..model.board import Board
 from ..model.network import CompiledNetwork
 from ..model.task import BoundTask
 
 __all__ = ["Engine", "EngineState"]
+
+
+#: Relaxations shorter than this (seconds) are the clamp step alone: ``exp(-rate t)`` is 1 to rounding for any rate
+#: a board has, and denormal times (5e-324 s) underflow the engines' arithmetic into NaN or a division by zero.
+SHORTEST = 1e-300
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +81,8 @@ class Engine(abc.ABC):
     name: str = "engine"
 
     def __init__(self, network: CompiledNetwork, task: BoundTask, board: Board):
+        if not isinstance(network, CompiledNetwork):
+            raise ConfigError(f"`network` must be a compiled network (load_network), got {type(network).__name__}")
         if not isinstance(board, Board):
             raise ConfigError(f"`board` must be a spicelearn Board (Board.nominal(network, hardware)), "
                               f"got {type(board).__name__}")
@@ -94,14 +103,10 @@ class Engine(abc.ABC):
     def relax(self, state: EngineState, clamp, duration: float) -> EngineState:
         """Step the clamps to ``clamp`` (charge-conserving jump), then relax ``duration`` seconds."""
         self._check_state(state)
-        try:
-            ok = bool(np.isfinite(duration) and duration >= 0)
-        except TypeError:
-            ok = False
-        if not ok:
-            raise ConfigError(f"`duration` must be finite and >= 0 seconds, got {duration!r}")
+        if not (is_real(duration) and math.isfinite(duration) and duration >= 0):
+            raise ConfigError(f"`duration` must be one finite number >= 0 of seconds, got {duration!r:.60}")
         clamp = self._check_clamp(clamp)
-        if duration == 0:
+        if duration < SHORTEST:  # nothing relaxes in it (and denormal times underflow the engines' arithmetic)
             return self.clamp_step(state, clamp)
         return self._relax(state, clamp, float(duration))
 
@@ -159,12 +164,15 @@ class Engine(abc.ABC):
         return self.hardware.pot.check_positions(positions, self.network.n_edges)
 
     def _check_clamp(self, clamp) -> np.ndarray:
-        c = np.asarray(clamp, dtype=float)
+        c = np.asarray(clamp)
         shape = self.task.target_index.shape
-        if c.shape != shape or not np.isfinite(c).all():
-            raise ConfigError(f"`clamp` must be finite volts with shape {shape}, got {np.asarray(clamp)!r:.80}")
-        return c
+        if c.shape != shape or c.dtype.kind not in "iuf" or not np.isfinite(c).all():
+            raise ConfigError(f"`clamp` must be finite volts with shape {shape}, got {c!r:.80}")
+        return c.astype(float)
 
     def _check_state(self, state) -> None:
         if not isinstance(state, EngineState):
             raise ConfigError(f"`state` must be a state returned by this engine, got {type(state).__name__}")
+        if np.shape(state.v_free) != (self.network.n_nodes,):
+            raise ConfigError(f"`state` is of another network ({np.shape(state.v_free)[0]} nodes, this engine's "
+                              f"{self.network.n_nodes}): give a state this engine returned")

@@ -394,6 +394,12 @@ class BatchedExactEngine:
     name = "exact"
 
     def __init__(self, network: CompiledNetwork, tasks: Sequence[BoundTask], boards: Sequence[Board]):
+        if not isinstance(network, CompiledNetwork):
+            raise ConfigError(f"`network` must be a compiled network (load_network), got {type(network).__name__}")
+        for name, value in (("tasks", tasks), ("boards", boards)):
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"`{name}` must be a sequence (list or tuple), one per board, got "
+                                  f"{type(value).__name__}")
         tasks, boards = tuple(tasks), tuple(boards)
         if not tasks or len(tasks) != len(boards):
             raise ConfigError(f"`tasks` and `boards` must be two non-empty sequences of one length, got "

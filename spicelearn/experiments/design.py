@@ -112,6 +112,8 @@ def _count(name: str, value, where: str, most: int | None = None) -> int:
 
 def design_from_dict(data: dict, where: str = "design", text: str = "", path: str = "") -> Design:
     """A :class:`Design` from the parsed TOML ``data``; every check made (module docstring)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a table of keys, got {type(data).__name__}")
     given = {}
     unknown = sorted(k for k in data if k not in TOP_KEYS and k not in TABLES)
     if unknown:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Mapping
 import json
 import math
 import os
@@ -280,6 +281,10 @@ class SweepSpec:
     batch: bool = True
 
     def __post_init__(self):
+        for name in ("base", "grid"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ConfigError(f"sweep spec: `{name}` must be a mapping of options, got "
+                                  f"{type(getattr(self, name)).__name__}")
         base, grid = dict(self.base), dict(self.grid)
         if not grid:
             raise ConfigError("sweep spec: `[grid]` is empty; give at least one option with a list of values")

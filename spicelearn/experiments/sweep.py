@@ -289,6 +289,8 @@ def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler
     xarray.Dataset
         The combined sweep (:func:`combine`).
     """
+    if not isinstance(spec, SweepSpec):
+        raise ConfigError(f"`spec` must be a SweepSpec (load_spec), got {type(spec).__name__}")
     _check_workers(workers)
     log = sys.stderr if log is None else log
     out_dir = make_folder(out_dir, "--out")

@@ -158,6 +158,8 @@ def validate(design: Design, out_dir, *, boards: int | None = None, engine: str 
     from ..runfile import save_run
     from .sweep import open_cluster, point_paths, run_sweep
 
+    if not isinstance(design, Design):
+        raise ConfigError(f"`design` must be a Design (load_design or design_from_dict), got {type(design).__name__}")
     if boards is not None and (isinstance(boards, bool) or not isinstance(boards, int)
                                or not 1 <= boards <= MAX_BOARDS):
         raise ConfigError(f"`--boards` must be an integer in 1..{MAX_BOARDS:,}, got {boards!r}")

@@ -136,7 +136,7 @@ class Potentiometer:
         if not is_real(p) or not 0 <= p < 1:
             raise ConfigError(f"`miss_probability` must be in [0, 1), got {p!r}")
         object.__setattr__(self, "miss_probability", float(p))
-        if self.part is not None and self.part not in POT_PARTS:
+        if self.part is not None and (not isinstance(self.part, str) or self.part not in POT_PARTS):
             raise ConfigError(f"`part`={self.part!r} is not in the part library; known pots: {sorted(POT_PARTS)}")
 
     def resistance(self, position) -> np.ndarray:

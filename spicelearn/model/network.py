@@ -267,8 +267,16 @@ def compile_network(graph: nx.Graph, *, name: str | None = None, allow_disconnec
     pos = _node_positions(g, nodes)
     return CompiledNetwork(
         nodes=nodes, edges=edges, incidence=B, capacitance=cap, position=position, pos=pos,
-        name=name or g.graph.get("name") or "network",
+        name=_network_name(name or g.graph.get("name") or "network"),
     )
+
+
+def _network_name(name) -> str:
+    """A network's name: text (run files and GraphML keep it)."""
+    if not isinstance(name, str):
+        raise NetworkError(f"the network's `name` (or the graph's 'name' attribute) must be text, got "
+                           f"{type(name).__name__} {show(name):.40}")
+    return name
 
 
 def _node_positions(g: nx.Graph, nodes) -> np.ndarray | None:
