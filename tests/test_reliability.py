@@ -452,6 +452,9 @@ def test_the_python_entry_points_name_arguments_of_the_wrong_type(tmp_path):
         (lambda: validate({"boards": 2}, tmp_path / "v"), "`design` must be a Design"),
         (lambda: BatchedExactEngine(task.network, task, board), "`tasks` must be a sequence"),
         (lambda: BatchedExactEngine(None, [task], [board]), "`network` must be a compiled network"),
+        (lambda: sl.Board.nominal("lab16", sl.Hardware()), "`network` must be a compiled network"),
+        (lambda: sl.Board.nominal(task.network, None), "`hardware` must be a spicelearn Hardware"),
+        (lambda: sl.Board.draw(task.network, sl.Hardware(), 0), "`rng` must be a numpy.random.Generator"),
     ]
     for call, message in calls:
         with pytest.raises(SpicelearnError) as exc:

@@ -145,6 +145,8 @@ def test_monte_carlo_reproducible_and_independent_of_workers(tmp_path):
     (("seed = 3", "seed = 18446744073709551616"), "`seed` must be an integer in 0 .. 2**64 - 1"),
     (("steps = 80", "steps = -5"), "`steps` must be an integer >= 1, got -5"),
     (("boards = 4", "boards = 99999999999"), "`boards`=99999999999 must be an integer >= 1 and <= 1,000,000"),
+    (("offset = 0.002", "offset = -0.002"), "`offset_sigma` must be finite and >= 0 volt, got -0.002 (the design's "
+                                             "[comparator] `offset`)"),
 ])
 def test_bad_design_files_fail_before_any_board(tmp_path, change, message):
     with pytest.raises(ConfigError) as exc:

@@ -110,6 +110,16 @@ def _count(name: str, value, where: str, most: int | None = None) -> int:
     return value
 
 
+def _as_written(message: str, data: dict, where: str) -> str:
+    """``message`` (of an option of ``train``), with the design's own name for the option where it is another
+    (``[comparator] offset`` is ``offset_sigma``), and ``where`` in front where it is not yet."""
+    for table, keys in TABLES.items():
+        for key, option in keys.items():
+            if key != option and f"`{option}`" in message and key in data.get(table, {}):
+                message += f" (the design's [{table}] `{key}`)"
+    return message if message.startswith(where) else f"{where}: {message}"
+
+
 def design_from_dict(data: dict, where: str = "design", text: str = "", path: str = "") -> Design:
     """A :class:`Design` from the parsed TOML ``data``; every check made (module docstring)."""
     if not isinstance(data, dict):
@@ -133,8 +143,11 @@ def design_from_dict(data: dict, where: str = "design", text: str = "", path: st
         raise ConfigError(f"{where}: `network` is missing; give a built-in name (lab16, delaunay64) or a GraphML path")
     if given.get("backend", "exact") not in ("exact", "ngspice"):
         raise ConfigError(f"{where}: `engine`={given['backend']!r} must be 'exact' or 'ngspice' (a board is hardware)")
-    options = check_options(given, where)
-    hw = hardware(options)  # the parts' values: tolerances, converters, the part library
+    try:
+        options = check_options(given, where)
+        hw = hardware(options)  # the parts' values: tolerances, converters, the part library
+    except ConfigError as exc:
+        raise ConfigError(_as_written(str(exc), data, where)) from None
     target = data.get("target", 1e-3)
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
         raise ConfigError(f"{where}: `target`={target!r} must be in (0, 1): the error target relative to the "

@@ -30,6 +30,14 @@ TWINS = ("free", "clamped")
 COMPARATORS = ("difference", "second")
 
 
+def _check_design(network, hardware) -> None:
+    """A compiled network and a Hardware, as a board is made for or checked against."""
+    if not isinstance(network, CompiledNetwork):
+        raise ConfigError(f"`network` must be a compiled network (load_network), got {type(network).__name__}")
+    if not isinstance(hardware, Hardware):
+        raise ConfigError(f"`hardware` must be a spicelearn Hardware, got {type(hardware).__name__}")
+
+
 def _part_values(name: str, value) -> np.ndarray:
     """A board's part values as a new float array (the caller's array is neither kept nor made read-only); numbers
     only: not text, booleans or complex numbers."""
@@ -122,6 +130,7 @@ class Board:
         the design gives (R or gamma_l) is kept and the other derived from the
         board's typical capacitance (:attr:`typical_capacitance`).
         """
+        _check_design(network, hardware)
         parts = _nominal_parts(network, hardware)
         gamma_l, _ = hardware.clock(_typical(parts["capacitance"]))
         return cls(hardware=hardware, gamma_l=gamma_l, **parts)
@@ -143,6 +152,9 @@ class Board:
         rng : numpy.random.Generator
             The board's own stream (draws in a fixed order: pots, mismatch, capacitors, offsets).
         """
+        if not isinstance(rng, np.random.Generator):
+            raise ConfigError(f"`rng` must be a numpy.random.Generator (np.random.default_rng(seed)), got "
+                              f"{type(rng).__name__}")
         board = cls.nominal(network, hardware)
         pot, capacitor, comp = hardware.pot, hardware.capacitor, hardware.comparator
         E = network.n_edges
@@ -236,6 +248,7 @@ class Board:
 
     def check(self, network: CompiledNetwork) -> "Board":
         """``self``, after checking that its arrays fit ``network``."""
+        _check_design(network, self.hardware)
         n = network.n_edges if self.hardware.capacitance_model == "per_edge" else network.n_nodes
         if self.n_edges != network.n_edges or self.capacitance.shape[-1] != n:
             raise ConfigError(f"the board has {self.n_edges} pots per twin and {self.capacitance.size} capacitors; "
