@@ -173,7 +173,7 @@ def test_quasistatic_rate_is_learning_rule_at_equilibrium(d64):
     (dict(R=1e-300), "`R`=1e-300 is below 1e-12"),
     (dict(eta=5e-324), "`eta`=4.94066e-324 is below 1e-12"),
     (dict(g0=1e300), r"conductances `g` must be > 0 and <= 1e\+12"),
-    (dict(g0=1.0, g_floor=2.0), "conductances `g` must be >= `g_floor`=2"),  # (was lifted to the floor unseen)
+    (dict(g0=1.0, g_floor=2.0), "`g0` must be >= `g_floor`=2"),  # (was lifted to the floor unseen)
     (dict(rtol=-1.0), "`rtol` must be finite and > 0"),
     (dict(atol=float("nan")), "`atol` must be finite"),
     (dict(g0="1"), "conductances `g` must be one number or one per edge"),
@@ -185,7 +185,7 @@ def test_bad_parameters(d64, kw, match):
 
 @pytest.mark.parametrize("kw, match", [
     (dict(rtol=float("nan")), "`rtol` must be finite"), (dict(atol=None), "`atol` must be a number"),
-    (dict(g0=1e-100), "conductances `g` must be >= `g_floor`"), (dict(eta=5e-324), "is below 1e-12"),
+    (dict(g0=1e-100), "`g0` must be >= `g_floor`"), (dict(eta=5e-324), "is below 1e-12"),
 ])
 def test_bad_quasistatic_parameters(d64, kw, match):
     with pytest.raises(ConfigError, match=match):

@@ -225,9 +225,15 @@ class OdeModel:
         if not np.all(np.isfinite(g)) or np.any(g <= 0) or np.any(g > MOST_G):
             raise ConfigError(f"conductances `g` must be > 0 and <= {MOST_G:g} (the model's units: g0 = 1), got range "
                               f"[{g.min()}, {g.max()}]")
-        if np.any(g < self.g_floor):  # the rule keeps g >= g_floor; a start below it would be lifted unseen
-            raise ConfigError(f"conductances `g` must be >= `g_floor`={self.g_floor:g}, got a least {g.min():g}")
         return g
+
+    def start(self, g0) -> OdeState:
+        """:meth:`init` at the user's start ``g0``, which must be at or above the floor (the rule keeps
+        ``g >= g_floor``: a start below it would be lifted unseen)."""
+        g = self.check_g(g0)
+        if np.any(g < self.g_floor):
+            raise ConfigError(f"`g0` must be >= `g_floor`={self.g_floor:g}, got a least {g.min():g}")
+        return self.init(g)
 
     def pack(self, state: OdeState) -> np.ndarray:
         return np.concatenate([state.g, state.v_free[self.free_nodes], state.v_clamped[self.clamped_nodes]])
@@ -756,7 +762,7 @@ def train_ode(network, task, *, R: float = 1.0, eta: float = 1e-3, steps: int = 
         model = OdeModel(bound.network, bound, eta=eta, capacitance_model=capacitance_model, g_floor=g_floor)
     t = np.arange(1, steps + 1, dtype=float)
     with limit_for(bound.network):
-        s0 = model.init(g0)
+        s0 = model.start(g0)
         try:
             sol = model.solve(s0, t, gamma_l=1.0, gamma_p=1.0 / R, rtol=rtol, atol=atol, method=method)
         except SpicelearnError as exc:

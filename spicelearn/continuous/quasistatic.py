@@ -77,7 +77,7 @@ def train_quasistatic(network, task, *, eta: float = 1e-3, steps: int = 3000, g0
     model = QuasistaticModel(bound.network, bound, eta=eta, g_floor=g_floor)
     t = np.arange(1, steps + 1, dtype=float)
     with limit_for(bound.network):
-        mse0 = float(bound.mse(model.equilibrium_free(model.ode.init(g0).g)))
+        mse0 = float(bound.mse(model.equilibrium_free(model.ode.start(g0).g)))
         record = dict(run_record(model, model.integrate(g0, t, rtol=rtol, atol=atol, method=method)), mse0=mse0)
     attrs = dict(backend="quasistatic", seed=-1, capacitance_model="none (equilibrium)", R=0.0, gamma_l=1.0,
                  eta=eta, rule="continuous", g0=float(np.mean(g0)), g_floor=g_floor, rtol=rtol, atol=atol,
