@@ -101,3 +101,11 @@ def test_progress_bar_only_after_delay():
     bar.update(100)  # within 0.2 s of the last draw, but the last count is always drawn
     bar.close()
     assert "100/100" in loud.getvalue() and "steps/s" in loud.getvalue()
+
+
+def test_python_dash_m_spicelearn_is_the_command_line():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "spicelearn", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("spicelearn ")

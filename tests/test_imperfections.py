@@ -585,6 +585,8 @@ def test_same_seeds_reproduce_a_run_and_another_board_seed_is_another_board():
     (lambda: Potentiometer(n_positions=2**40), "n_positions"),
     (lambda: Supervisor(dac_range="01"), "dac_range"),
     (lambda: Supervisor(dac_range={0: 1, 1: 2}), "dac_range"),
+    (lambda: Capacitor(leakage=5e-324), "leakage"),  # (1 / leakage overflowed into NaN clamps at run time)
+    (lambda: Supervisor(adc_bits=1, adc_range=(-1e308, 1e308)), "adc_range"),
     (lambda: Comparator(noise="0.01"), "noise"),
     (lambda: Comparator(noise=[0.01]), "noise"),
     (lambda: Comparator(offset="0"), "offset"),

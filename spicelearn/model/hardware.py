@@ -54,11 +54,12 @@ def _check_spread(name: str, tolerance: float, distribution: str) -> float:
         raise ConfigError(f"`{name}` distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
     if not is_real(tolerance) or not math.isfinite(tolerance) or tolerance < 0:
         raise ConfigError(f"`{name}` must be a finite relative tolerance >= 0, got {tolerance!r}")
+    what = "clock periods" if name == "jitter" else "parts' values"
     if distribution == "uniform" and tolerance >= 1:
-        raise ConfigError(f"`{name}`={tolerance!r} would make some parts' value non-positive: a uniform "
+        raise ConfigError(f"`{name}`={tolerance!r} would make some {what} non-positive: a uniform "
                           "tolerance must be < 1 (relative, +/-)")
     if distribution == "normal" and tolerance > MAX_NORMAL_SIGMA:
-        raise ConfigError(f"`{name}`={tolerance!r} would make some parts' value non-positive: a normal sigma "
+        raise ConfigError(f"`{name}`={tolerance!r} would make some {what} non-positive: a normal sigma "
                           f"must be <= {MAX_NORMAL_SIGMA} (five sigma above zero)")
     return float(tolerance)
 
@@ -205,8 +206,9 @@ class Capacitor:
         object.__setattr__(self, "tolerance", _check_spread("capacitance_tolerance", self.tolerance,
                                                             self.distribution))
         leak = self.leakage
-        if not is_real(leak) or math.isnan(leak) or not leak > 0:
-            raise ConfigError(f"`leakage` must be > 0 ohm (inf: none), got {leak!r}")
+        if not is_real(leak) or math.isnan(leak) or not leak > 0 or not math.isfinite(1.0 / leak):
+            raise ConfigError(f"`leakage` must be > 0 ohm (inf: none; a conductance 1 / leakage that is finite), got "
+                              f"{leak!r}")
         object.__setattr__(self, "leakage", float(leak))
 
     @property
@@ -264,8 +266,9 @@ class Supervisor:
             if len(pair) != 2 or not all(is_real(x) for x in pair):  # ('01' would be two volts, a dict its keys)
                 raise ConfigError(f"`{kind}_range` must be two volts [low, high], got {rng!r}")
             lo, hi = (float(x) for x in pair)
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ConfigError(f"`{kind}_range` must be two finite volts with low < high, got {rng!r}")
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi and math.isfinite(hi - lo)):
+                raise ConfigError(f"`{kind}_range` must be two finite volts with low < high (and a finite span), got "
+                                  f"{rng!r}")
             object.__setattr__(self, f"{kind}_range", (lo, hi))
             object.__setattr__(self, f"{kind}_bits", None if bits is None else int(bits))
 
