@@ -63,7 +63,8 @@ def test_there_are_no_import_circles():
 
 def test_the_library_never_imports_the_command_line():
     g = import_graph()
-    bad = [(a, b) for a, b in g.edges if b.startswith("spicelearn.cli") and not a.startswith("spicelearn.cli")]
+    command_line = ("spicelearn.cli", "spicelearn.__main__")  # (python -m spicelearn: an entry point, as the script)
+    bad = [(a, b) for a, b in g.edges if b.startswith("spicelearn.cli") and not a.startswith(command_line)]
     assert not bad, f"library modules importing the CLI: {bad}"
 
 
