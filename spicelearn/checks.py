@@ -79,12 +79,12 @@ def check_R(R) -> float:
 
 
 def check_seed(name: str, seed, allow_none: bool = False) -> int | None:
-    """A seed: an integer in ``0 .. 2^64 - 1`` (numpy's generators refuse negative seeds; run files keep it as a
-    64-bit integer), or None where allowed."""
+    """A seed: an integer in ``0 .. 2^63 - 1`` (numpy's generators refuse negative seeds; run files keep it as a
+    64-bit integer, and a sweep's seed axis as a signed one), or None where allowed."""
     if seed is None and allow_none:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-        raise ConfigError(f"`{name}` must be an integer in 0 .. 2**64 - 1{' or None' if allow_none else ''}, got "
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ConfigError(f"`{name}` must be an integer in 0 .. 2**63 - 1{' or None' if allow_none else ''}, got "
                           f"{show(seed)}")
     return int(seed)
 

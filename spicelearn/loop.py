@@ -803,10 +803,12 @@ def replay_run(ds, *, engines=("exact", "ngspice"), steps: int | None = None, ne
     """
     import xarray as xr
 
-    from .runfile import _check_layout, run_inputs
+    from .runfile import REQUIRED_VARIABLES, _check_layout, run_inputs
 
-    if not isinstance(ds, xr.Dataset):
-        raise ConfigError(f"`ds` must be a run file (the Dataset of train or load_run), got {type(ds).__name__}")
+    missing = [v for v in REQUIRED_VARIABLES if v not in ds] if isinstance(ds, xr.Dataset) else None
+    if missing is None or missing:
+        raise ConfigError(f"`ds` must be a run file (the Dataset of train or load_run), got "
+                          f"{type(ds).__name__}" + (f" without {missing}" if missing else ""))
     _check_layout(ds, "`ds`")
     task, board, start = run_inputs(ds, network=network)
     n = ds.sizes["step"] if steps is None else check_steps(steps)  # (not 2.7 as 2, "3" as 3, True as 1)

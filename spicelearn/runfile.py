@@ -314,6 +314,14 @@ def _check_layout(ds: xr.Dataset, what: str) -> None:
                               f"{[ds.attrs[k] for k in bad]!r:.80}")
 
 
+def relative(errors, mse0: float):
+    """``errors / mse0`` (a number or an array); NaN where ``mse0`` is 0 (the targets met at the start: no error to
+    measure learning by)."""
+    e = np.asarray(errors, dtype=float)
+    out = e / mse0 if mse0 > 0 else np.full(e.shape, np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
 def tau(errors, mse0: float, threshold: float = 1e-3, window: int = 10) -> float:
     """Training time: the first step k with ``errors[k : k + window] < threshold * mse0``.
 
@@ -366,9 +374,10 @@ def summary(ds: xr.Dataset, threshold: float = 1e-3, window: int = 10) -> str:
         t = tau(err, mse0, threshold, window)
         t_real = float(ds["time"].values[int(t)]) if np.isfinite(t) and "time" in ds.coords else float("nan")
         lines.append(
-            f"{name:7s} final {err[-1] / mse0:.3e} x mse0, median of last {tail.stop - tail.start} steps "
-            f"{np.median(err[tail]) / mse0:.3e} x mse0, tau = "
+            f"{name:7s} final {relative(err[-1], mse0):.3e} x mse0, median of last {tail.stop - tail.start} steps "
+            f"{relative(np.median(err[tail]), mse0):.3e} x mse0, tau = "
             + (f"{int(t)} steps ({t_real:.4g} {ds['time'].attrs.get('units', 's')})" if np.isfinite(t) else "not reached")
         )
-    lines.append(f"tau: first step where the error stays below {threshold:g} x mse0 for {window} steps")
+    lines.append(f"tau: first step where the error stays below {threshold:g} x mse0 for {window} steps"
+                 + ("; mse0 = 0: the targets are met at the start, there is nothing to learn" if mse0 == 0 else ""))
     return "\n".join(lines)

@@ -166,11 +166,13 @@ def test_non_finite_results_are_an_error_not_a_run_file(monkeypatch):
 # -- one clear line instead of a traceback -----------------------------------------------------
 @pytest.mark.parametrize("argv, message", [
     (["train", "lab16", "--task", "random:5,3,-1"], "SEED >= 0"),
-    (["train", "lab16", "--seed", "-1"], "`seed` must be an integer in 0 .. 2**64 - 1"),
-    (["train", "lab16", "--seed", str(2**64)], "`seed` must be an integer in 0 .. 2**64 - 1"),  # run files: 64 bits
-    (["train", "lab16", "--board", str(2**64)], "`board_seed` must be an integer in 0 .. 2**64 - 1"),
-    (["train", "delaunay64", "--task", "random:5,3,0", "--network-seed", "-1"], "`network_seed` must be"),
-    (["train", "delaunay64", "--task", "random:5,3,0", "--network-seed", str(2**64)], "`network_seed` must be"),
+    (["train", "lab16", "--seed", "-1"], "`--seed`=-1 must be an integer in 0 .. 2**63 - 1"),
+    (["train", "lab16", "--seed", str(2**63)],  # run files and sweeps keep 64 signed bits
+     "`--seed`=9223372036854775808 must be an integer in 0 .. 2**63 - 1"),
+    (["train", "lab16", "--board", str(2**63)], "`--board`=9223372036854775808 must be an integer in 0 .. 2**63 - 1"),
+    (["train", "delaunay64", "--task", "random:5,3,0", "--network-seed", "-1"], "`--network-seed`=-1 must be"),
+    (["train", "delaunay64", "--task", "random:5,3,0", "--network-seed", str(2**63)],
+     "`--network-seed`=9223372036854775808"),
     (["train", "lab16", "--steps", "1000000000000"], "GiB"),
     (["train", "lab16", "--backend", "ode", "--start", "10"], "`--start` does not apply"),
     (["train", "delaunay64"], "give a JSON file or random:MS,MT,SEED"),
@@ -461,3 +463,47 @@ def test_the_python_entry_points_name_arguments_of_the_wrong_type(tmp_path):
             call()
         assert message in str(exc.value)
     assert not (tmp_path / "x.nc").exists()
+
+
+def test_more_python_entry_points_name_their_bad_arguments(tmp_path):
+    """The second round of fuzzing: each of these was a TypeError, KeyError or a silent acceptance."""
+    import spicelearn as sl
+    from spicelearn.errors import SpicelearnError
+    from spicelearn.experiments.design import design_from_dict
+    from spicelearn.experiments.spec import SweepSpec
+    from spicelearn.experiments.sweep import run_sweep
+    from spicelearn.experiments.validate import validate
+    from spicelearn.loop import replay_run
+
+    design = design_from_dict({"network": "lab16", "task": "default", "steps": 5, "window": 2, "boards": 2})
+    spec = SweepSpec(base={"network": "lab16", "steps": 3}, grid={"R": [1.0]})
+    ds = sl.train("lab16", "default", steps=3)
+    task = sl.Task({"0": 1.0}, {"2": 0.5})
+    calls = [
+        (lambda: validate(design, None), "`--out-dir` must be a folder"),
+        (lambda: sl.compile_network(nx.path_graph(3), allow_disconnected="no"), "`allow_disconnected` must be"),
+        (lambda: task.to_json(tmp_path / "no" / "t.json"), "does not exist; create it first"),
+        (lambda: task.to_json(None), "`path` must be a file name"),
+        (lambda: run_sweep(spec, tmp_path / "s", log=5), "`log` must be a text file"),
+        (lambda: run_sweep(spec, tmp_path / "s", scheduler=5), "`scheduler` must be a Dask scheduler's address"),
+        (lambda: replay_run(ds.drop_vars("v_clamped"), engines=("exact",)), "without ['v_clamped']"),
+    ]
+    for call, message in calls:
+        with pytest.raises(SpicelearnError) as exc:
+            call()
+        assert message in str(exc.value)
+    task.to_json(tmp_path / "t.json")
+    assert sl.load_task(str(tmp_path / "t.json"), sl.load_network("lab16")) == task
+
+
+def test_an_error_of_several_lines_is_printed_as_one(tmp_path, capsys, monkeypatch):
+    """ngspice's own report runs over lines (``Timestep too small`` and what follows): one line on the terminal."""
+    from spicelearn.errors import SpiceError
+
+    def fail(*args, **kwargs):
+        raise SpiceError("ngspice command `run` failed:\ndoAnalyses: TRAN: Timestep too small\n\nrun aborted")
+
+    monkeypatch.setattr("spicelearn.experiments.spec.run", fail)
+    assert main(["train", "lab16", "--steps", "2", "--quiet", "--out", str(tmp_path / "r.nc")]) == 2
+    err = _one_line_error(capsys, "failed:; doAnalyses: TRAN: Timestep too small; run aborted")
+    assert "\n" not in err

@@ -158,6 +158,7 @@ def test_a_batch_with_a_bad_point_runs_the_others_and_records_its_error(tmp_path
     (SPEC.replace("R = [0.3, 3]", "dac_range = [[-1, 1], [-2, 2]]").replace("steps = 40", "steps = 40\ndac_bits = 8"),
      "[grid] `dac_range` is a pair of volts"),
     ('grid = [1, 2]\n[base]\nnetwork = "lab16"\n', "`grid` must be a table"),
+    (SPEC.replace("seed = [0, 1]", "seed = [0, 9223372036854775808]"), "must be an integer in 0 .. 2**63 - 1"),
     ("[base\n", "not valid TOML"),
 ])
 def test_bad_specs_give_one_line_before_any_run(tmp_path, capsys, text, message):
@@ -291,3 +292,17 @@ def test_files_in_a_sweep_folder_that_are_not_its_points_are_named(tmp_path, cap
         assert main(["sweep", "--combine", str(out)]) == 2
         err = capsys.readouterr().err
         assert f"point file {str(point)!r} is not a point of a spicelearn sweep ({message}); delete it" in err
+
+
+def test_a_task_whose_targets_are_met_at_the_start_sweeps(tmp_path):
+    """Sources at 1 V and a target of 1 V: the error at the start is 0 (on the batched engine, exactly), so its
+    relative errors are NaN, not a ZeroDivisionError that ended the sweep."""
+    from spicelearn.runfile import relative
+
+    task = tmp_path / "met.json"
+    task.write_text('{"sources": {"0": 1.0, "8": 1.0}, "targets": {"2": 1.0}}')
+    spec = SweepSpec(base={"network": "lab16", "task": str(task), "steps": 3}, grid={"R": [1.0, 2.0]})
+    ds = run_sweep(spec, tmp_path / "out", workers=0, progress=False)
+    assert ds.attrs["points_done"] == 2 and (ds.error.values == "").all()
+    assert np.all(ds.mse0.values < 1e-30) and np.isnan(ds.tau.values).all()
+    assert np.isnan(relative([1.0, 2.0], 0.0)).all() and relative(2.0, 4.0) == 0.5

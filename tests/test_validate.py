@@ -141,8 +141,8 @@ def test_monte_carlo_reproducible_and_independent_of_workers(tmp_path):
     (("dac_bits = 10", "dac_bits = 10\ndac_range = [0.0, 0.1]"), "does not hold the task's targets"),
     (('part = "AD5220-100k"', 'part = "AD5220-100k"\nr_ab = 50e3'), "contradicts `pot_part`"),
     (("seed = 3", 'seed = 3\nbatch = "yes"'), "`batch`='yes' must be true or false"),
-    (("seed = 3", "seed = -1"), "`seed` must be an integer in 0 .. 2**64 - 1"),
-    (("seed = 3", "seed = 18446744073709551616"), "`seed` must be an integer in 0 .. 2**64 - 1"),
+    (("seed = 3", "seed = -1"), "`seed`=-1 must be an integer in 0 .. 2**63 - 1"),
+    (("seed = 3", "seed = 9223372036854775808"), "`seed`=9223372036854775808 must be an integer in 0 .. 2**63 - 1"),
     (("steps = 80", "steps = -5"), "`steps` must be an integer >= 1, got -5"),
     (("boards = 4", "boards = 99999999999"), "`boards`=99999999999 must be an integer >= 1 and <= 1,000,000"),
     (("offset = 0.002", "offset = -0.002"), "`offset_sigma` must be finite and >= 0 volt, got -0.002 (the design's "

@@ -44,8 +44,9 @@ def main(argv=None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
-    except SpicelearnError as exc:
-        print(f"spicelearn: error: {exc}", file=sys.stderr)
+    except SpicelearnError as exc:  # one line (ngspice's own report runs over several)
+        print("spicelearn: error: " + "; ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip()),
+              file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"spicelearn: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)

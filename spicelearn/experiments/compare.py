@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from ..analysis.plotting import save_figure
-from ..checks import check_steps, finite, positive
+from ..checks import check_steps, finite, positive, text_or_path
 from ..errors import ConfigError
 from ..files import atomic_write, check_target, make_folder
 
@@ -80,9 +80,9 @@ def compare(network, task, out_dir: str, *, R_values=(0.1, 0.3, 1.0, 3.0, 10.0, 
     positive("capacitance", capacitance)
     if not finite("noise", noise) >= 0:
         raise ConfigError(f"`noise` must be >= 0 volt, got {noise!r}")
-    make_folder(out_dir)
+    out_dir = make_folder(out_dir)
     png = check_target(os.path.join(out_dir, "compare.png"), "--out-dir")
-    net_name = os.fspath(network)
+    net_name = text_or_path("network", network, "a built-in name (lab16, delaunay64) or a GraphML file")
     C_match, rate_pe, rate_gl = _matched_capacitance(net_name, task, capacitance, network_seed)
     gamma_l = [R / (R0 * capacitance) for R in R_values]  # the board's clock, shared by all three
     base = {"network": net_name, "task": task, "steps": steps, "eta": eta, "noise": noise,

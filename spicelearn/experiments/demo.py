@@ -28,7 +28,7 @@ def run_demo(out_dir: str = "out", steps: int = 3000, progress: bool = True, com
     Returns the written paths and the comparison's main lines.
     """
     check_steps(steps), check_steps(compare_steps, "compare_steps")  # before any folder or run
-    make_folder(out_dir)
+    out_dir = make_folder(out_dir)
     runs, paths = [], []
     for R in DEMO_R:
         hw = Hardware.from_R(R, capacitance=2.2e-6, eta=0.5, comparator=Comparator(noise=0.01))

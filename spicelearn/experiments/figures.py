@@ -339,8 +339,7 @@ def make_figure(name: str, cfg: FigureConfig, out_dir: str) -> list[str]:
     """Run one figure; returns the files written, then the fitted power laws as text."""
     if name not in FIGURES:
         raise ConfigError(f"`figure` must be one of {FIGURES}, got {name!r}")
-    if not os.path.isdir(out_dir):
-        make_folder(out_dir)
+    out_dir = make_folder(out_dir)
     check_target(os.path.join(out_dir, f"{name}.png"), "--out-dir")  # a read-only folder fails now, not later
     from .sweep import open_cluster
 

@@ -87,7 +87,7 @@ def fig1(cfg: Fig1Config, out_dir: str, engine: str = "exact") -> list[str]:
     from .spec import SweepSpec
     from .sweep import run_sweep
 
-    make_folder(out_dir)
+    out_dir = make_folder(out_dir)
     png = check_target(os.path.join(out_dir, "fig1.png"), "--out-dir")
     network, task = "lab16", "default"
     R_all = sorted(set(cfg.R_grid) | set(cfg.R_curves))

@@ -92,6 +92,10 @@ def _show(name: str, flags: bool) -> str:
     return f"`--{name.replace('_', '-')}`" if flags else f"`{name}`"
 
 
+#: The options that seed random streams (checked as seeds: :func:`~spicelearn.checks.check_seed`).
+SEEDS = ("seed", "network_seed", "board")
+
+
 def _typed(name: str, value, where: str, flags: bool = False):
     opt = OPTIONS[name]
     if opt.kind is float:
@@ -104,6 +108,8 @@ def _typed(name: str, value, where: str, flags: bool = False):
         value = tuple(float(x) for x in value) if ok else value
     elif opt.kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and name in SEEDS and not 0 <= value < 2**63:  # before any run (2**64 broke sweep.nc's seed axis)
+            raise ConfigError(f"{where}: {_show(name, flags)}={value!r} must be an integer in 0 .. 2**63 - 1 (a seed)")
     else:
         ok = isinstance(value, opt.kind)
     if not ok:

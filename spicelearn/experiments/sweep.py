@@ -292,6 +292,10 @@ def run_sweep(spec: SweepSpec, out_dir, *, workers: int | None = None, scheduler
     if not isinstance(spec, SweepSpec):
         raise ConfigError(f"`spec` must be a SweepSpec (load_spec), got {type(spec).__name__}")
     _check_workers(workers)
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise ConfigError(f"`scheduler` must be a Dask scheduler's address (tcp://host:8786), got {scheduler!r:.40}")
+    if log is not None and not callable(getattr(log, "write", None)):
+        raise ConfigError(f"`log` must be a text file (with a write method), got {type(log).__name__}")
     log = sys.stderr if log is None else log
     out_dir = make_folder(out_dir, "--out")
     os.makedirs(os.path.join(out_dir, "points"), exist_ok=True)
@@ -352,13 +356,13 @@ def _point_files(out_dir: str) -> list:
 
 def _summary(point: "_Point") -> dict:
     """The summaries of one point's run: final and median errors (relative to the start), taus."""
-    from ..runfile import tau
+    from ..runfile import relative, tau
 
     mse0 = float(point.values("mse0"))
     mse, mse_eq = point.values("mse"), point.values("mse_eq")
     tail = slice(max(0, mse.size - _TAIL), mse.size)
-    return {"final_mse": mse[-1] / mse0, "median_mse": float(np.median(mse[tail])) / mse0,
-            "final_mse_eq": mse_eq[-1] / mse0, "median_mse_eq": float(np.median(mse_eq[tail])) / mse0,
+    return {"final_mse": relative(mse[-1], mse0), "median_mse": relative(np.median(mse[tail]), mse0),
+            "final_mse_eq": relative(mse_eq[-1], mse0), "median_mse_eq": relative(np.median(mse_eq[tail]), mse0),
             "tau": tau(mse, mse0, SUMMARY_THRESHOLD, SUMMARY_WINDOW),
             "tau_eq": tau(mse_eq, mse0, SUMMARY_THRESHOLD, SUMMARY_WINDOW),
             "run_gamma_l": float(point.attrs.get("gamma_l", np.nan)), "run_R": float(point.attrs.get("R", np.nan)),

@@ -167,8 +167,7 @@ def validate(design: Design, out_dir, *, boards: int | None = None, engine: str 
         if engine not in ("exact", "ngspice"):
             raise ConfigError(f"`--engine` must be 'exact' or 'ngspice', got {engine!r}")
         design = replace(design, options={**design.options, "backend": engine})
-    out_dir = os.fspath(out_dir)
-    make_folder(out_dir)
+    out_dir = make_folder(out_dir)
     for name in ("validate.png", "report.md", "boards.nc"):
         check_target(os.path.join(out_dir, name), "--out-dir")
     table = rows(design, boards)

@@ -208,8 +208,10 @@ def compile_network(graph: nx.Graph, *, name: str | None = None, allow_disconnec
         For a directed graph or multigraph (parallel edges), self-loops, an
         empty or disconnected graph, duplicate node ids once converted to
         strings, non-positive or non-finite capacitances, or positions outside
-        0..127.
+        0..65535 (:data:`MAX_POSITIONS`; each pot checks its own range where a run starts).
     """
+    if not isinstance(allow_disconnected, (bool, np.bool_)):  # ("no" would be true)
+        raise NetworkError(f"`allow_disconnected` must be True or False, got {allow_disconnected!r:.40}")
     if not isinstance(graph, nx.Graph):
         raise NetworkError(f"`graph` must be a networkx.Graph, got {type(graph).__name__}")
     if graph.is_directed():

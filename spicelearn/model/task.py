@@ -79,9 +79,10 @@ class Task:
         return {"sources": dict(self.sources), "targets": dict(self.targets)}
 
     def to_json(self, path) -> None:
-        """Write the task as JSON (the format :func:`load_task` reads)."""
-        with open(path, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=2)
+        """Write the task as JSON (the format :func:`load_task` reads), atomically."""
+        from ..files import atomic_write
+
+        atomic_write(path, json.dumps(self.to_dict(), indent=2) + "\n", what="path")
 
     def bind(self, network: CompiledNetwork) -> "BoundTask":
         """Check the task against ``network`` and return index arrays.
