@@ -71,6 +71,8 @@ def test_rows_one_per_imperfection_and_deterministic_rows_have_one_board(tmp_pat
     assert table["ideal"].boards == 1 and table["wiper"].boards == 1 and table["dac_bits"].boards == 1
     alone = table["wiper"].options
     assert alone["wiper"] == 50 and alone["r_ab_tolerance"] == 0 and alone["noise"] == 0
+    quick = {r.name: r.boards for r in rows(d, boards=1)}  # --boards 1: the sensitivity rows no larger
+    assert quick["all"] == 1 and quick["r_ab_tolerance"] == 1
 
 
 LEAN = """

@@ -75,7 +75,7 @@ class Design:
     boards : int
         Boards of the Monte Carlo.
     sensitivity_boards : int or None
-        Boards of each row of the sensitivity table (None: ``boards``).
+        Boards of each row of the sensitivity table (None: ``boards``; at most the Monte Carlo's boards).
     batch : bool
         Whether the boards run together on the batched exact engine (the default; the same results).
     text : str
