@@ -6,6 +6,8 @@ batch differ in every way a batch allows: capacitance model, rate, eta, rule, no
 the drawn parts of imperfect boards.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -253,7 +255,6 @@ def test_a_state_with_other_voltages_relaxes_from_them_not_from_its_kept_coordin
     """The engine keeps each state's coordinates in its capacitors' frames; a state given other voltages
     (``dataclasses.replace``) relaxes from those voltages: a zero-duration step keeps them, and from a copy of the
     engine's own voltages it relaxes as the engine's state does."""
-    from dataclasses import replace
 
     engine, bound, boards = _engine()
     p = np.full((3, bound.network.n_edges), 40)
@@ -357,6 +358,19 @@ def test_bad_batches_are_refused_with_the_reason():
     state = engine.init(np.full((3, bound.network.n_edges), 63), clamp=np.zeros((3, 2)))
     with pytest.raises(ConfigError, match="`duration`"):
         engine.relax(state, np.zeros((3, 2)), np.array([1.0, -1.0, 1.0]))
+    for duration in ("x", np.full(3, "1.0")):
+        with pytest.raises(ConfigError, match="`duration`"):
+            engine.relax(state, np.zeros((3, 2)), duration)
+    with pytest.raises(ConfigError, match="`clamp` must be finite volts"):
+        engine.relax(state, np.full((3, 2), "a"), np.ones(3))
+    with pytest.raises(ConfigError, match="`default_clamp`, a function"):
+        engine.init(np.full((3, bound.network.n_edges), 63), default_clamp=5)
+    other = _engine()[0].init(np.full((3, bound.network.n_edges), 63), clamp=np.zeros((3, 2)))
+    for bad in (None, "x", replace(other, v_free=other.v_free[:2])):
+        for call in (lambda: engine.relax(bad, np.zeros((3, 2)), np.ones(3)), lambda: engine.equilibrium_free(bad),
+                     lambda: engine.set_positions(bad, np.full((3, bound.network.n_edges), 63))):
+            with pytest.raises(ConfigError, match="`state` must be a state this engine returned"):
+                call()
 
 
 def test_a_chunks_records_take_the_memory_their_bound_says(monkeypatch):

@@ -686,11 +686,19 @@ class BatchedExactEngine:
         return p.astype(int, copy=False)
 
     def _check_clamp(self, clamp) -> np.ndarray:
-        c = np.asarray(clamp, dtype=float)
+        c = np.asarray(clamp)
         shape = (self.size, self.target_index.size)
-        if c.shape != shape or not np.all(np.isfinite(c)):
-            raise ConfigError(f"`clamp` must be finite volts with shape {shape}, got shape {c.shape}")
-        return c
+        if c.shape != shape or c.dtype.kind not in "iuf" or not np.all(np.isfinite(c)):
+            raise ConfigError(f"`clamp` must be finite volts with shape {shape}, got dtype {c.dtype} and shape "
+                              f"{c.shape}")
+        return c.astype(float, copy=False)
+
+    def _check_state(self, state) -> None:
+        if not isinstance(state, BatchState) or np.shape(state.v_free) != (self.size, self.network.n_nodes):
+            got = f"{type(state).__name__}" + (f" of shape {np.shape(state.v_free)}" if isinstance(state, BatchState)
+                                                else "")
+            raise ConfigError(f"`state` must be a state this engine returned, ({self.size}, {self.network.n_nodes}) "
+                              f"voltages; got {got}")
 
     # -- the protocol, batched ----------------------------------------------------------
     def init(self, positions, clamp=None, default_clamp=None) -> BatchState:
@@ -700,8 +708,9 @@ class BatchedExactEngine:
         free, clamped = self._ticks(positions)
         v_free = self._to_v(free.ystar)
         if clamp is None:
-            if default_clamp is None:
-                raise ConfigError("give `clamp` (B, M_T) or the supervisors' `default_clamp`")
+            if not callable(default_clamp):
+                raise ConfigError("give `clamp` (B, M_T) or the supervisors' `default_clamp`, a function of the free "
+                                  f"twins' voltages (B, N); got {type(default_clamp).__name__}")
             clamp = default_clamp(v_free)
         clamp = self._check_clamp(clamp)
         y2 = _mv(self.frames[1].K22T, clamp)
@@ -713,10 +722,12 @@ class BatchedExactEngine:
     def relax(self, state: BatchState, clamp, duration) -> BatchState:
         """Step every board's clamps to ``clamp`` (B, M_T), then relax ``duration`` (B,) seconds (0: the jump
         alone: the clamped twin's ``y1`` is its floating nodes' charge, conserved)."""
+        self._check_state(state)
         clamp = self._check_clamp(clamp)
-        d = np.asarray(duration, dtype=float)
-        if d.shape != (self.size,) or not np.all(np.isfinite(d) & (d >= 0)):
+        d = np.asarray(duration)
+        if d.shape != (self.size,) or d.dtype.kind not in "iuf" or not np.all(np.isfinite(d) & (d >= 0)):
             raise ConfigError(f"`duration` must be finite and >= 0 seconds with shape ({self.size},), got {d!r:.80}")
+        d = d.astype(float, copy=False)
         free, clamped, nc = state.free, state.clamped, self.n_c
         y2 = _mv(self.frames[1].K22T, clamp)
         y1star = self._clamped_equilibrium_y1(clamped, y2)
@@ -730,12 +741,14 @@ class BatchedExactEngine:
 
     def set_positions(self, state: BatchState, positions) -> BatchState:
         """Clock tick of every board: new resistances; node voltages do not jump."""
+        self._check_state(state)
         positions = self._check_positions(positions)
         free, clamped = self._ticks(positions)
         return replace(state, positions=positions, free=free, clamped=clamped)
 
     def equilibrium_free(self, state: BatchState) -> np.ndarray:
         """Free twins' equilibrium voltages at the state's resistances, shape (B, N)."""
+        self._check_state(state)
         return self._to_v(state.free.ystar)
 
     @staticmethod
