@@ -24,7 +24,8 @@ def test_tau_is_the_runfile_tau():
     assert tau(err, 1.0, threshold=1e-3, window=10) == 9
     assert tau(err, 1.0, threshold=1e-3, window=3) == 5
     assert np.isnan(tau(err, 1.0, threshold=1e-5))
-    for args, kwargs, message in (((err, np.nan), {}, "`mse0` must be finite"), ((err, -1.0), {}, "`mse0` must be >= 0"),
+    for args, kwargs, message in (((err, np.nan), {}, "`mse0` must be finite"),
+                                  ((err, -1.0), {}, "`mse0` must be >= 0"),
                                   ((err, "x"), {}, "`mse0` must be a number"),
                                   (("abc", 1.0), {}, "`errors` must be a 1-d array of numbers"),
                                   ((err[None], 1.0), {}, "`errors` must be a 1-d array"),
