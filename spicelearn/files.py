@@ -10,8 +10,10 @@ the old file as it was and no temporary file behind.
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import tempfile
+import threading
 from contextlib import contextmanager
 
 from .checks import text_or_path
@@ -56,6 +58,24 @@ def check_target(path, what: str = "output") -> str:
     return path
 
 
+#: The signals that stop a run (Ctrl-C; SIGTERM, which the command line turns into the same).
+_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _hold_interrupts():
+    """Hold Ctrl-C and SIGTERM back (the mask before), so that none lands between the creation of a temporary file
+    and the code that removes it; None where signals cannot be held (not POSIX, or not the main thread)."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+
+
+def _release(held) -> None:
+    """Let the signals :func:`_hold_interrupts` held back through again (a pending one is handled now)."""
+    if held is not None and not (_INTERRUPTS & held):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPTS)
+
+
 @contextmanager
 def atomic_path(path, what: str = "output", suffix: str = ".part"):
     """Context manager yielding a temporary path beside ``path``; renamed onto ``path`` on success.
@@ -67,9 +87,11 @@ def atomic_path(path, what: str = "output", suffix: str = ".part"):
     target = os.path.realpath(path)
     folder = os.path.dirname(target)
     base = os.path.basename(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=folder)
-    os.close(fd)
+    tmp, held = None, _hold_interrupts()
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=folder)
+        os.close(fd)
+        _release(held)  # an interrupt that came meanwhile is raised here, where `finally` removes the file
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -83,7 +105,8 @@ def atomic_path(path, what: str = "output", suffix: str = ".part"):
                               f"(an existing file is unchanged)") from None
         raise
     finally:
-        if os.path.exists(tmp):
+        _release(held)
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 

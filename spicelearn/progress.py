@@ -10,7 +10,18 @@ from __future__ import annotations
 import sys
 import time
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "request_stop"]
+
+_stop_requested = False
+
+
+def request_stop(requested: bool = True) -> None:
+    """Ask every long loop to stop: its next :meth:`Progress.update` (every tick of a run, every job of a sweep)
+    raises ``KeyboardInterrupt``. The command line's SIGTERM handler raises one at once as well; this one comes
+    where that was swallowed on the way (a signal handler's exception raised inside a finaliser is only printed,
+    and a sweep of a million points went on). ``False`` withdraws the request."""
+    global _stop_requested
+    _stop_requested = requested
 
 
 class Progress:
@@ -44,6 +55,8 @@ class Progress:
         self._count = 0  # count last reported
 
     def update(self, done: int) -> None:
+        if _stop_requested:
+            raise KeyboardInterrupt
         self._count = done
         if not self.enabled:
             return

@@ -507,3 +507,40 @@ def test_an_error_of_several_lines_is_printed_as_one(tmp_path, capsys, monkeypat
     assert main(["train", "lab16", "--steps", "2", "--quiet", "--out", str(tmp_path / "r.nc")]) == 2
     err = _one_line_error(capsys, "failed:; doAnalyses: TRAN: Timestep too small; run aborted")
     assert "\n" not in err
+
+
+def test_a_stop_request_swallowed_on_the_way_still_stops_the_run(tmp_path, capsys):
+    """SIGTERM raises KeyboardInterrupt at once and also asks every loop to stop at its next progress update: where
+    the first was swallowed (in a finaliser), the run still stops, cleanly, with no file; the request ends with the
+    command, so the next runs as usual."""
+    from spicelearn.progress import request_stop
+
+    out = tmp_path / "r.nc"
+    request_stop()  # as if the handler had run and its exception had been swallowed
+    assert main(["train", "lab16", "--steps", "50", "--quiet", "--out", str(out)]) == 130
+    assert "spicelearn: interrupted" in capsys.readouterr().err and not out.exists()
+    assert main(["train", "lab16", "--steps", "5", "--quiet", "--out", str(out)]) == 0 and out.exists()
+
+
+def test_an_interrupt_while_the_temporary_file_is_made_leaves_none(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) is held back while the temporary file is created, and raised once the code that removes
+    it is in charge: a sweep stopped by SIGTERM had left an empty ``.nc.part`` beside its point files."""
+    import signal
+    import tempfile
+
+    from spicelearn import files
+
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        out = real(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # arrives with the file made, before its path is returned
+        return out
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
+    with pytest.raises(KeyboardInterrupt):
+        files.atomic_write(tmp_path / "x.txt", "data")
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    files.atomic_write(tmp_path / "x.txt", "data")  # and nothing stays held back
+    assert (tmp_path / "x.txt").read_text() == "data" and not signal.pthread_sigmask(signal.SIG_BLOCK, set())

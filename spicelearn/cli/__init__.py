@@ -15,6 +15,7 @@ import signal
 import sys
 
 from ..errors import SpicelearnError
+from ..progress import request_stop
 from . import compare, figure, kicad, run, spice, sweep, validate
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _terminate(signum, frame):
+    request_stop()  # (in case the exception below is swallowed: the next progress update raises it again)
     raise KeyboardInterrupt
 
 
@@ -56,6 +58,7 @@ def main(argv=None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        request_stop(False)
 
 
 if __name__ == "__main__":  # pragma: no cover
