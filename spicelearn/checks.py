@@ -11,7 +11,7 @@ import numpy as np
 from .errors import ConfigError
 
 __all__ = ["is_real", "finite", "positive", "check_steps", "check_eta", "check_R", "check_seed", "check_record_memory",
-           "record_bytes", "show", "text_or_path", "RECORD_MEMORY_LIMIT"]
+           "record_bytes", "show", "text_or_path", "RECORD_MEMORY_LIMIT", "SEED_LIMIT"]
 
 #: Memory a run may allocate for its record (bytes): far above any sensible run, below this machine's.
 RECORD_MEMORY_LIMIT = 8 * 2**30
@@ -78,12 +78,16 @@ def check_R(R) -> float:
     return v
 
 
+#: Seeds lie below this: run files keep a seed as a 64-bit integer, and a sweep's seed axis as a signed one.
+SEED_LIMIT = 2**63
+
+
 def check_seed(name: str, seed, allow_none: bool = False) -> int | None:
     """A seed: an integer in ``0 .. 2^63 - 1`` (numpy's generators refuse negative seeds; run files keep it as a
     64-bit integer, and a sweep's seed axis as a signed one), or None where allowed."""
     if seed is None and allow_none:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < SEED_LIMIT:
         raise ConfigError(f"`{name}` must be an integer in 0 .. 2**63 - 1{' or None' if allow_none else ''}, got "
                           f"{show(seed)}")
     return int(seed)

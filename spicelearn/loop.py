@@ -22,7 +22,7 @@ import numpy as np
 from .blas import limit_for
 from .checks import check_record_memory, check_seed, check_steps
 from .engines import get_engine
-from .engines.base import Engine
+from .engines.base import Engine, check_task_and_board
 from .errors import ConfigError, SpicelearnError
 from .model.board import Board
 from .model.hardware import Hardware, step_positions
@@ -749,12 +749,7 @@ def replay(task: BoundTask, board: Board, positions, clamps, *, engines=("exact"
     durations : array, shape (steps,), optional
         Relaxation time of each step (a run with clock jitter); default the board's period.
     """
-    if not isinstance(task, BoundTask):
-        raise ConfigError(f"`task` must be a task bound to its network (spicelearn.model.task.bind), got "
-                          f"{type(task).__name__}")
-    if not isinstance(board, Board):
-        raise ConfigError(f"`board` must be a spicelearn Board (Board.nominal or Board.draw), got "
-                          f"{type(board).__name__}")
+    check_task_and_board(task, board)
     if isinstance(engines, str) or not isinstance(engines, (list, tuple)) or not engines:
         raise ConfigError(f"`engines` must be a non-empty sequence of engine names or classes, e.g. ('exact', "
                           f"'ngspice'), got {engines!r:.60}")
@@ -801,15 +796,9 @@ def replay_run(ds, *, engines=("exact", "ngspice"), steps: int | None = None, ne
     (:func:`spicelearn.runfile.run_inputs`); ``network`` may name the run's
     network instead (it is checked against the recorded one).
     """
-    import xarray as xr
+    from .runfile import check_dataset, run_inputs
 
-    from .runfile import REQUIRED_VARIABLES, _check_layout, run_inputs
-
-    missing = [v for v in REQUIRED_VARIABLES if v not in ds] if isinstance(ds, xr.Dataset) else None
-    if missing is None or missing:
-        raise ConfigError(f"`ds` must be a run file (the Dataset of train or load_run), got "
-                          f"{type(ds).__name__}" + (f" without {missing}" if missing else ""))
-    _check_layout(ds, "`ds`")
+    check_dataset(ds)
     task, board, start = run_inputs(ds, network=network)
     n = ds.sizes["step"] if steps is None else check_steps(steps)  # (not 2.7 as 2, "3" as 3, True as 1)
     if not 1 <= n <= ds.sizes["step"]:

@@ -31,8 +31,8 @@ from .model.network import CompiledNetwork, compile_network, load_network
 from .model.task import BoundTask, load_task
 
 __all__ = ["make_dataset", "network_attrs", "run_inputs", "save_run", "write_netcdf", "open_netcdf", "local_file_locks",
-           "load_run", "tau", "summary",
-           "REQUIRED_VARIABLES", "TIME_UNITS"]
+           "load_run", "check_dataset", "relative", "tau", "summary",
+           "REQUIRED_VARIABLES", "LAYOUT", "TIME_UNITS"]
 
 REQUIRED_VARIABLES = ("mse", "mse_eq", "v_free", "v_clamped", "mse0")
 #: Units of the ``time`` coordinate: seconds of the board's clock, or training steps of the paper's model.
@@ -290,8 +290,18 @@ def load_run(path) -> xr.Dataset:
     return ds
 
 
+def check_dataset(ds, names=REQUIRED_VARIABLES) -> None:
+    """``ds`` a run file in memory (the Dataset of train or load_run) with the variables ``names``, of the contract's
+    layout (:func:`_check_layout`); else one error naming `ds`."""
+    missing = [v for v in names if v not in ds] if isinstance(ds, xr.Dataset) else None
+    if missing is None or missing:
+        raise ConfigError(f"`ds` must be a run file (the Dataset of train or load_run), got {type(ds).__name__}"
+                          + (f" without {missing}" if missing else ""))
+    _check_layout(ds, "`ds`")
+
+
 #: The dimensions of a run file's variables (DESIGN.md, the run-file contract).
-_LAYOUT = {"mse": ("step",), "mse_eq": ("step",), "v_free": ("step", "node"), "v_clamped": ("step", "node"),
+LAYOUT = {"mse": ("step",), "mse_eq": ("step",), "v_free": ("step", "node"), "v_clamped": ("step", "node"),
            "mse0": (), "time": ("step",)}
 
 
@@ -299,7 +309,7 @@ def _check_layout(ds: xr.Dataset, what: str) -> None:
     """The variables of a run file numbers of the contract's dimensions, at least one step, and the numbers its
     summary prints (``R``, ``eta``) numbers: else one error naming ``what`` (the file) and what is wrong (a file
     edited or made by another tool)."""
-    for name, dims in _LAYOUT.items():
+    for name, dims in LAYOUT.items():
         if name not in ds.variables:
             continue  # (time: files of spicelearn before it; the rest were checked by load_run)
         v = ds.variables[name]
@@ -359,9 +369,7 @@ def tau(errors, mse0: float, threshold: float = 1e-3, window: int = 10) -> float
 
 def summary(ds: xr.Dataset, threshold: float = 1e-3, window: int = 10) -> str:
     """A few lines: parameters, final and median errors, tau."""
-    if not isinstance(ds, xr.Dataset) or any(v not in ds for v in ("mse", "mse_eq", "mse0")):
-        raise ConfigError(f"`ds` must be a run file (the Dataset of train or load_run), got {type(ds).__name__}")
-    _check_layout(ds, "`ds`")
+    check_dataset(ds, ("mse", "mse_eq", "mse0"))
     mse0 = float(ds["mse0"])
     n = ds.sizes["step"]
     tail = slice(max(0, n - 500), n)

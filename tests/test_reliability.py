@@ -363,6 +363,14 @@ def _tamper(ds, how):
     return out
 
 
+def _tampered_run(tmp_path, how):
+    """A 4-step lab16 run file, tampered with (:func:`_tamper`) and written to ``tmp_path / "bad.nc"``."""
+    run, bad = tmp_path / "run.nc", tmp_path / "bad.nc"
+    assert main(["train", "lab16", "--steps", "4", "--quiet", "--out", str(run)]) == 0
+    _tamper(load_run(run), how).to_netcdf(bad, unlimited_dims=["step"] if how == "no steps" else None)
+    return bad
+
+
 @pytest.mark.parametrize("how, message", [
     ("R as text", "the attribute(s) ['R'] must be numbers"),
     ("mse as text", "`mse` must be numbers over ('step',)"),
@@ -371,10 +379,7 @@ def _tamper(ds, how):
     ("no steps", "has no steps"),
 ])
 def test_a_run_file_of_the_wrong_layout_is_one_line(tmp_path, capsys, how, message):
-    run = tmp_path / "run.nc"
-    assert main(["train", "lab16", "--steps", "4", "--quiet", "--out", str(run)]) == 0
-    bad = tmp_path / "bad.nc"
-    _tamper(load_run(run), how).to_netcdf(bad, unlimited_dims=["step"] if how == "no steps" else None)
+    bad = _tampered_run(tmp_path, how)
     for argv in (["show", str(bad)], ["replay", str(bad)], ["export-spice", "lab16", "--positions", str(bad),
                                                             "-o", str(tmp_path / "x.cir")]):
         assert main(argv) == 2
@@ -387,10 +392,7 @@ def test_a_run_file_of_the_wrong_layout_is_one_line(tmp_path, capsys, how, messa
     ("network GraphML broken", "attributes are damaged: ParseError"),
 ])
 def test_a_run_file_that_lacks_what_repeating_it_needs_is_one_line(tmp_path, capsys, how, message):
-    run = tmp_path / "run.nc"
-    assert main(["train", "lab16", "--steps", "4", "--quiet", "--out", str(run)]) == 0
-    bad = tmp_path / "bad.nc"
-    _tamper(load_run(run), how).to_netcdf(bad)
+    bad = _tampered_run(tmp_path, how)
     assert main(["show", str(bad)]) == 0  # its summary needs none of it
     capsys.readouterr()
     for argv in (["replay", str(bad), "--steps", "2"], ["export-spice", "lab16", "--positions", str(bad),
@@ -425,6 +427,16 @@ def test_demo_checks_its_steps_before_it_trains(tmp_path, capsys):
     assert not (tmp_path / "d").exists()
 
 
+def _each_names_its_argument(calls):
+    """Each ``(call, message)``: the call raises one of spicelearn's errors, whose text holds ``message``."""
+    from spicelearn.errors import SpicelearnError
+
+    for call, message in calls:
+        with pytest.raises(SpicelearnError) as exc:
+            call()
+        assert message in str(exc.value)
+
+
 def test_the_python_entry_points_name_arguments_of_the_wrong_type(tmp_path):
     """What a script may pass by mistake is one error naming the argument, not an AttributeError or TypeError from
     inside (each of these was one)."""
@@ -432,7 +444,6 @@ def test_the_python_entry_points_name_arguments_of_the_wrong_type(tmp_path):
 
     import spicelearn as sl
     from spicelearn.engines.batched import BatchedExactEngine
-    from spicelearn.errors import SpicelearnError
     from spicelearn.experiments.design import design_from_dict
     from spicelearn.experiments.spec import SweepSpec
     from spicelearn.experiments.sweep import run_sweep
@@ -458,17 +469,13 @@ def test_the_python_entry_points_name_arguments_of_the_wrong_type(tmp_path):
         (lambda: sl.Board.nominal(task.network, None), "`hardware` must be a spicelearn Hardware"),
         (lambda: sl.Board.draw(task.network, sl.Hardware(), 0), "`rng` must be a numpy.random.Generator"),
     ]
-    for call, message in calls:
-        with pytest.raises(SpicelearnError) as exc:
-            call()
-        assert message in str(exc.value)
+    _each_names_its_argument(calls)
     assert not (tmp_path / "x.nc").exists()
 
 
 def test_more_python_entry_points_name_their_bad_arguments(tmp_path):
     """The second round of fuzzing: each of these was a TypeError, KeyError or a silent acceptance."""
     import spicelearn as sl
-    from spicelearn.errors import SpicelearnError
     from spicelearn.experiments.design import design_from_dict
     from spicelearn.experiments.spec import SweepSpec
     from spicelearn.experiments.sweep import run_sweep
@@ -488,10 +495,7 @@ def test_more_python_entry_points_name_their_bad_arguments(tmp_path):
         (lambda: run_sweep(spec, tmp_path / "s", scheduler=5), "`scheduler` must be a Dask scheduler's address"),
         (lambda: replay_run(ds.drop_vars("v_clamped"), engines=("exact",)), "without ['v_clamped']"),
     ]
-    for call, message in calls:
-        with pytest.raises(SpicelearnError) as exc:
-            call()
-        assert message in str(exc.value)
+    _each_names_its_argument(calls)
     task.to_json(tmp_path / "t.json")
     assert sl.load_task(str(tmp_path / "t.json"), sl.load_network("lab16")) == task
 

@@ -38,7 +38,17 @@ from ..model.board import Board
 from ..model.network import CompiledNetwork
 from ..model.task import BoundTask
 
-__all__ = ["Engine", "EngineState"]
+__all__ = ["Engine", "EngineState", "check_task_and_board"]
+
+
+def check_task_and_board(task, board) -> None:
+    """What an engine runs on: a task bound to its network and a board, each of its type (one error naming it)."""
+    if not isinstance(board, Board):
+        raise ConfigError(f"`board` must be a spicelearn Board (Board.nominal(network, hardware)), "
+                          f"got {type(board).__name__}")
+    if not isinstance(task, BoundTask):
+        raise ConfigError(f"`task` must be a task bound to the network (task.bind(network)), got "
+                          f"{type(task).__name__}")
 
 
 #: Relaxations shorter than this (seconds) are the clamp step alone: ``exp(-rate t)`` is 1 to rounding for any rate
@@ -83,12 +93,7 @@ class Engine(abc.ABC):
     def __init__(self, network: CompiledNetwork, task: BoundTask, board: Board):
         if not isinstance(network, CompiledNetwork):
             raise ConfigError(f"`network` must be a compiled network (load_network), got {type(network).__name__}")
-        if not isinstance(board, Board):
-            raise ConfigError(f"`board` must be a spicelearn Board (Board.nominal(network, hardware)), "
-                              f"got {type(board).__name__}")
-        if not isinstance(task, BoundTask):
-            raise ConfigError(f"`task` must be a task bound to the network (task.bind(network)), got "
-                              f"{type(task).__name__}")
+        check_task_and_board(task, board)
         if task.network is not network:
             raise ConfigError("`task` is bound to another network; bind it to this one (task.bind(network))")
         self.network, self.task, self.board = network, task, board.check(network)

@@ -32,7 +32,7 @@ import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..checks import check_seed, check_steps
+from ..checks import check_steps
 from ..errors import ConfigError
 from .spec import check_options, hardware, read_toml
 
@@ -157,8 +157,7 @@ def design_from_dict(data: dict, where: str = "design", text: str = "", path: st
     sensitivity = data.get("sensitivity_boards")
     sensitivity = None if sensitivity is None else _count("sensitivity_boards", sensitivity, where, MAX_BOARDS)
     try:
-        check_steps(options["steps"])
-        check_seed("seed", options["seed"], allow_none=True)
+        check_steps(options["steps"])  # (the seed's range: check_options)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     if window >= options["steps"]:

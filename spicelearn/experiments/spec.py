@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ..checks import SEED_LIMIT
 from ..errors import ConfigError
 
 __all__ = ["OPTIONS", "IMPERFECTIONS", "BACKENDS", "check_options", "hardware", "run", "run_batch", "batch_key",
@@ -108,7 +109,7 @@ def _typed(name: str, value, where: str, flags: bool = False):
         value = tuple(float(x) for x in value) if ok else value
     elif opt.kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-        if ok and name in SEEDS and not 0 <= value < 2**63:  # before any run (2**64 broke sweep.nc's seed axis)
+        if ok and name in SEEDS and not 0 <= value < SEED_LIMIT:  # before any run (2**64 broke sweep.nc's seed axis)
             raise ConfigError(f"{where}: {_show(name, flags)}={value!r} must be an integer in 0 .. 2**63 - 1 (a seed)")
     else:
         ok = isinstance(value, opt.kind)

@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import ConfigError, SpicelearnError
 from ..files import atomic_path, atomic_write, check_target, make_folder
 from ..progress import Progress
-from ..runfile import open_netcdf, save_run, write_netcdf
+from ..runfile import LAYOUT, open_netcdf, save_run, write_netcdf
 from .spec import SweepSpec, batch_key, check_options, point_id, run, run_batch
 
 __all__ = ["run_sweep", "open_cluster", "combine", "run_point", "point_paths", "read_point", "SUMMARY_THRESHOLD",
@@ -408,7 +408,8 @@ def _checked(point: _Point, path: str) -> _Point:
         raise SpicelearnError(f"point file {path!r} is not a point of a spicelearn sweep ({what}); delete it to run "
                               "the point again")
 
-    for name, dims in (("mse", ("step",)), ("mse_eq", ("step",)), ("mse0", ())):
+    for name in ("mse", "mse_eq", "mse0"):
+        dims = LAYOUT[name]
         if name not in point.variables:
             fail(f"it lacks `{name}`")
         d, v = point.variables[name]
