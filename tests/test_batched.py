@@ -99,6 +99,36 @@ def test_larger_networks_with_global_capacitance_and_imperfect_boards_are_their_
     assert_same_runs(train_batch(net, runs, steps=30), _singles(net, runs, 30))
 
 
+@pytest.mark.parametrize("model", ["per_edge", "global"])
+def test_node_voltages_stay_exact_with_capacitors_spread_over_four_decades(model):
+    """Larger networks run the Chebyshev recurrence in node voltages on ``C^-1 L_G``, not symmetric where the
+    capacitors differ: with capacitors spread over four decades (R = 10, where expansions of up to ~100 terms take
+    that path), every tick's voltages are the single engine's (capacitors' frames) to 1e-10 V, through clamp steps,
+    relaxations of one to three periods and new positions."""
+    from spicelearn.engines.exact import ExactEngine
+
+    bound = bind("delaunay64", "random:5,3,0")
+    net, rng = bound.network, np.random.default_rng(2)
+    nominal = Board.nominal(net, Hardware.from_R(10.0, capacitance_model=model))
+    boards = [nominal.replace(capacitance=nominal.capacitance * 10 ** rng.uniform(-2, 2, nominal.capacitance.shape))
+              for _ in range(3)]
+    engine, singles = BatchedExactEngine(net, [bound] * 3, boards), [ExactEngine(net, bound, b) for b in boards]
+    p = rng.integers(0, 128, (3, net.n_edges))
+    clamp = np.tile(bound.target_voltage + 0.01, (3, 1))
+    state, alone = engine.init(p, clamp=clamp), [s.init(p[i], clamp=clamp[i]) for i, s in enumerate(singles)]
+    for k in range(20):
+        clamp = clamp + rng.normal(0.0, 0.01, clamp.shape)
+        d = np.array([b.period for b in boards]) * (1 + k % 3)
+        state = engine.relax(state, clamp, d)
+        alone = [s.relax(a, clamp[i], d[i]) for i, (s, a) in enumerate(zip(singles, alone))]
+        for i, a in enumerate(alone):
+            np.testing.assert_allclose(state.v_free[i], a.v_free, rtol=0, atol=VOLT_TOL, err_msg=f"tick {k}")
+            np.testing.assert_allclose(state.v_clamped[i], a.v_clamped, rtol=0, atol=VOLT_TOL, err_msg=f"tick {k}")
+        p = np.clip(p + rng.choice([-1, 1], p.shape), 0, 127)
+        state = engine.set_positions(state, p)
+        alone = [s.set_positions(a, p[i]) for i, (s, a) in enumerate(zip(singles, alone))]
+
+
 def test_tiny_rates_take_the_eigen_path_without_tabling_their_expansions():
     """R = 1e-10 beside R = 1 in one batch, both capacitance models, imperfect pots (the intervals' half-widths
     up to ~1e10, whose Chebyshev expansions would need as many coefficients: tens of GB): the runs are their single
@@ -210,19 +240,20 @@ def test_a_boards_run_on_delaunay64_does_not_depend_on_its_batch():
             np.testing.assert_array_equal(other[v].values, whole[i][v].values, err_msg=f"run {i}: {v}")
 
 
-def _engine(n=3, model="per_edge"):
-    bound = bind("lab16", "default")
+def _engine(n=3, model="per_edge", network="lab16"):
+    bound = bind(network, "default" if network == "lab16" else "random:5,3,0")
     hw = Hardware(capacitance_model=model, pot=Potentiometer(tolerance=0.3), capacitor=Capacitor(tolerance=0.2))
     rng = np.random.default_rng(5)
     boards = [Board.draw(bound.network, hw, rng) for _ in range(n)]
     return BatchedExactEngine(bound.network, [bound] * n, boards), bound, boards
 
 
+@pytest.mark.parametrize("network", ["lab16", "delaunay64"])
 @pytest.mark.parametrize("model", ["per_edge", "global"])
-def test_equilibria_satisfy_kirchhoffs_current_law(model):
+def test_equilibria_satisfy_kirchhoffs_current_law(model, network):
     """At equilibrium the current into every floating node is zero: ``(L_G v)_F = 0`` in each free twin, and in
     each clamped twin at its clamped-floating nodes, every board with its own resistances."""
-    engine, bound, boards = _engine(model=model)
+    engine, bound, boards = _engine(model=model, network=network)
     rng = np.random.default_rng(0)
     p = rng.integers(0, 128, size=(3, bound.network.n_edges))
     state = engine.init(p, default_clamp=supervisors(engine.tasks, boards))
@@ -234,13 +265,14 @@ def test_equilibria_satisfy_kirchhoffs_current_law(model):
             assert np.max(np.abs(current)) < 1e-12 * np.max(np.abs(L)), (b, twin)
 
 
-def test_a_clamp_step_conserves_every_floating_nodes_charge():
+@pytest.mark.parametrize("network", ["lab16", "delaunay64"])  # capacitors' frames; node voltages
+def test_a_clamp_step_conserves_every_floating_nodes_charge(network):
     """A zero-duration relaxation is the jump alone: ``L_C[C, :] v_C`` (the charge on each clamped-floating node)
     is the same before and after, on every board with its own capacitors; the free twins do not move."""
-    engine, bound, boards = _engine()
+    engine, bound, boards = _engine(network=network)
     p = np.full((3, bound.network.n_edges), 63)
     state = engine.init(p, default_clamp=supervisors(engine.tasks, boards))
-    new = state.clamp + np.array([[0.1, -0.2]] * 3)
+    new = state.clamp + np.array([[0.1, -0.2, 0.15][:bound.target_index.size]] * 3)
     after = engine.relax(state, new, np.zeros(3))
     C = bound.clamped_floating
     for b, board in enumerate(boards):
@@ -251,12 +283,13 @@ def test_a_clamp_step_conserves_every_floating_nodes_charge():
         np.testing.assert_array_equal(after.v_clamped[b, bound.target_index], new[b])
 
 
-def test_a_state_with_other_voltages_relaxes_from_them_not_from_its_kept_coordinates():
-    """The engine keeps each state's coordinates in its capacitors' frames; a state given other voltages
-    (``dataclasses.replace``) relaxes from those voltages: a zero-duration step keeps them, and from a copy of the
-    engine's own voltages it relaxes as the engine's state does."""
+@pytest.mark.parametrize("network", ["lab16", "delaunay64"])
+def test_a_state_with_other_voltages_relaxes_from_them_not_from_its_kept_coordinates(network):
+    """The engine keeps each state's coordinates (in its capacitors' frames, or node voltages); a state given other
+    voltages (``dataclasses.replace``) relaxes from those voltages: a zero-duration step keeps them, and from a copy
+    of the engine's own voltages it relaxes as the engine's state does."""
 
-    engine, bound, boards = _engine()
+    engine, bound, boards = _engine(network=network)
     p = np.full((3, bound.network.n_edges), 40)
     state = engine.init(p, default_clamp=supervisors(engine.tasks, boards))
     period = np.array([b.period for b in boards])
@@ -272,10 +305,11 @@ def test_a_state_with_other_voltages_relaxes_from_them_not_from_its_kept_coordin
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 
-def test_a_long_relaxation_reaches_the_clamped_equilibrium_and_a_short_one_barely_moves():
+@pytest.mark.parametrize("network", ["lab16", "delaunay64"])
+def test_a_long_relaxation_reaches_the_clamped_equilibrium_and_a_short_one_barely_moves(network):
     """Exact exponential decay: after 1e3 slowest time constants each clamped twin sits at the equilibrium of its
     new clamps; after 1e-9 of the fastest, it has moved by less than 1e-6 of the way."""
-    engine, bound, boards = _engine()
+    engine, bound, boards = _engine(network=network)
     p = np.full((3, bound.network.n_edges), 63)
     sup = supervisors(engine.tasks, boards)
     state = engine.init(p, default_clamp=sup)

@@ -202,6 +202,10 @@ def test_a_diagonal_capacitor_frame_scales_the_laplacian_to_the_products_numbers
     L = np.stack([d64.laplacian(gb)[np.ix_(floating, floating)] for gb in g])
     want = np.stack([f.Kinv @ Lb @ f.Kinv.T for f, Lb in zip(frames, L)])
     np.testing.assert_allclose(FloatingLaplacian(d64, floating, 3).dense(g), L, rtol=1e-15, atol=1e-15 * abs(L).max())
+    batch = FloatingLaplacian(d64, floating, 3)  # the sparse entries: a bincount alone, a sparse product in a batch
+    entries = batch.entries(g)
+    np.testing.assert_array_equal(entries, np.concatenate([FloatingLaplacian(d64, floating).entries(gb) for gb in g]))
+    np.testing.assert_allclose(entries, L[:, batch.rows, batch.cols], rtol=1e-15, atol=1e-15 * abs(L).max())
     frame = frames[0]
     one = frame_transform(FloatingLaplacian(d64, floating), g[0], frame.kinv_diag, frame.Kinv, frame.Kinv.T)
     if model == "global":

@@ -1,25 +1,33 @@
 """The batched ``exact`` engine: B runs on one network in lockstep, each on its own board.
 
 The physics is that of :mod:`spicelearn.engines.exact`, with a leading batch axis on every array: the
-twins' RC transient between ticks solved exactly in the coordinates ``y = K^T v_F`` of each board's
-capacitors (``L_C[FF] = K K^T``), where each tick's matrix is ``A = W diag(g) W^T``. Per tick and
-board: one Cholesky solve of ``A`` for both twins' equilibria (the clamped twin's by the block inverse),
-and the transients by a Chebyshev expansion of ``exp(-x)`` on the bounds of the spectrum (one stacked
-matrix-vector product per term for both twins: the clamped twin's matrix is the leading block of the
-free twin's); where the expansion would be long (small R), one eigensolve per board and the contour
-quadrature of the clamped twin's resolvent. A batch of B runs gives the voltages of B single runs to
-rounding (``tests/test_batched.py``: positions equal, voltages within 1e-10 V).
+twins' RC transient between ticks solved exactly. Per tick and board: one Cholesky solve for both twins'
+equilibria (the clamped twin's by the block inverse), and the transients by a Chebyshev expansion of
+``exp(-x)`` on the bounds of the spectrum (one stacked matrix-vector product per twin and term); where the
+expansion would be long (small R), one eigensolve per board and the contour quadrature of the clamped twin's
+resolvent. A batch of B runs gives the voltages of B single runs to rounding (``tests/test_batched.py``:
+positions equal, voltages within 1e-10 V; we see ~1e-14).
+
+Two coordinates, by size:
+
+* small networks (up to :data:`_SMALL` floating nodes) work as the single engine does, in the coordinates
+  ``y = K^T v_F`` of each board's capacitors (``L_C[FF] = K K^T``), on the symmetric ``A = W diag(g) W^T``: ``A``
+  of every board from a table of the edges' ``w_e (x) w_e`` by one einsum with the batch axis last, the clamped
+  twin's matrix its leading block, and the recurrence the same way (an einsum per twin and term);
+* larger ones work in node voltages, on the rates ``M = C^-1 L_G[FF]`` (``C = L_C[FF]``; ``M = K^-T A K^T``, the
+  same spectrum) and the clamped twin's ``M_C = C_CC^-1 L_G[CC]``, made for both twins of the batch by one sparse
+  product of the Laplacians' entries (:class:`_NodeOperators`) where ``A`` costs a dense n_F^3 product a board (the
+  eigen path makes ``A`` where it needs it); the equilibria are Cholesky solves of ``L_G[FF]``, and a clamp step
+  moves ``v_C`` by ``-C_CC^-1 C_CT dV_T`` (charge conserved). delaunay64, B = 64: 1.08x to 1.10x the board-ticks a
+  second of the capacitors' frames (``benchmarks/bench_ab.py --boards 64``, 18.4k against 16.7k to 17.1k); node
+  voltages stay exact with capacitors spread over four decades (the recurrence on a non-symmetric ``M``: ~1e-14 V
+  from the single engine).
 
 The B runs share the network and its source and target nodes; each has its own board (part values,
 capacitance model, capacitors of each twin), task voltages and clock period. Where every board has the
 same capacitors (nominal boards, or boards whose only imperfections are in their pots and comparators),
-the boards share one frame (:class:`_Frames` with a leading axis of one, which broadcasts); otherwise each
-board has its own. Small networks (up to :data:`_SMALL` floating nodes) build ``A`` of every board from a
-table of the edges' ``w_e (x) w_e`` by one einsum with the batch axis last, and run the recurrence the
-same way (an einsum per twin and term); larger ones build each board's ``A = K^-1 L_G[FF] K^-T`` from the
-batch's sparse Laplacians (:class:`~spicelearn.engines.exact.FloatingLaplacian`, one ``bincount`` and one sparse
-product by ``K^-T`` for the batch) and one matrix product by ``K^-1``, and run the recurrence as stacked
-matrix-vector products, one per twin and term.
+the boards share one frame (:class:`_Frames` with a leading axis of one, which broadcasts, and one ``C^-1``);
+otherwise each board has its own.
 
 Memory: per board, three ``(n_F, n_F)`` matrices, ``W`` ``(n_F, E)`` and the node map ``(n_F, N)`` for
 each twin frame (once for a shared frame), the tick's operators and the recurrence's terms; at most
@@ -50,13 +58,14 @@ from typing import Sequence
 
 import numpy as np
 from scipy.linalg import lapack
+from scipy.sparse import csr_array
 
 from ..errors import ConfigError, NetworkError
 from ..model.board import Board
 from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR, CompiledNetwork
 from ..model.task import BoundTask
 from .exact import (CHEBYSHEV_TOL, SPARSE_FROM, FloatingLaplacian, capacitor_frame, chebyshev_plan,
-                    contour_quadrature, frame_transform, grounded_rate_bound, per_edge_rate_bounds)
+                    contour_quadrature, edge_rate_bound, frame_transform, per_edge_rate_bounds)
 
 __all__ = ["BatchedExactEngine", "BatchState", "worth_batching", "engine_bytes"]
 
@@ -173,26 +182,24 @@ def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.moveaxis(x, -1, 0)
     out = np.array(_t(b))  # (B, k, n): each board's right-hand sides a Fortran-ordered (n, k), solved in place
     posv = lapack.dposv
-    for i in range(a.shape[0]):
-        _, x, info = posv(a[i], out[i].T, lower=1, overwrite_b=1)
+    for i in range(a.shape[0]):  # a[i].T: Fortran-ordered, LAPACK's copy a plain one (0.7 us less a board on
+        # delaunay64), its lower triangle a[i]'s upper one: the same numbers (the matrices are symmetric)
+        _, x, info = posv(a[i].T, out[i].T, lower=1, overwrite_b=1)
         if info != 0:
             raise NetworkError(_SINGULAR)
         out[i] = x.T
     return _t(out)
 
 
-def _recurrence(terms: np.ndarray, product, zero=None) -> None:
+def _recurrence(terms: np.ndarray, product) -> None:
     """The Chebyshev terms ``T_k = 2u T_{k-1} - T_{k-2}`` (``T_1 = u T_0``) in place in ``terms[1:]`` from ``terms[0]``;
-    ``product(y, out)`` writes ``2u y`` into ``out`` and returns it; ``zero`` indexes the entries of a term set to zero
-    after each product (the clamped twin's targets)."""
+    ``product(y, out)`` writes ``2u y`` into ``out`` and returns it."""
     for k in range(1, terms.shape[0]):
         t = product(terms[k - 1], terms[k])
         if k == 1:
             t *= 0.5
         else:
             t -= terms[k - 2]
-        if zero is not None:
-            t[zero] = 0.0
 
 
 def _reciprocal(re: np.ndarray, im: np.ndarray) -> np.ndarray:
@@ -227,28 +234,41 @@ class _Frames:
 
 
 class _Tick:
-    """What one tick's positions fix for one twin of every board: ``A`` (B, n_F, n_F), the equilibria and the
-    bounds of the spectrum; the eigen-decomposition on first use (:meth:`eigen`).
+    """What one tick's positions fix for one twin of every board: the equilibria, the bounds of the spectrum, and
+    what the transient's operators are made from; ``A`` and its eigen-decomposition on first use (:meth:`eigen`).
 
     Attributes
     ----------
     A : ndarray, shape (B, n_F, n_F)
+        The rates in the capacitors' frame, ``K^-1 L_G[FF] K^-T`` (made on first use where the engine works in node
+        voltages: only its eigen path needs it).
     ystar : ndarray, shape (B, n_F)
-        Free-twin equilibrium ``-A^-1 r``, ``r = W diag(g) B_S V_S``.
+        Free-twin equilibrium in the engine's coordinates (``-A^-1 r``; node voltages: ``-L_G[FF]^-1 B_F^T g V``).
     P, Q : ndarray, shapes (B, n_C, M_T), (B, M_T, M_T)
-        Blocks ``[A^-1]_CT`` and ``[A^-1]_TT`` of the inverse: the clamped equilibrium is a rank-M_T
-        correction of the free one.
+        Blocks ``[.]_CT`` and ``[.]_TT`` of the inverse of the matrix solved (``A`` or ``L_G[FF]``): the clamped
+        equilibrium is a rank-M_T correction of the free one.
     lo, hi : ndarray, shape (B,)
-        Bounds of the spectrum of every ``A`` (rates, 1/s).
+        Bounds of the spectrum of the rates (1/s).
+    entries : ndarray, shape (B, nnz), or None
+        The sparse entries of ``L_G[FF]`` (:meth:`~spicelearn.engines.exact.FloatingLaplacian.entries`), where the
+        engine works in node voltages.
     """
 
-    def __init__(self, A, ystar, P, Q, lo, hi, n_c):
-        self.A, self.ystar, self.P, self.Q, self.lo, self.hi, self.n_c = A, ystar, P, Q, lo, hi, n_c
+    def __init__(self, ystar, P, Q, lo, hi, n_c, A=None, entries=None, make_A=None):
+        self.ystar, self.P, self.Q, self.lo, self.hi, self.n_c = ystar, P, Q, lo, hi, n_c
+        self.entries, self._A, self._make_A = entries, A, make_A
         self._eigen = None
+
+    @property
+    def A(self) -> np.ndarray:
+        if self._A is None:
+            self._A = self._make_A()
+        return self._A
 
     def take(self, idx: np.ndarray) -> "_Tick":
         """The boards ``idx`` (integer indices) of this tick."""
-        out = _Tick(self.A[idx], self.ystar[idx], self.P[idx], self.Q[idx], self.lo[idx], self.hi[idx], self.n_c)
+        out = _Tick(self.ystar[idx], self.P[idx], self.Q[idx], self.lo[idx], self.hi[idx], self.n_c, A=self.A[idx],
+                    entries=None if self.entries is None else self.entries[idx])
         if self._eigen is not None:
             out._eigen = tuple(a[idx] for a in self._eigen)
         return out
@@ -262,6 +282,58 @@ class _Tick:
             m = U2.shape[1]
             self._eigen = lam, U, U1, U2, (U2[:, :, None, :] * U2[:, None, :, :]).reshape(len(lam), m * m, -1)
         return self._eigen
+
+
+class _NodeOperators:
+    """Both twins' rates in node voltages on every board, ``M = C^-1 L_G[FF]`` (the free twin, ``C = L_C[FF]``)
+    and ``M_C = C_CC^-1 L_G[CC]`` (the clamped twin on its clamped-floating nodes), scaled and shifted for the
+    Chebyshev recurrence and transposed, from one sparse product a tick and no dense one:
+    ``[M^T; M_C^T] = [L_G[FF], 0; 0, L_G[CC]] [C^-1; C_CC^-1]``, board by board (each its own rows; a block-diagonal
+    matrix against a stack where the boards' capacitors differ). ``M`` is ``K^-T A K^T``: the capacitors' frame's
+    rates, the same spectrum.
+
+    Parameters
+    ----------
+    laplacian : FloatingLaplacian
+        The pattern of ``L_G[FF]`` (``size`` boards).
+    n_c : int
+        Clamped-floating nodes (the first of the floating nodes).
+    cinv, cinv_cc : ndarray, shapes (B | 1, n_F, n_F), (B | 1, n_C, n_C)
+        ``C^-1`` of the free twins and ``C_CC^-1`` of the clamped twins (a leading axis of 1: shared).
+    """
+
+    def __init__(self, laplacian: FloatingLaplacian, n_c: int, cinv: np.ndarray, cinv_cc: np.ndarray):
+        nf, size, nnz = laplacian.n_f, laplacian.size, laplacian.nnz
+        rows, cols = laplacian.rows, laplacian.cols
+        self._inner = np.flatnonzero((rows < n_c) & (cols < n_c))  # the entries of L_G[CC]
+        self.n_f, self.n_c, self.size, self._nnz = nf, n_c, size, nnz
+        # a board's 2 n_F rows: the free twin's n_F, then the clamped twin's (its last M_T empty); the entries row by row
+        r = np.concatenate([rows, rows[self._inner] + nf])
+        c = np.concatenate([cols, cols[self._inner] + nf])
+        k = r.size
+        D = np.zeros((max(cinv.shape[0], cinv_cc.shape[0]), 2 * nf, nf))
+        D[:, :nf], D[:, nf:nf + n_c, :n_c] = cinv, cinv_cc
+        shared = D.shape[0] == 1
+        board = np.repeat(np.arange(size), k)
+        indptr = np.searchsorted(board * 2 * nf + np.tile(r, size), np.arange(size * 2 * nf + 1))
+        self._data = np.zeros(size * k)
+        self._S = csr_array((self._data, np.tile(c, size) + (0 if shared else board * 2 * nf), indptr),
+                            shape=(size * 2 * nf, 2 * nf if shared else size * 2 * nf))
+        self._D = D[0] if shared else D.reshape(size * 2 * nf, nf)
+
+    def matrices(self, free: np.ndarray, clamped: np.ndarray, s: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        """``(s M - shift I)^T`` and ``(s M_C - shift I)^T`` (padded with zeros to n_F x n_F) of every board, shape
+        (size, 2, n_F, n_F), from the entries of the free and the clamped twins' ``L_G[FF]`` (size, nnz) and ``s``,
+        ``shift`` (size,)."""
+        nf, nc, nnz = self.n_f, self.n_c, self._nnz
+        data = self._data.reshape(self.size, -1)
+        np.multiply(free, s[:, None], out=data[:, :nnz])
+        np.multiply(clamped[:, self._inner], s[:, None], out=data[:, nnz:])
+        M = (self._S @ self._D).reshape(self.size, 2, nf, nf)
+        i, ic = np.arange(nf), np.arange(nc)
+        M[:, 0, i, i] -= shift[:, None]
+        M[:, 1, ic, ic] -= shift[:, None]
+        return M
 
 
 #: Half-widths of the expansions' intervals are rounded up to powers of 2^(1/_GRID) (so that their Bessel
@@ -427,14 +499,26 @@ class BatchedExactEngine:
         free = self._frames(0)
         self.frames = (free, free if all(b.capacitors_identical for b in boards) else self._frames(1))
         self._twins_identical = all(b.twins_identical for b in boards)
-        # larger networks: every board's floating Laplacian, sparse, then A = K^-1 L K^-T
-        self._laplacian = FloatingLaplacian(network, self.floating, self.size) if self.n_f > _SMALL else None
         self._scratch = {}  # buffers kept between ticks (_buffer)
-        # bounds of the spectra: per-edge capacitors, the edges' g / c; capacitors to ground, the edges' sums of
-        # A's diagonal (exact.grounded_rate_bound); a batch of both models, Gershgorin's
-        per_edge = all(b.hardware.capacitance_model == "per_edge" for b in boards)
-        self._ratio_c = tuple(1.0 / np.stack([b.twin_capacitance(t) for b in boards], axis=1) if per_edge else None
-                              for t in (0, 1))
+        # larger networks work in node voltages (_NodeOperators): every board's floating Laplacian, sparse
+        self._node = self.n_f > _SMALL
+        if self._node:
+            n, nc, f, c = self.n_f, self.n_c, free, self.frames[1]
+            L = self._laplacian = FloatingLaplacian(network, self.floating, self.size)
+            kinv_cc = c.Kinv[:, :nc, :nc]  # K^-1's leading block is K_CC^-1 (K lower triangular)
+            self._ops = _NodeOperators(L, nc, _t(f.Kinv) @ f.Kinv, _t(kinv_cc) @ kinv_cc)
+            # a clamp step conserves the clamped-floating nodes' charge C_CC v_C + C_CT v_T: v_C moves by -H dV_T
+            self._jump = _t(c.K[:, nc:, :nc] @ kinv_cc)  # (B | 1, n_C, M_T): H = C_CC^-1 C_CT = (K_TC K_CC^-1)^T
+            self._b_floating = csr_array(network.incidence[:, self.floating].T)  # (n_F, E): B_F^T
+            self._dense = np.zeros(self.size * n * n)  # the Laplacians, dense, for the solves (zero off the pattern)
+            self._slots = np.arange(self.size)[:, None] * n * n + L.rows * n + L.cols  # (B, nnz)
+            self._diagonal = np.flatnonzero(L.rows == L.cols)  # the entries on the diagonal, and their rows
+            self._diagonal_row = L.rows[self._diagonal]
+        # bounds of the spectra (_rate_bounds): per-edge capacitors, the edges' g / c; capacitors to ground, the
+        # edges' sums of the rates' diagonal (exact.grounded_rate_bound)
+        self._per_edge = np.array([b.hardware.capacitance_model == "per_edge" for b in boards])
+        self._ratio_c = tuple(1.0 / np.stack([b.twin_capacitance(t) if pe else np.ones(network.n_edges)
+                                              for b, pe in zip(boards, self._per_edge)], axis=1) for t in (0, 1))
         self._unit_T = np.eye(self.n_f)[:, self.n_c:]  # (n_F, M_T): the target coordinates
         #: The Chebyshev path takes ticks whose longest expansion needs at most this many terms.
         self.chebyshev_max_terms = _max_terms(self.n_f)
@@ -485,37 +569,67 @@ class BatchedExactEngine:
         return free, self._tick(1, self.conductance(positions, 1))
 
     def _tick(self, twin: int, g: np.ndarray) -> _Tick:
-        frames = self.frames[twin]
+        frames, nc = self.frames[twin], self.n_c
         gT = np.ascontiguousarray(g.T)  # (E, B): reductions over the edges run along rows (15x faster for lab16)
-        if frames.kr is not None:  # small networks, one frame: A of every board in one einsum (einsum's loops, not
-            # BLAS: each board's sums in one order whatever the batch), its lower triangle, then mirrored (lab16: 84
-            # against 135 us for 1,000 boards)
+        if self._node:  # larger networks, node voltages: a Cholesky solve of L_G[FF] (its entries scattered into the
+            # dense matrices, whose other entries stay zero); the transient's operators are made by relax
+            entries = self._laplacian.entries(g)
+            self._dense[self._slots] = entries
+            L = self._dense.reshape(self.size, self.n_f, self.n_f)
+            r = (self._b_floating @ (gT * self.b_src.T)).T  # B_F^T (g V) board by board (a column each)
+            Z = _solve_spd(L, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, L.shape[:1]
+                                                                              + self._unit_T.shape)], axis=2))
+            rates = None
+            if not self._per_edge.all():  # the rates' diagonal, L_ii / c_i (only capacitors to ground need it)
+                rates = np.zeros((self.size, self.network.n_nodes))
+                kinv = np.diagonal(frames.Kinv, 0, 1, 2)[:, self._diagonal_row]  # c_i^-1/2 where K is diagonal
+                rates[:, self.floating[self._diagonal_row]] = entries[:, self._diagonal] * kinv * kinv
+            lo, hi = self._rate_bounds(twin, gT, rates)
+
+            def make_A():  # the eigen path's matrices (capacitors' frame)
+                return frame_transform(self._laplacian, g, frames.kinv_diag, frames.Kinv, frames.KinvT)
+
+            return _Tick(ystar=-Z[:, :, 0], P=Z[:, :nc, 1:], Q=Z[:, nc:, 1:], lo=lo, hi=hi, n_c=nc, entries=entries,
+                         make_A=make_A)
+        if frames.kr is not None:  # one frame: A of every board in one einsum (einsum's loops, not BLAS: each
+            # board's sums in one order whatever the batch), its lower triangle, then mirrored (lab16: 84 against 135
+            # us for 1,000 boards)
             lower = np.einsum("xe,eb->xb", frames.kr, gT)
             A = np.moveaxis(lower[frames.sym].reshape(self.n_f, self.n_f, self.size), -1, 0)
             r = np.einsum("ie,eb->bi", frames.W[0], gT * self.b_src.T)
-        elif self.n_f <= _SMALL:
+        else:
             A = (frames.W * g[:, None, :]) @ _t(frames.W)
-            r = _mv(frames.W, g * self.b_src)
-        else:  # A = K^-1 L_G[FF] K^-T board by board (the sparse Laplacians by K^-T, then an n_F^3 product; none for
-            # a diagonal K)
-            A = frame_transform(self._laplacian, g, frames.kinv_diag, frames.Kinv, frames.KinvT)
             r = _mv(frames.W, g * self.b_src)
         Z = _solve_spd(A, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, A.shape[:1]
                                                                           + self._unit_T.shape)], axis=2))
-        nc = self.n_c
-        if self._ratio_c[twin] is not None:  # per-edge capacitors: the spectrum lies within the edges' g / c
-            lo, hi = per_edge_rate_bounds(gT, self._ratio_c[twin], axis=0)  # (E, B): along rows
-        elif frames.kinv_diag is not None:  # capacitors to ground: A's diagonal is s / c (zero at the driven nodes)
-            lo, hi = np.zeros(self.size), grounded_rate_bound(A, self.floating, self.network)
-        else:  # Gershgorin
-            lo, hi = np.zeros(self.size), np.abs(A).sum(axis=2).max(axis=1)
+        rates = None
+        if not self._per_edge.all():
+            rates = np.zeros((self.size, self.network.n_nodes))
+            rates[:, self.floating] = np.diagonal(A, 0, 1, 2)
+        lo, hi = self._rate_bounds(twin, gT, rates)
         return _Tick(A=A, ystar=-Z[:, :, 0], P=Z[:, :nc, 1:], Q=Z[:, nc:, 1:], lo=lo, hi=hi, n_c=nc)
 
+    def _rate_bounds(self, twin: int, gT: np.ndarray, rates: np.ndarray | None) -> tuple:
+        """Bounds ``(lo, hi)`` (B,) on the spectra of every board's ``twin``: per-edge capacitors, the edges' ``g / c``
+        (:func:`~spicelearn.engines.exact.per_edge_rate_bounds`, ``gT`` (E, B)); capacitors to ground, ``[0,
+        edge_rate_bound(rates)]`` (:func:`~spicelearn.engines.exact.edge_rate_bound`, ``rates`` (B, N) the rates'
+        diagonal ``s_i / c_i`` at the floating nodes, zero elsewhere; None where every board has per-edge ones)."""
+        lo, hi = per_edge_rate_bounds(gT, self._ratio_c[twin], axis=0)  # (E, B): along rows
+        if rates is None:
+            return lo, hi
+        grounded = edge_rate_bound(rates, self.network.edge_nodes)
+        return np.where(self._per_edge, lo, 0.0), np.where(self._per_edge, hi, grounded)
+
     def _to_v(self, y: np.ndarray, twin: int = 0) -> np.ndarray:
-        """Node voltages (B, N) from the coordinates ``y`` (B, n_F) of one twin: ``v_F = K^-T y``."""
+        """Node voltages (B, N) from the coordinates ``y`` (B, n_F) of one twin: ``v_F = K^-T y``, or ``y`` itself
+        where the engine works in node voltages."""
+        if self._node:
+            v = np.array(self._v_template)
+            v[:, self.floating] = y
+            return v
         Kp = self.frames[twin].Kp
-        if self.n_f <= _SMALL and Kp.shape[0] == 1:  # one frame: an einsum over the batch, the voltages laid out
-            # board-fastest (Fortran order) as the coordinates are (lab16: 13 against 35 us for 1,000 boards)
+        if Kp.shape[0] == 1:  # one frame: an einsum over the batch, the voltages laid out board-fastest (Fortran
+            # order) as the coordinates are (lab16: 13 against 35 us for 1,000 boards)
             v = np.einsum("bj,jn->bn", y, Kp[0], order="F")
             v += self._v_template
             return v
@@ -523,7 +637,10 @@ class BatchedExactEngine:
         return np.add(np.matmul(y[:, None, :], Kp)[:, 0], self._v_template, order=self._v_template_order)
 
     def _to_y(self, v: np.ndarray, twin: int = 0) -> np.ndarray:
-        """The coordinates ``y = K^T v_F`` (B, n_F) of one twin from node voltages (B, N)."""
+        """The coordinates ``y = K^T v_F`` (B, n_F) of one twin from node voltages (B, N) (``v_F`` where the engine
+        works in node voltages)."""
+        if self._node:
+            return v[:, self.floating]
         return _mv(_t(self.frames[twin].K), v[:, self.floating])
 
     def _stack_y(self, y1: np.ndarray, y2: np.ndarray) -> np.ndarray:
@@ -532,6 +649,10 @@ class BatchedExactEngine:
         y = np.empty((y1.shape[0], self.n_f), order="F" if self.n_f <= _SMALL else "C")
         y[:, :y1.shape[1]], y[:, y1.shape[1]:] = y1, y2
         return y
+
+    def _target_coords(self, clamp: np.ndarray) -> np.ndarray:
+        """The clamped twin's target coordinates (B, M_T) at clamp voltages (B, M_T): ``K_TT^T V_T``, or ``V_T``."""
+        return clamp if self._node else _mv(self.frames[1].K22T, clamp)
 
     def _coords(self, state: BatchState) -> tuple:
         """``(y_free (B, n_F), y1 (B, n_C))`` of a state: kept where the engine made its voltages, else computed
@@ -569,33 +690,44 @@ class BatchedExactEngine:
         return tick.ystar[:, :nc] - _mv(tick.P, _solve_small(tick.Q, tick.ystar[:, nc:] - y2))
 
     def _transient(self, free: _Tick, clamped: _Tick, x: np.ndarray, x1: np.ndarray, d: np.ndarray) -> tuple:
-        """``exp(-d A) x`` (B, n_F) of the free twins and ``exp(-d A11) x1`` (B, n_C) of the clamped twins.
+        """``exp(-d M) x`` (B, n_F) of the free twins and ``exp(-d M_C) x1`` (B, n_C) of the clamped twins, ``M`` their
+        rates in the engine's coordinates.
 
-        Chebyshev expansions on the bounds of the spectra (:func:`chebyshev_coefficients`), one stacked
-        recurrence for both twins, where the longest needs at most :attr:`chebyshev_max_terms` terms; else
-        the eigen-decomposition (free twins) and the contour quadrature (clamped twins)."""
+        Chebyshev expansions on the bounds of the spectra (:func:`chebyshev_coefficients`), one stacked recurrence
+        for both twins, on the boards whose expansion needs at most :attr:`chebyshev_max_terms` terms; on the others
+        the eigen-decomposition (free twins) and the contour quadrature (clamped twins), each board its own path (a
+        board's result is its own: the others' expansions in the recurrence are zero)."""
         lo, hi = np.minimum(free.lo, clamped.lo) * d, np.maximum(free.hi, clamped.hi) * d
         coef, center, half, terms = chebyshev_coefficients(lo, 0.5 * (hi - lo))
-        fast = terms <= self.chebyshev_max_terms  # each board its own path: a board's result is its own
-        if fast.all():
-            return self._chebyshev(free, clamped, x, x1, d, coef, center, half)
-        if not fast.any():
+        slow = np.flatnonzero(terms > self.chebyshev_max_terms)
+        if slow.size == d.size:
             return self._eigen_transient(free, clamped, x, x1, d)
-        out, out1 = np.empty_like(x), np.empty_like(x1)
-        for idx, path in ((np.flatnonzero(fast), "chebyshev"), (np.flatnonzero(~fast), "eigen")):
-            f = free.take(idx)
-            c = f if clamped is free else clamped.take(idx)
-            if path == "chebyshev":
-                m = int(terms[idx].max())
-                out[idx], out1[idx] = self._chebyshev(f, c, x[idx], x1[idx], d[idx], coef[idx, :m], center[idx],
-                                                      half[idx])
-            else:
-                out[idx], out1[idx] = self._eigen_transient(f, c, x[idx], x1[idx], d[idx])
+        s, shift = 2.0 * d / half, 2.0 * center / half
+        if slow.size:
+            coef = coef[:, :int(np.delete(terms, slow).max())]
+            coef[slow], s[slow], shift[slow] = 0.0, 0.0, 0.0
+        out, out1 = self._chebyshev(free, clamped, x, x1, coef, s, shift)
+        if slow.size:
+            f = free.take(slow)
+            out[slow], out1[slow] = self._eigen_transient(f, f if clamped is free else clamped.take(slow), x[slow],
+                                                          x1[slow], d[slow], slow)
         return out, out1
 
-    def _eigen_transient(self, free: _Tick, clamped: _Tick, x, x1, d) -> tuple:
-        """The transients through the eigen-decompositions: the free twins mode by mode, the clamped twins by the
-        contour quadrature of the inverse Laplace transform."""
+    def _eigen_transient(self, free: _Tick, clamped: _Tick, x, x1, d, boards=slice(None)) -> tuple:
+        """The transients of the ``boards`` of ``free`` and ``clamped`` through the eigen-decompositions in the
+        capacitors' frames: the free twins mode by mode, the clamped twins by the contour quadrature of the inverse
+        Laplace transform. Where the engine works in node voltages, ``x`` and ``x1`` go to the frames and back
+        (``y = K^T v``)."""
+        if self._node:
+            K, K1 = (f.K if f.shared else f.K[boards] for f in self.frames)
+            Ki, Ki1 = (f.Kinv if f.shared else f.Kinv[boards] for f in self.frames)
+            nc = self.n_c
+            y, y1 = self._eigen_frames(free, clamped, _mv(_t(K), x), _mv(_t(K1[:, :nc, :nc]), x1), d)
+            return _mv(_t(Ki), y), _mv(_t(Ki1[:, :nc, :nc]), y1)
+        return self._eigen_frames(free, clamped, x, x1, d)
+
+    def _eigen_frames(self, free: _Tick, clamped: _Tick, x, x1, d) -> tuple:
+        """:meth:`_eigen_transient` in the capacitors' frames."""
         lam, U = free.eigen()[:2]
         out = _mv(U, np.exp(-lam * d[:, None]) * _mv(_t(U), x))
         if not self.n_c:
@@ -605,15 +737,13 @@ class BatchedExactEngine:
         out1 = self._sub_resolvent(clamped, x1, _QUAD_S / t, _QUAD_W / t)
         return out, np.where(moving[:, None], out1, x1)
 
-    def _chebyshev(self, free, clamped, x, x1, d, coef, center, half) -> tuple:
-        """The Chebyshev recurrence ``T_{k+1} = 2u T_k - T_{k-1}``, ``2u = (2 d A - 2 center) / half``, on the
-        stacked vectors of both twins (the clamped twin's vector padded with zeros at its target coordinates, which
-        stay zero: its product is ``A11``'s)."""
+    def _chebyshev(self, free, clamped, x, x1, coef, s, shift) -> tuple:
+        """The Chebyshev recurrence ``T_{k+1} = 2u T_k - T_{k-1}``, ``2u = s M - shift`` (B,), on the stacked vectors
+        of both twins, the sums ``sum_k coef_k T_k`` (coef (B, m))."""
         B, n, nc = x.shape[0], self.n_f, self.n_c
         m = coef.shape[1]
-        s, shift = 2.0 * d / half, 2.0 * center / half
         idx, idc = np.arange(n), np.arange(nc)
-        if n <= _SMALL:  # the batch axis last: one einsum over all boards beats B tiny matrix products
+        if not self._node:  # the batch axis last: one einsum over all boards beats B tiny matrix products
             # an einsum per twin and term: the free twin's matrix, and the clamped twin's A11, which for equal twins
             # is the free twin's leading block (lab16: 20 against 24 us a term for one einsum on both twins with the
             # clamped twin's matrix padded with zeros)
@@ -639,24 +769,17 @@ class BatchedExactEngine:
             # boards then runs on unit strides: 80 against 180 us for lab16's 1,000 boards of 26 terms)
             acc = np.einsum("kb,kpib->pib", np.ascontiguousarray(coef.T), terms)
             return acc[0].T, acc[1, :nc].T
-        # larger networks: the terms T_k (B, 2, n, 1) of the batch one after another in a buffer kept between ticks,
-        # the twins' vectors one column each, a matrix-vector product per twin and term (numpy takes gemv for a
-        # single column: two of them cost half a product with two columns); equal twins share each board's matrix
-        # (P = 1, broadcast; the clamped twin's target rows zeroed: [2u [y1; 0]]_1 = 2u_11 y1), twins that differ
-        # have one each (P = 2, the clamped twin's A11 padded with zeros)
-        P = 1 if clamped is free else 2
-        M = self._buffer(("M", P), (self.size, P, n, n))[:B]  # its padding stays zero
+        # larger networks, node voltages: the terms T_k (B, 2, n, 1) of the batch one after another in a buffer kept
+        # between ticks, the twins' vectors one column each, a matrix-vector product per twin and term (numpy takes
+        # gemv for a single column: two of them cost half a product with two columns), each twin its operator (the
+        # clamped twin's padded with zeros: its vector's target rows stay zero)
+        M = _t(self._ops.matrices(free.entries, clamped.entries, s, shift))  # (B, 2, n, n)
         buf = self._buffer("terms", (m, self.size, 2, n, 1))[:, :B]
-        np.multiply(free.A, s[:, None, None], out=M[:, 0])
-        M[:, 0, idx, idx] -= shift[:, None]
-        if P == 2:
-            np.multiply(clamped.A[:, :nc, :nc], s[:, None, None], out=M[:, 1, :nc, :nc])
-            M[:, 1, idc, idc] -= shift[:, None]
         t0 = buf[0]
         t0.fill(0.0)
         t0[:, 0, :, 0] = x
         t0[:, 1, :nc, 0] = x1
-        _recurrence(buf, lambda y, out: np.matmul(M, y, out=out), zero=(slice(None), 1, slice(nc, None)))
+        _recurrence(buf, lambda y, out: np.matmul(M, y, out=out))
         # sum_k coef_k T_k, the terms in order for every board (einsum's loop: trailing zero coefficients of a
         # shorter expansion add exact zeros, so a board's sum does not depend on the batch's longest expansion)
         acc = np.einsum("bk,kbtn->btn", coef, buf[..., 0])
@@ -713,7 +836,7 @@ class BatchedExactEngine:
                                   f"twins' voltages (B, N); got {type(default_clamp).__name__}")
             clamp = default_clamp(v_free)
         clamp = self._check_clamp(clamp)
-        y2 = _mv(self.frames[1].K22T, clamp)
+        y2 = self._target_coords(clamp)
         y1 = self._clamped_equilibrium_y1(clamped, y2)
         v_clamped = self._to_v(self._stack_y(y1, y2), 1)
         v_clamped[:, self.target_index] = clamp
@@ -721,7 +844,8 @@ class BatchedExactEngine:
 
     def relax(self, state: BatchState, clamp, duration) -> BatchState:
         """Step every board's clamps to ``clamp`` (B, M_T), then relax ``duration`` (B,) seconds (0: the jump
-        alone: the clamped twin's ``y1`` is its floating nodes' charge, conserved)."""
+        alone, which conserves the charge on the clamped twin's floating nodes: its ``y1``, or ``C_CC v_C + C_CT v_T``
+        in node voltages)."""
         self._check_state(state)
         clamp = self._check_clamp(clamp)
         d = np.asarray(duration)
@@ -729,10 +853,12 @@ class BatchedExactEngine:
             raise ConfigError(f"`duration` must be finite and >= 0 seconds with shape ({self.size},), got {d!r:.80}")
         d = d.astype(float, copy=False)
         free, clamped, nc = state.free, state.clamped, self.n_c
-        y2 = _mv(self.frames[1].K22T, clamp)
+        y2 = self._target_coords(clamp)
         y1star = self._clamped_equilibrium_y1(clamped, y2)
         y_free, y1 = self._coords(state)
-        x, x1 = self._transient(free, clamped, y_free - free.ystar, y1 - y1star, d)  # y1 conserved across the step
+        if self._node:  # the jump: v_C - C_CC^-1 C_CT dV_T (in the capacitors' frames y1 is conserved)
+            y1 = y1 - _mv(self._jump, clamp - state.v_clamped[:, self.target_index])
+        x, x1 = self._transient(free, clamped, y_free - free.ystar, y1 - y1star, d)
         y_free, y1 = free.ystar + x, y1star + x1
         v_free = self._to_v(y_free)
         v_clamped = self._to_v(self._stack_y(y1, y2), 1)

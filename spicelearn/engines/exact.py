@@ -227,13 +227,31 @@ class FloatingLaplacian:
         self._slot = (boards * nf * nf + slot).reshape(-1)  # (size * K,): dense entries, board b's offset b n_F^2
         entries, entry = np.unique(slot, return_inverse=True)  # the sparse entries, row by row
         self.nnz = entries.size
-        self._entry = (boards * self.nnz + entry).reshape(-1)
-        self._rows, self._cols = np.divmod(entries, nf)
+        self._entry = entry
+        self.rows, self.cols = np.divmod(entries, nf)  # the pattern: the entries' rows and columns, row by row
         self._data = np.zeros(size * self.nnz)  # every board's entries, shared with the matrices below
         self._matrices = {}
+        self._edges = None  # a batch's entries from its conductances (entries)
 
     def _weights(self, g: np.ndarray) -> np.ndarray:
         return (np.take(g, self._edge, axis=-1) * self._sign).reshape(-1)
+
+    def entries(self, g: np.ndarray) -> np.ndarray:
+        """The sparse entries of every board's Laplacian at conductances ``g`` (size, E) (or (E,) for one board),
+        (size, nnz): board ``b``'s entry ``k`` at row ``rows[k]`` and column ``cols[k]``.
+
+        One board: a ``bincount`` of its edges' contributions; a batch: one sparse product, a row per entry and a
+        column per board (delaunay64, 64 boards: 12 against 140 us; a view of an (nnz, size) array). Both add each
+        entry's contributions in one order, from zero: the same numbers."""
+        if self.size == 1:
+            return np.bincount(self._entry, weights=self._weights(g), minlength=self.nnz)[None]
+        if self._edges is None:
+            from scipy.sparse import csr_array
+
+            order = np.argsort(self._entry, kind="stable")  # each entry's contributions in the bincount's order
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(self._entry, minlength=self.nnz))])
+            self._edges = csr_array((self._sign[order], self._edge[order], indptr), shape=(self.nnz, g.shape[-1]))
+        return (self._edges @ np.ascontiguousarray(g.T)).T
 
     def dense(self, g: np.ndarray) -> np.ndarray:
         """The Laplacians at conductances ``g`` (size, E) (or (E,) for one board), (size, n_F, n_F)."""
@@ -243,7 +261,7 @@ class FloatingLaplacian:
     def times(self, g: np.ndarray, D: np.ndarray) -> np.ndarray:
         """``L_b D_b`` of every board at conductances ``g`` (size, E), (size, n_F, k), for ``D`` (n_F, k) or
         (1, n_F, k) shared by the boards, or (size, n_F, k) one per board."""
-        self._data[:] = np.bincount(self._entry, weights=self._weights(g), minlength=self._data.size)
+        self._data[:] = self.entries(g).reshape(-1)
         nf, shared = self.n_f, D.ndim == 2 or D.shape[0] == 1
         out = self._matrix(not shared) @ D.reshape(nf if shared else self.size * nf, -1)
         return out.reshape(self.size, nf, -1)
@@ -257,8 +275,8 @@ class FloatingLaplacian:
 
             nf, size = self.n_f, self.size
             first = np.repeat(np.arange(size) * nf, self.nnz)  # each entry's board's first row
-            indptr = np.searchsorted(first + np.tile(self._rows, size), np.arange(size * nf + 1))
-            cols = np.tile(self._cols, size) + (first if per_board else 0)
+            indptr = np.searchsorted(first + np.tile(self.rows, size), np.arange(size * nf + 1))
+            cols = np.tile(self.cols, size) + (first if per_board else 0)
             S = self._matrices[per_board] = csr_array((self._data, cols, indptr),
                                                       shape=(size * nf, size * nf if per_board else nf))
         return S
