@@ -14,14 +14,16 @@ Two coordinates, by size:
   ``y = K^T v_F`` of each board's capacitors (``L_C[FF] = K K^T``), on the symmetric ``A = W diag(g) W^T``: ``A``
   of every board from a table of the edges' ``w_e (x) w_e`` by one einsum with the batch axis last, the clamped
   twin's matrix its leading block, and the recurrence the same way (an einsum per twin and term);
-* larger ones work in node voltages, on the rates ``M = C^-1 L_G[FF]`` (``C = L_C[FF]``; ``M = K^-T A K^T``, the
+* larger ones with capacitors on the edges (any frame not diagonal) work in node voltages, on the rates ``M = C^-1 L_G[FF]`` (``C = L_C[FF]``; ``M = K^-T A K^T``, the
   same spectrum) and the clamped twin's ``M_C = C_CC^-1 L_G[CC]``, made for both twins of the batch by one sparse
   product of the Laplacians' entries (:class:`_NodeOperators`) where ``A`` costs a dense n_F^3 product a board (the
   eigen path makes ``A`` where it needs it); the equilibria are Cholesky solves of ``L_G[FF]``, and a clamp step
   moves ``v_C`` by ``-C_CC^-1 C_CT dV_T`` (charge conserved). delaunay64, B = 64: 1.08x to 1.10x the board-ticks a
   second of the capacitors' frames (``benchmarks/bench_ab.py --boards 64``, 18.4k against 16.7k to 17.1k); node
   voltages stay exact with capacitors spread over four decades (the recurrence on a non-symmetric ``M``: ~1e-14 V
-  from the single engine).
+  from the single engine). Larger networks whose every frame is diagonal (capacitors to ground, ``global``) stay in
+  the frames, where ``A`` is the Laplacian scaled by ``k_i k_j`` (no product) and the clamped twin's matrix its
+  leading block: one matrix read a term for both twins (1.18x the node voltages' board-ticks there).
 
 The B runs share the network and its source and target nodes; each has its own board (part values,
 capacitance model, capacitors of each twin), task voltages and clock period. Where every board has the
@@ -183,7 +185,7 @@ def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.array(_t(b))  # (B, k, n): each board's right-hand sides a Fortran-ordered (n, k), solved in place
     posv = lapack.dposv
     for i in range(a.shape[0]):  # a[i].T: Fortran-ordered, LAPACK's copy a plain one (0.7 us less a board on
-        # delaunay64), its lower triangle a[i]'s upper one: the same numbers (the matrices are symmetric)
+        # delaunay64), its lower triangle a[i]'s upper one (the matrices are symmetric)
         _, x, info = posv(a[i].T, out[i].T, lower=1, overwrite_b=1)
         if info != 0:
             raise NetworkError(_SINGULAR)
@@ -191,15 +193,18 @@ def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _t(out)
 
 
-def _recurrence(terms: np.ndarray, product) -> None:
+def _recurrence(terms: np.ndarray, product, zero=None) -> None:
     """The Chebyshev terms ``T_k = 2u T_{k-1} - T_{k-2}`` (``T_1 = u T_0``) in place in ``terms[1:]`` from ``terms[0]``;
-    ``product(y, out)`` writes ``2u y`` into ``out`` and returns it."""
+    ``product(y, out)`` writes ``2u y`` into ``out`` and returns it; ``zero`` indexes the entries of a term set to zero
+    after each product (the clamped twin's targets)."""
     for k in range(1, terms.shape[0]):
         t = product(terms[k - 1], terms[k])
         if k == 1:
             t *= 0.5
         else:
             t -= terms[k - 2]
+        if zero is not None:
+            t[zero] = 0.0
 
 
 def _reciprocal(re: np.ndarray, im: np.ndarray) -> np.ndarray:
@@ -329,11 +334,10 @@ class _NodeOperators:
         data = self._data.reshape(self.size, -1)
         np.multiply(free, s[:, None], out=data[:, :nnz])
         np.multiply(clamped[:, self._inner], s[:, None], out=data[:, nnz:])
-        M = (self._S @ self._D).reshape(self.size, 2, nf, nf)
-        i, ic = np.arange(nf), np.arange(nc)
-        M[:, 0, i, i] -= shift[:, None]
-        M[:, 1, ic, ic] -= shift[:, None]
-        return M
+        M = (self._S @ self._D).reshape(self.size, 2, nf * nf)
+        M[:, 0, ::nf + 1] -= shift[:, None]  # the diagonals, strided views
+        M[:, 1, :nc * (nf + 1):nf + 1] -= shift[:, None]
+        return M.reshape(self.size, 2, nf, nf)
 
 
 #: Half-widths of the expansions' intervals are rounded up to powers of 2^(1/_GRID) (so that their Bessel
@@ -500,11 +504,14 @@ class BatchedExactEngine:
         self.frames = (free, free if all(b.capacitors_identical for b in boards) else self._frames(1))
         self._twins_identical = all(b.twins_identical for b in boards)
         self._scratch = {}  # buffers kept between ticks (_buffer)
-        # larger networks work in node voltages (_NodeOperators): every board's floating Laplacian, sparse
-        self._node = self.n_f > _SMALL
+        # larger networks: every board's floating Laplacian, sparse; they work in node voltages (_NodeOperators)
+        # unless every frame is diagonal (capacitors to ground, where A is the Laplacian scaled, no product, and the
+        # clamped twin's matrix a block of it: delaunay64 global, B = 64, 1.18x the node voltages' board-ticks)
+        self._laplacian = FloatingLaplacian(network, self.floating, self.size) if self.n_f > _SMALL else None
+        self._node = self.n_f > _SMALL and any(f.kinv_diag is None for f in self.frames)
         if self._node:
             n, nc, f, c = self.n_f, self.n_c, free, self.frames[1]
-            L = self._laplacian = FloatingLaplacian(network, self.floating, self.size)
+            L = self._laplacian
             kinv_cc = c.Kinv[:, :nc, :nc]  # K^-1's leading block is K_CC^-1 (K lower triangular)
             self._ops = _NodeOperators(L, nc, _t(f.Kinv) @ f.Kinv, _t(kinv_cc) @ kinv_cc)
             # a clamp step conserves the clamped-floating nodes' charge C_CC v_C + C_CT v_T: v_C moves by -H dV_T
@@ -597,8 +604,11 @@ class BatchedExactEngine:
             lower = np.einsum("xe,eb->xb", frames.kr, gT)
             A = np.moveaxis(lower[frames.sym].reshape(self.n_f, self.n_f, self.size), -1, 0)
             r = np.einsum("ie,eb->bi", frames.W[0], gT * self.b_src.T)
-        else:
+        elif self.n_f <= _SMALL:
             A = (frames.W * g[:, None, :]) @ _t(frames.W)
+            r = _mv(frames.W, g * self.b_src)
+        else:  # diagonal frames: A is L_G[FF] scaled by k_i k_j (exact.frame_transform)
+            A = frame_transform(self._laplacian, g, frames.kinv_diag, frames.Kinv, frames.KinvT)
             r = _mv(frames.W, g * self.b_src)
         Z = _solve_spd(A, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, A.shape[:1]
                                                                           + self._unit_T.shape)], axis=2))
@@ -628,8 +638,8 @@ class BatchedExactEngine:
             v[:, self.floating] = y
             return v
         Kp = self.frames[twin].Kp
-        if Kp.shape[0] == 1:  # one frame: an einsum over the batch, the voltages laid out board-fastest (Fortran
-            # order) as the coordinates are (lab16: 13 against 35 us for 1,000 boards)
+        if self.n_f <= _SMALL and Kp.shape[0] == 1:  # one frame: an einsum over the batch, the voltages laid out
+            # board-fastest (Fortran order) as the coordinates are (lab16: 13 against 35 us for 1,000 boards)
             v = np.einsum("bj,jn->bn", y, Kp[0], order="F")
             v += self._v_template
             return v
@@ -743,7 +753,7 @@ class BatchedExactEngine:
         B, n, nc = x.shape[0], self.n_f, self.n_c
         m = coef.shape[1]
         idx, idc = np.arange(n), np.arange(nc)
-        if not self._node:  # the batch axis last: one einsum over all boards beats B tiny matrix products
+        if self.n_f <= _SMALL:  # the batch axis last: one einsum over all boards beats B tiny matrix products
             # an einsum per twin and term: the free twin's matrix, and the clamped twin's A11, which for equal twins
             # is the free twin's leading block (lab16: 20 against 24 us a term for one einsum on both twins with the
             # clamped twin's matrix padded with zeros)
@@ -769,17 +779,31 @@ class BatchedExactEngine:
             # boards then runs on unit strides: 80 against 180 us for lab16's 1,000 boards of 26 terms)
             acc = np.einsum("kb,kpib->pib", np.ascontiguousarray(coef.T), terms)
             return acc[0].T, acc[1, :nc].T
-        # larger networks, node voltages: the terms T_k (B, 2, n, 1) of the batch one after another in a buffer kept
-        # between ticks, the twins' vectors one column each, a matrix-vector product per twin and term (numpy takes
-        # gemv for a single column: two of them cost half a product with two columns), each twin its operator (the
-        # clamped twin's padded with zeros: its vector's target rows stay zero)
-        M = _t(self._ops.matrices(free.entries, clamped.entries, s, shift))  # (B, 2, n, n)
+        # larger networks: the terms T_k (B, 2, n, 1) of the batch one after another in a buffer kept between ticks,
+        # the twins' vectors one column each, a matrix-vector product per twin and term (numpy takes gemv for a
+        # single column: two of them cost half a product with two columns). In node voltages each twin has its
+        # operator (the clamped twin's padded with zeros: its vector's target rows stay zero); in the capacitors'
+        # frames equal twins share each board's matrix (P = 1, broadcast; the clamped twin's target rows zeroed:
+        # [2u [y1; 0]]_1 = 2u_11 y1), twins that differ have one each (P = 2, the clamped twin's A11 padded with zeros)
+        zero = None
+        if self._node:
+            M = _t(self._ops.matrices(free.entries, clamped.entries, s, shift))  # (B, 2, n, n)
+        else:
+            P = 1 if clamped is free else 2
+            M = self._buffer(("M", P), (self.size, P, n, n))[:B]  # its padding stays zero
+            np.multiply(free.A, s[:, None, None], out=M[:, 0])
+            M[:, 0, idx, idx] -= shift[:, None]
+            if P == 2:
+                np.multiply(clamped.A[:, :nc, :nc], s[:, None, None], out=M[:, 1, :nc, :nc])
+                M[:, 1, idc, idc] -= shift[:, None]
+            else:
+                zero = (slice(None), 1, slice(nc, None))
         buf = self._buffer("terms", (m, self.size, 2, n, 1))[:, :B]
         t0 = buf[0]
         t0.fill(0.0)
         t0[:, 0, :, 0] = x
         t0[:, 1, :nc, 0] = x1
-        _recurrence(buf, lambda y, out: np.matmul(M, y, out=out))
+        _recurrence(buf, lambda y, out: np.matmul(M, y, out=out), zero=zero)
         # sum_k coef_k T_k, the terms in order for every board (einsum's loop: trailing zero coefficients of a
         # shorter expansion add exact zeros, so a board's sum does not depend on the batch's longest expansion)
         acc = np.einsum("bk,kbtn->btn", coef, buf[..., 0])
