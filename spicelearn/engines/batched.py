@@ -92,7 +92,7 @@ def _max_terms(n_f: int) -> int:
 def engine_bytes(n_f: int, n_edges: int, n_nodes: int) -> int:
     """Bytes the engine holds per board at most on a network of ``n_f`` floating nodes: each twin's own frame (``K``,
     ``K^-1`` and its transpose, ``W``, the node map), twice while the engine stacks them; each twin's ``A``, twice
-    while a tick makes the next; the Chebyshev matrices and the temporaries of the sparse product and the Cholesky
+    while a tick makes the next (in node voltages, less: both twins' operators and the dense Laplacians); the Chebyshev matrices and the temporaries of the sparse product and the Cholesky
     solve; the longest expansion's terms (lab16: 20 kB; delaunay64: 1.07 MB, where imperfect boards, whose frames and
     twins all differ, measured 0.8 MB)."""
     n = n_f
