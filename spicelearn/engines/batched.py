@@ -578,46 +578,42 @@ class BatchedExactEngine:
     def _tick(self, twin: int, g: np.ndarray) -> _Tick:
         frames, nc = self.frames[twin], self.n_c
         gT = np.ascontiguousarray(g.T)  # (E, B): reductions over the edges run along rows (15x faster for lab16)
+        rates = None if self._per_edge.all() else np.zeros((self.size, self.network.n_nodes))  # capacitors to ground:
+        # the rates' diagonal s_i / c_i at the floating nodes (_rate_bounds)
+        A = entries = make_A = None
         if self._node:  # larger networks, node voltages: a Cholesky solve of L_G[FF] (its entries scattered into the
             # dense matrices, whose other entries stay zero); the transient's operators are made by relax
             entries = self._laplacian.entries(g)
             self._dense[self._slots] = entries
-            L = self._dense.reshape(self.size, self.n_f, self.n_f)
+            solved = self._dense.reshape(self.size, self.n_f, self.n_f)
             r = (self._b_floating @ (gT * self.b_src.T)).T  # B_F^T (g V) board by board (a column each)
-            Z = _solve_spd(L, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, L.shape[:1]
-                                                                              + self._unit_T.shape)], axis=2))
-            rates = None
-            if not self._per_edge.all():  # the rates' diagonal, L_ii / c_i (only capacitors to ground need it)
-                rates = np.zeros((self.size, self.network.n_nodes))
+            if rates is not None:
                 kinv = np.diagonal(frames.Kinv, 0, 1, 2)[:, self._diagonal_row]  # c_i^-1/2 where K is diagonal
                 rates[:, self.floating[self._diagonal_row]] = entries[:, self._diagonal] * kinv * kinv
-            lo, hi = self._rate_bounds(twin, gT, rates)
 
             def make_A():  # the eigen path's matrices (capacitors' frame)
                 return frame_transform(self._laplacian, g, frames.kinv_diag, frames.Kinv, frames.KinvT)
-
-            return _Tick(ystar=-Z[:, :, 0], P=Z[:, :nc, 1:], Q=Z[:, nc:, 1:], lo=lo, hi=hi, n_c=nc, entries=entries,
-                         make_A=make_A)
-        if frames.kr is not None:  # one frame: A of every board in one einsum (einsum's loops, not BLAS: each
-            # board's sums in one order whatever the batch), its lower triangle, then mirrored (lab16: 84 against 135
-            # us for 1,000 boards)
-            lower = np.einsum("xe,eb->xb", frames.kr, gT)
-            A = np.moveaxis(lower[frames.sym].reshape(self.n_f, self.n_f, self.size), -1, 0)
-            r = np.einsum("ie,eb->bi", frames.W[0], gT * self.b_src.T)
-        elif self.n_f <= _SMALL:
-            A = (frames.W * g[:, None, :]) @ _t(frames.W)
-            r = _mv(frames.W, g * self.b_src)
-        else:  # diagonal frames: A is L_G[FF] scaled by k_i k_j (exact.frame_transform)
-            A = frame_transform(self._laplacian, g, frames.kinv_diag, frames.Kinv, frames.KinvT)
-            r = _mv(frames.W, g * self.b_src)
-        Z = _solve_spd(A, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, A.shape[:1]
-                                                                          + self._unit_T.shape)], axis=2))
-        rates = None
-        if not self._per_edge.all():
-            rates = np.zeros((self.size, self.network.n_nodes))
-            rates[:, self.floating] = np.diagonal(A, 0, 1, 2)
+        else:
+            if frames.kr is not None:  # one frame: A of every board in one einsum (einsum's loops, not BLAS: each
+                # board's sums in one order whatever the batch), its lower triangle, then mirrored (lab16: 84 against
+                # 135 us for 1,000 boards)
+                lower = np.einsum("xe,eb->xb", frames.kr, gT)
+                A = np.moveaxis(lower[frames.sym].reshape(self.n_f, self.n_f, self.size), -1, 0)
+                r = np.einsum("ie,eb->bi", frames.W[0], gT * self.b_src.T)
+            elif self.n_f <= _SMALL:
+                A = (frames.W * g[:, None, :]) @ _t(frames.W)
+                r = _mv(frames.W, g * self.b_src)
+            else:  # diagonal frames: A is L_G[FF] scaled by k_i k_j (exact.frame_transform)
+                A = frame_transform(self._laplacian, g, frames.kinv_diag, frames.Kinv, frames.KinvT)
+                r = _mv(frames.W, g * self.b_src)
+            solved = A
+            if rates is not None:
+                rates[:, self.floating] = np.diagonal(A, 0, 1, 2)
+        Z = _solve_spd(solved, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, solved.shape[:1]
+                                                                               + self._unit_T.shape)], axis=2))
         lo, hi = self._rate_bounds(twin, gT, rates)
-        return _Tick(A=A, ystar=-Z[:, :, 0], P=Z[:, :nc, 1:], Q=Z[:, nc:, 1:], lo=lo, hi=hi, n_c=nc)
+        return _Tick(A=A, ystar=-Z[:, :, 0], P=Z[:, :nc, 1:], Q=Z[:, nc:, 1:], lo=lo, hi=hi, n_c=nc, entries=entries,
+                     make_A=make_A)
 
     def _rate_bounds(self, twin: int, gT: np.ndarray, rates: np.ndarray | None) -> tuple:
         """Bounds ``(lo, hi)`` (B,) on the spectra of every board's ``twin``: per-edge capacitors, the edges' ``g / c``

@@ -231,7 +231,13 @@ class FloatingLaplacian:
         self.rows, self.cols = np.divmod(entries, nf)  # the pattern: the entries' rows and columns, row by row
         self._data = np.zeros(size * self.nnz)  # every board's entries, shared with the matrices below
         self._matrices = {}
-        self._edges = None  # a batch's entries from its conductances (entries)
+        if size > 1:  # a batch's entries from its conductances (entries): a row per entry, its edges' signs in the
+            # bincount's order
+            from scipy.sparse import csr_array
+
+            order = np.argsort(entry, kind="stable")
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(entry, minlength=self.nnz))])
+            self._edges = csr_array((self._sign[order], self._edge[order], indptr), shape=(self.nnz, network.n_edges))
 
     def _weights(self, g: np.ndarray) -> np.ndarray:
         return (np.take(g, self._edge, axis=-1) * self._sign).reshape(-1)
@@ -245,12 +251,6 @@ class FloatingLaplacian:
         entry's contributions in one order, from zero: the same numbers."""
         if self.size == 1:
             return np.bincount(self._entry, weights=self._weights(g), minlength=self.nnz)[None]
-        if self._edges is None:
-            from scipy.sparse import csr_array
-
-            order = np.argsort(self._entry, kind="stable")  # each entry's contributions in the bincount's order
-            indptr = np.concatenate([[0], np.cumsum(np.bincount(self._entry, minlength=self.nnz))])
-            self._edges = csr_array((self._sign[order], self._edge[order], indptr), shape=(self.nnz, g.shape[-1]))
         return (self._edges @ np.ascontiguousarray(g.T)).T
 
     def dense(self, g: np.ndarray) -> np.ndarray:
