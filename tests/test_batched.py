@@ -99,19 +99,22 @@ def test_larger_networks_with_global_capacitance_and_imperfect_boards_are_their_
     assert_same_runs(train_batch(net, runs, steps=30), _singles(net, runs, 30))
 
 
+@pytest.mark.parametrize("twins", ["equal", "differ"])  # one operator in charge coordinates; one per twin
 @pytest.mark.parametrize("model", ["per_edge", "global"])
-def test_node_voltages_stay_exact_with_capacitors_spread_over_four_decades(model):
+def test_node_voltages_stay_exact_with_capacitors_spread_over_four_decades(model, twins):
     """Larger networks run the Chebyshev recurrence in node voltages on ``C^-1 L_G``, not symmetric where the
-    capacitors differ: with capacitors spread over four decades (R = 10, where expansions of up to ~100 terms take
-    that path), every tick's voltages are the single engine's (capacitors' frames) to 1e-10 V, through clamp steps,
-    relaxations of one to three periods and new positions."""
+    capacitors differ (equal twins: on its similar ``N``, in the clamped-floating nodes' charge coordinates): with
+    capacitors spread over four decades (R = 10, where expansions of up to ~100 terms take that path), every tick's
+    voltages are the single engine's (capacitors' frames) to 1e-10 V, through clamp steps, relaxations of one to
+    three periods and new positions."""
     from spicelearn.engines.exact import ExactEngine
 
     bound = bind("delaunay64", "random:5,3,0")
     net, rng = bound.network, np.random.default_rng(2)
     nominal = Board.nominal(net, Hardware.from_R(10.0, capacitance_model=model))
-    boards = [nominal.replace(capacitance=nominal.capacitance * 10 ** rng.uniform(-2, 2, nominal.capacitance.shape))
-              for _ in range(3)]
+    shape = nominal.capacitance.shape if twins == "equal" else (2,) + nominal.capacitance.shape
+    boards = [nominal.replace(capacitance=nominal.capacitance * 10 ** rng.uniform(-2, 2, shape)) for _ in range(3)]
+    assert all(b.twins_identical == (twins == "equal") for b in boards)
     engine, singles = BatchedExactEngine(net, [bound] * 3, boards), [ExactEngine(net, bound, b) for b in boards]
     p = rng.integers(0, 128, (3, net.n_edges))
     clamp = np.tile(bound.target_voltage + 0.01, (3, 1))

@@ -15,12 +15,13 @@ Two coordinates, by size:
   of every board from a table of the edges' ``w_e (x) w_e`` by one einsum with the batch axis last, the clamped
   twin's matrix its leading block, and the recurrence the same way (an einsum per twin and term);
 * larger ones with capacitors on the edges (any frame not diagonal) work in node voltages, on the rates ``M = C^-1 L_G[FF]`` (``C = L_C[FF]``; ``M = K^-T A K^T``, the
-  same spectrum) and the clamped twin's ``M_C = C_CC^-1 L_G[CC]``, made for both twins of the batch by one sparse
-  product of the Laplacians' entries (:class:`_NodeOperators`) where ``A`` costs a dense n_F^3 product a board (the
-  eigen path makes ``A`` where it needs it); the equilibria are Cholesky solves of ``L_G[FF]``, and a clamp step
-  moves ``v_C`` by ``-C_CC^-1 C_CT dV_T`` (charge conserved). delaunay64, B = 64: 1.08x to 1.10x the board-ticks a
-  second of the capacitors' frames (``benchmarks/bench_ab.py --boards 64``, 18.4k against 16.7k to 17.1k); node
-  voltages stay exact with capacitors spread over four decades (the recurrence on a non-symmetric ``M``: ~1e-14 V
+  same spectrum) and the clamped twin's ``M_C = C_CC^-1 L_G[CC]``, made for the batch by one sparse product of the
+  Laplacians' entries (:class:`_NodeOperators`) where ``A`` costs a dense n_F^3 product a board (the eigen path makes
+  ``A`` where it needs it); equal twins share one operator, similar to ``M``, in the coordinates of the
+  clamped-floating nodes' charges, whose leading block is ``M_C``. The equilibria are Cholesky solves of
+  ``L_G[FF]``, and a clamp step moves ``v_C`` by ``-C_CC^-1 C_CT dV_T`` (charge conserved). delaunay64, B = 64:
+  1.08x to 1.10x the board-ticks a second of the capacitors' frames with an operator a twin (``benchmarks/bench_ab.py
+  --boards 64``, 18.4k against 16.7k to 17.1k), 1.09x more with one for both; node voltages stay exact with capacitors spread over four decades (the recurrence on a non-symmetric ``M``: ~1e-14 V
   from the single engine). Larger networks whose every frame is diagonal (capacitors to ground, ``global``) stay in
   the frames, where ``A`` is the Laplacian scaled by ``k_i k_j`` (no product) and the clamped twin's matrix its
   leading block: one matrix read a term for both twins (1.18x the node voltages' board-ticks there).
@@ -182,14 +183,16 @@ def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape[-1] <= _SMALL:
         x = _cholesky_solve_last(np.moveaxis(a, 0, -1), np.moveaxis(b, 0, -1))
         return np.moveaxis(x, -1, 0)
-    out = np.array(_t(b))  # (B, k, n): each board's right-hand sides a Fortran-ordered (n, k), solved in place
+    out = np.array(_t(b), order="C")  # (B, k, n): each board's right-hand sides a Fortran-ordered (n, k), solved in
+    # place (no copy in and out: 0.6 us less a board on delaunay64)
     posv = lapack.dposv
     for i in range(a.shape[0]):  # a[i].T: Fortran-ordered, LAPACK's copy a plain one (0.7 us less a board on
         # delaunay64), its lower triangle a[i]'s upper one (the matrices are symmetric)
         _, x, info = posv(a[i].T, out[i].T, lower=1, overwrite_b=1)
         if info != 0:
             raise NetworkError(_SINGULAR)
-        out[i] = x.T
+        if not np.may_share_memory(x, out[i]):
+            out[i] = x.T
     return _t(out)
 
 
@@ -290,12 +293,19 @@ class _Tick:
 
 
 class _NodeOperators:
-    """Both twins' rates in node voltages on every board, ``M = C^-1 L_G[FF]`` (the free twin, ``C = L_C[FF]``)
-    and ``M_C = C_CC^-1 L_G[CC]`` (the clamped twin on its clamped-floating nodes), scaled and shifted for the
-    Chebyshev recurrence and transposed, from one sparse product a tick and no dense one:
-    ``[M^T; M_C^T] = [L_G[FF], 0; 0, L_G[CC]] [C^-1; C_CC^-1]``, board by board (each its own rows; a block-diagonal
-    matrix against a stack where the boards' capacitors differ). ``M`` is ``K^-T A K^T``: the capacitors' frame's
-    rates, the same spectrum.
+    """The twins' rates in node voltages on every board, scaled and shifted for the Chebyshev recurrence and
+    transposed, from one sparse product a tick and no dense one. ``M = C^-1 L_G[FF]`` (the free twin, ``C = L_C[FF]``) is
+    ``K^-T A K^T``: the capacitors' frame's rates, the same spectrum; the clamped twin's rates on its clamped-floating
+    nodes are ``M_C = C_CC^-1 L_G[CC]``.
+
+    Equal twins share one operator, ``N = S^-1 M S`` in the charge coordinates ``z = S^-1 v = [v_C + H v_T, v_T]``
+    (``S = [I, -H; 0, I]``, ``H = C_CC^-1 C_CT``; ``C_CC z_C`` is the charge on the clamped-floating nodes). Its leading
+    block is the clamped twin's ``M_C``: the C rows of ``S^-1 C^-1 w`` are ``C_CC^-1 w_C``. So one matrix a term
+    serves both twins (the clamped twin's target rows zeroed after each product), as in the capacitors' frames:
+    ``N^T = S^T L_G[FF] D``, ``D = C^-1 S^-T``, the sparse product and then a rank-M_T update of the target rows
+    (delaunay64, B = 64: 1.09x the board-ticks of one operator a twin). Twins that differ have one each:
+    ``[M^T; M_C^T] = [L_G[FF], 0; 0, L_G[CC]] [C^-1; C_CC^-1]``. Board by board: each its own rows; a block-diagonal
+    matrix against a stack where the boards' capacitors differ.
 
     Parameters
     ----------
@@ -305,39 +315,53 @@ class _NodeOperators:
         Clamped-floating nodes (the first of the floating nodes).
     cinv, cinv_cc : ndarray, shapes (B | 1, n_F, n_F), (B | 1, n_C, n_C)
         ``C^-1`` of the free twins and ``C_CC^-1`` of the clamped twins (a leading axis of 1: shared).
+    jump : ndarray, shape (B | 1, n_C, M_T), optional
+        ``H`` where the twins are equal (one operator, :attr:`twins` 1); None where they differ (:attr:`twins` 2).
     """
 
-    def __init__(self, laplacian: FloatingLaplacian, n_c: int, cinv: np.ndarray, cinv_cc: np.ndarray):
+    def __init__(self, laplacian: FloatingLaplacian, n_c: int, cinv: np.ndarray, cinv_cc: np.ndarray,
+                 jump: np.ndarray | None = None):
         nf, size, nnz = laplacian.n_f, laplacian.size, laplacian.nnz
         rows, cols = laplacian.rows, laplacian.cols
-        self._inner = np.flatnonzero((rows < n_c) & (cols < n_c))  # the entries of L_G[CC]
         self.n_f, self.n_c, self.size, self._nnz = nf, n_c, size, nnz
-        # a board's 2 n_F rows: the free twin's n_F, then the clamped twin's (its last M_T empty); the entries row by row
-        r = np.concatenate([rows, rows[self._inner] + nf])
-        c = np.concatenate([cols, cols[self._inner] + nf])
-        k = r.size
-        D = np.zeros((max(cinv.shape[0], cinv_cc.shape[0]), 2 * nf, nf))
-        D[:, :nf], D[:, nf:nf + n_c, :n_c] = cinv, cinv_cc
+        if jump is not None:  # equal twins, the charge coordinates: N^T = S^T L_G[FF] D, D = C^-1 S^-T
+            self.twins, r, c = 1, rows, cols
+            D = np.array(np.broadcast_to(cinv, (max(cinv.shape[0], jump.shape[0]),) + cinv.shape[1:]))
+            D[:, :, :n_c] += cinv[:, :, n_c:] @ _t(jump)
+            self._jump_t = _t(jump)  # (B | 1, M_T, n_C): H^T
+        else:  # a board's 2 n_F rows: the free twin's n_F, then the clamped twin's (its last M_T empty)
+            self.twins = 2
+            self._inner = np.flatnonzero((rows < n_c) & (cols < n_c))  # the entries of L_G[CC]
+            r = np.concatenate([rows, rows[self._inner] + nf])
+            c = np.concatenate([cols, cols[self._inner] + nf])
+            D = np.zeros((max(cinv.shape[0], cinv_cc.shape[0]), 2 * nf, nf))
+            D[:, :nf], D[:, nf:nf + n_c, :n_c] = cinv, cinv_cc
+        k, height = r.size, self.twins * nf  # the entries (row by row) and the rows of a board
         shared = D.shape[0] == 1
         board = np.repeat(np.arange(size), k)
-        indptr = np.searchsorted(board * 2 * nf + np.tile(r, size), np.arange(size * 2 * nf + 1))
+        indptr = np.searchsorted(board * height + np.tile(r, size), np.arange(size * height + 1))
         self._data = np.zeros(size * k)
-        self._S = csr_array((self._data, np.tile(c, size) + (0 if shared else board * 2 * nf), indptr),
-                            shape=(size * 2 * nf, 2 * nf if shared else size * 2 * nf))
-        self._D = D[0] if shared else D.reshape(size * 2 * nf, nf)
+        self._S = csr_array((self._data, np.tile(c, size) + (0 if shared else board * height), indptr),
+                            shape=(size * height, height if shared else size * height))
+        self._D = D[0] if shared else D.reshape(size * height, nf)
 
     def matrices(self, free: np.ndarray, clamped: np.ndarray, s: np.ndarray, shift: np.ndarray) -> np.ndarray:
-        """``(s M - shift I)^T`` and ``(s M_C - shift I)^T`` (padded with zeros to n_F x n_F) of every board, shape
-        (size, 2, n_F, n_F), from the entries of the free and the clamped twins' ``L_G[FF]`` (size, nnz) and ``s``,
-        ``shift`` (size,)."""
+        """The transposed operators of every board, shape (size, twins, n_F, n_F), from the entries of the free and
+        the clamped twins' ``L_G[FF]`` (size, nnz) and ``s``, ``shift`` (size,): ``(s N - shift I)^T`` for equal twins,
+        else ``(s M - shift I)^T`` and ``(s M_C - shift I)^T`` (padded with zeros to n_F x n_F)."""
         nf, nc, nnz = self.n_f, self.n_c, self._nnz
         data = self._data.reshape(self.size, -1)
         np.multiply(free, s[:, None], out=data[:, :nnz])
-        np.multiply(clamped[:, self._inner], s[:, None], out=data[:, nnz:])
-        M = (self._S @ self._D).reshape(self.size, 2, nf * nf)
+        if self.twins == 2:
+            np.multiply(clamped[:, self._inner], s[:, None], out=data[:, nnz:])
+        M = (self._S @ self._D).reshape(self.size, self.twins, nf * nf)
+        if self.twins == 1:  # the rows of the targets: S^T's, - H^T times the clamped-floating rows
+            X = M.reshape(self.size, nf, nf)
+            X[:, nc:] -= self._jump_t @ X[:, :nc]
+        else:
+            M[:, 1, :nc * (nf + 1):nf + 1] -= shift[:, None]
         M[:, 0, ::nf + 1] -= shift[:, None]  # the diagonals, strided views
-        M[:, 1, :nc * (nf + 1):nf + 1] -= shift[:, None]
-        return M.reshape(self.size, 2, nf, nf)
+        return M.reshape(self.size, self.twins, nf, nf)
 
 
 #: Half-widths of the expansions' intervals are rounded up to powers of 2^(1/_GRID) (so that their Bessel
@@ -513,9 +537,10 @@ class BatchedExactEngine:
             n, nc, f, c = self.n_f, self.n_c, free, self.frames[1]
             L = self._laplacian
             kinv_cc = c.Kinv[:, :nc, :nc]  # K^-1's leading block is K_CC^-1 (K lower triangular)
-            self._ops = _NodeOperators(L, nc, _t(f.Kinv) @ f.Kinv, _t(kinv_cc) @ kinv_cc)
             # a clamp step conserves the clamped-floating nodes' charge C_CC v_C + C_CT v_T: v_C moves by -H dV_T
             self._jump = _t(c.K[:, nc:, :nc] @ kinv_cc)  # (B | 1, n_C, M_T): H = C_CC^-1 C_CT = (K_TC K_CC^-1)^T
+            self._ops = _NodeOperators(L, nc, _t(f.Kinv) @ f.Kinv, _t(kinv_cc) @ kinv_cc,
+                                       self._jump if self._twins_identical else None)
             self._b_floating = csr_array(network.incidence[:, self.floating].T)  # (n_F, E): B_F^T
             self._dense = np.zeros(self.size * n * n)  # the Laplacians, dense, for the solves (zero off the pattern)
             self._slots = np.arange(self.size)[:, None] * n * n + L.rows * n + L.cols  # (B, nnz)
@@ -777,13 +802,17 @@ class BatchedExactEngine:
             return acc[0].T, acc[1, :nc].T
         # larger networks: the terms T_k (B, 2, n, 1) of the batch one after another in a buffer kept between ticks,
         # the twins' vectors one column each, a matrix-vector product per twin and term (numpy takes gemv for a
-        # single column: two of them cost half a product with two columns). In node voltages each twin has its
-        # operator (the clamped twin's padded with zeros: its vector's target rows stay zero); in the capacitors'
-        # frames equal twins share each board's matrix (P = 1, broadcast; the clamped twin's target rows zeroed:
-        # [2u [y1; 0]]_1 = 2u_11 y1), twins that differ have one each (P = 2, the clamped twin's A11 padded with zeros)
+        # single column: two of them cost half a product with two columns). Equal twins share each board's matrix
+        # (P = 1, broadcast; the clamped twin's target rows zeroed: [2u [y1; 0]]_1 = 2u_11 y1): in the capacitors'
+        # frames A, in node voltages N in the charge coordinates (_NodeOperators); twins that differ have one each
+        # (P = 2, the clamped twin's padded with zeros: its vector's target rows stay zero)
         zero = None
         if self._node:
-            M = _t(self._ops.matrices(free.entries, clamped.entries, s, shift))  # (B, 2, n, n)
+            M = _t(self._ops.matrices(free.entries, clamped.entries, s, shift))  # (B, P, n, n)
+            if M.shape[1] == 1:  # the charge coordinates: z = [v_C + H v_T, v_T] (the clamped twin's: v_C)
+                x = np.array(x)
+                x[:, :nc] += _mv(self._jump, x[:, nc:])
+                zero = (slice(None), 1, slice(nc, None))
         else:
             P = 1 if clamped is free else 2
             M = self._buffer(("M", P), (self.size, P, n, n))[:B]  # its padding stays zero
@@ -803,6 +832,8 @@ class BatchedExactEngine:
         # sum_k coef_k T_k, the terms in order for every board (einsum's loop: trailing zero coefficients of a
         # shorter expansion add exact zeros, so a board's sum does not depend on the batch's longest expansion)
         acc = np.einsum("bk,kbtn->btn", coef, buf[..., 0])
+        if zero is not None and self._node:  # back from the charge coordinates
+            acc[:, 0, :nc] -= _mv(self._jump, acc[:, 0, nc:])
         return acc[:, 0], acc[:, 1, :nc]
 
     def _buffer(self, key, shape: tuple) -> np.ndarray:
