@@ -543,7 +543,9 @@ class BatchedExactEngine:
                                        self._jump if self._twins_identical else None)
             self._b_floating = csr_array(network.incidence[:, self.floating].T)  # (n_F, E): B_F^T
             self._dense = np.zeros(self.size * n * n)  # the Laplacians, dense, for the solves (zero off the pattern)
-            self._slots = np.arange(self.size)[:, None] * n * n + L.rows * n + L.cols  # (B, nnz)
+            # the entries' places in it, (nnz, B): laid out as a batch's entries are (the transpose of their (B, nnz)),
+            # so that the scatter reads both in order (delaunay64, 64 boards: 14 against 36 us)
+            self._slots = np.ascontiguousarray((np.arange(self.size)[:, None] * n * n + L.rows * n + L.cols).T)
             self._diagonal = np.flatnonzero(L.rows == L.cols)  # the entries on the diagonal, and their rows
             self._diagonal_row = L.rows[self._diagonal]
         # bounds of the spectra (_rate_bounds): per-edge capacitors, the edges' g / c; capacitors to ground, the
@@ -609,7 +611,7 @@ class BatchedExactEngine:
         if self._node:  # larger networks, node voltages: a Cholesky solve of L_G[FF] (its entries scattered into the
             # dense matrices, whose other entries stay zero); the transient's operators are made by relax
             entries = self._laplacian.entries(g)
-            self._dense[self._slots] = entries
+            self._dense[self._slots] = entries.T
             solved = self._dense.reshape(self.size, self.n_f, self.n_f)
             r = (self._b_floating @ (gT * self.b_src.T)).T  # B_F^T (g V) board by board (a column each)
             if rates is not None:
