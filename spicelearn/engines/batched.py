@@ -14,17 +14,21 @@ Two coordinates, by size:
   ``y = K^T v_F`` of each board's capacitors (``L_C[FF] = K K^T``), on the symmetric ``A = W diag(g) W^T``: ``A``
   of every board from a table of the edges' ``w_e (x) w_e`` by one einsum with the batch axis last, the clamped
   twin's matrix its leading block, and the recurrence the same way (an einsum per twin and term);
-* larger ones with capacitors on the edges (any frame not diagonal) work in node voltages, on the rates ``M = C^-1 L_G[FF]`` (``C = L_C[FF]``; ``M = K^-T A K^T``, the
-  same spectrum) and the clamped twin's ``M_C = C_CC^-1 L_G[CC]``, made for the batch by one sparse product of the
-  Laplacians' entries (:class:`_NodeOperators`) where ``A`` costs a dense n_F^3 product a board (the eigen path makes
-  ``A`` where it needs it); equal twins share one operator, similar to ``M``, in the coordinates of the
-  clamped-floating nodes' charges, whose leading block is ``M_C``. The equilibria are Cholesky solves of
-  ``L_G[FF]``, and a clamp step moves ``v_C`` by ``-C_CC^-1 C_CT dV_T`` (charge conserved). delaunay64, B = 64:
-  1.08x to 1.10x the board-ticks a second of the capacitors' frames with an operator a twin (``benchmarks/bench_ab.py
-  --boards 64``, 18.4k against 16.7k to 17.1k), 1.09x more with one for both; node voltages stay exact with capacitors spread over four decades (the recurrence on a non-symmetric ``M``: ~1e-14 V
-  from the single engine). Larger networks whose every frame is diagonal (capacitors to ground, ``global``) stay in
-  the frames, where ``A`` is the Laplacian scaled by ``k_i k_j`` (no product) and the clamped twin's matrix its
-  leading block: one matrix read a term for both twins (1.18x the node voltages' board-ticks there).
+* larger ones with capacitors on the edges (any frame not diagonal) work in node voltages, on the rates
+  ``M = C^-1 L_G[FF]`` (``C = L_C[FF]``; ``M = K^-T A K^T``, the same spectrum) and the clamped twin's
+  ``M_C = C_CC^-1 L_G[CC]``, made for the batch by one sparse product of the Laplacians' entries
+  (:class:`_NodeOperators`) where ``A`` costs a dense n_F^3 product a board (the eigen path makes ``A`` where it needs
+  it); equal twins share one operator, similar to ``M``, in the coordinates of the clamped-floating nodes' charges,
+  whose leading block is ``M_C``. The equilibria are solves of ``L_G[FF]`` with an independent set of its nodes
+  eliminated first, then the Cholesky solve of the Schur complement on the rest
+  (:class:`~spicelearn.engines.elimination.EliminatedLaplacian`: delaunay64's 59 x 59 become 37 x 37), and a clamp
+  step moves ``v_C`` by ``-C_CC^-1 C_CT dV_T`` (charge conserved). delaunay64, B = 64: 1.08x to 1.10x the board-ticks
+  a second of the capacitors' frames with an operator a twin (``benchmarks/bench_ab.py --boards 64``, 18.4k against
+  16.7k to 17.1k), then 1.09x with one for both twins and 1.06x with the elimination; node voltages stay exact with
+  capacitors spread over four decades (the recurrence on a non-symmetric ``M``: ~1e-14 V from the single engine).
+  Larger networks whose every frame is diagonal (capacitors to ground, ``global``) stay in the frames, where ``A`` is
+  the Laplacian scaled by ``k_i k_j`` (no product) and the clamped twin's matrix its leading block: one matrix read a
+  term for both twins (1.18x the node voltages' board-ticks there).
 
 The B runs share the network and its source and target nodes; each has its own board (part values,
 capacitance model, capacitors of each twin), task voltages and clock period. Where every board has the
@@ -67,6 +71,7 @@ from ..errors import ConfigError, NetworkError
 from ..model.board import Board
 from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR, CompiledNetwork
 from ..model.task import BoundTask
+from .elimination import EliminatedLaplacian
 from .exact import (CHEBYSHEV_TOL, SPARSE_FROM, FloatingLaplacian, capacitor_frame, chebyshev_plan,
                     contour_quadrature, edge_rate_bound, frame_transform, per_edge_rate_bounds)
 
@@ -542,10 +547,9 @@ class BatchedExactEngine:
             self._ops = _NodeOperators(L, nc, _t(f.Kinv) @ f.Kinv, _t(kinv_cc) @ kinv_cc,
                                        self._jump if self._twins_identical else None)
             self._b_floating = csr_array(network.incidence[:, self.floating].T)  # (n_F, E): B_F^T
-            self._dense = np.zeros(self.size * n * n)  # the Laplacians, dense, for the solves (zero off the pattern)
-            # the entries' places in it, (nnz, B): laid out as a batch's entries are (the transpose of their (B, nnz)),
-            # so that the scatter reads both in order (delaunay64, 64 boards: 14 against 36 us)
-            self._slots = np.ascontiguousarray((np.arange(self.size)[:, None] * n * n + L.rows * n + L.cols).T)
+            # the equilibria: an independent set of the clamped-floating nodes eliminated, then the dense Cholesky
+            # solve of the Schur complement on the rest (the targets among them)
+            self._eliminated = EliminatedLaplacian(L, keep=np.arange(nc, n))
             self._diagonal = np.flatnonzero(L.rows == L.cols)  # the entries on the diagonal, and their rows
             self._diagonal_row = L.rows[self._diagonal]
         # bounds of the spectra (_rate_bounds): per-edge capacitors, the edges' g / c; capacitors to ground, the
@@ -608,11 +612,9 @@ class BatchedExactEngine:
         rates = None if self._per_edge.all() else np.zeros((self.size, self.network.n_nodes))  # capacitors to ground:
         # the rates' diagonal s_i / c_i at the floating nodes (_rate_bounds)
         A = entries = make_A = None
-        if self._node:  # larger networks, node voltages: a Cholesky solve of L_G[FF] (its entries scattered into the
-            # dense matrices, whose other entries stay zero); the transient's operators are made by relax
+        if self._node:  # larger networks, node voltages: solves of L_G[FF] (EliminatedLaplacian); the transient's
+            # operators are made by relax
             entries = self._laplacian.entries(g)
-            self._dense[self._slots] = entries.T
-            solved = self._dense.reshape(self.size, self.n_f, self.n_f)
             r = (self._b_floating @ (gT * self.b_src.T)).T  # B_F^T (g V) board by board (a column each)
             if rates is not None:
                 kinv = np.diagonal(frames.Kinv, 0, 1, 2)[:, self._diagonal_row]  # c_i^-1/2 where K is diagonal
@@ -633,11 +635,10 @@ class BatchedExactEngine:
             else:  # diagonal frames: A is L_G[FF] scaled by k_i k_j (exact.frame_transform)
                 A = frame_transform(self._laplacian, g, frames.kinv_diag, frames.Kinv, frames.KinvT)
                 r = _mv(frames.W, g * self.b_src)
-            solved = A
             if rates is not None:
                 rates[:, self.floating] = np.diagonal(A, 0, 1, 2)
-        Z = _solve_spd(solved, np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, solved.shape[:1]
-                                                                               + self._unit_T.shape)], axis=2))
+        rhs = np.concatenate([r[:, :, None], np.broadcast_to(self._unit_T, (self.size,) + self._unit_T.shape)], axis=2)
+        Z = self._eliminated.solve(entries, rhs, _solve_spd, reduce=1) if self._node else _solve_spd(A, rhs)
         lo, hi = self._rate_bounds(twin, gT, rates)
         return _Tick(A=A, ystar=-Z[:, :, 0], P=Z[:, :nc, 1:], Q=Z[:, nc:, 1:], lo=lo, hi=hi, n_c=nc, entries=entries,
                      make_A=make_A)
