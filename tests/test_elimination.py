@@ -8,7 +8,7 @@ import spicelearn as sl
 from spicelearn.engines.batched import _solve_spd
 from spicelearn.engines.elimination import EliminatedLaplacian, independent_set
 from spicelearn.engines.exact import FloatingLaplacian
-from spicelearn.errors import NetworkError
+from spicelearn.errors import ConfigError, NetworkError
 from spicelearn.model.network import compile_network
 from spicelearn.model.task import bind
 
@@ -97,3 +97,10 @@ def test_nodes_without_a_diagonal_entry_are_not_eliminated():
     cols = np.array([0, 1, 0, 1])
     assert independent_set(rows, cols, 3).tolist() == [0]  # node 2 has no entry at all: it stays (and is singular)
     assert independent_set(rows, cols, 3, keep=[0]).tolist() == [1]
+
+
+def test_a_batch_of_another_size_is_refused_with_the_shapes():
+    lap, g, keep = _setup(size=3)
+    el = EliminatedLaplacian(lap, keep)
+    with pytest.raises(ConfigError, match=r"3 boards .* 59 nodes, got shapes \(2, \d+\) and \(2, 59, 1\)"):
+        el.solve(lap.entries(g)[:2], np.ones((2, lap.n_f, 1)), _solve_spd)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import csr_array
 
-from ..errors import NetworkError
+from ..errors import ConfigError, NetworkError
 from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR
 from .exact import FloatingLaplacian
 
@@ -147,6 +147,9 @@ class EliminatedLaplacian:
             Where a board's Laplacian is singular (a floating island).
         """
         B, n, k = b.shape
+        if B != self.size or n != self.n_f or entries.shape[0] != B:
+            raise ConfigError(f"`entries` and `b` must hold the {self.size} boards of this pattern's {self.n_f} nodes, "
+                              f"got shapes {entries.shape} and {b.shape}")
         m = k if reduce is None else reduce
         E = entries.T  # (nnz, B)
         I, R, nr = self.eliminated, self.remaining, self.n_r
