@@ -65,8 +65,9 @@ class EliminatedLaplacian:
     laplacian : FloatingLaplacian
         The pattern (``rows``, ``cols``, ``n_f``) and the batch's ``size``.
     keep : sequence of int
-        Floating nodes (0..n_F-1) that must remain (the targets, whose block of the inverse the engine reads: it
-        would read it from the solution anyway; kept, the Schur complement's order keeps them last).
+        Floating nodes (0..n_F-1) that must remain. The batched engine keeps the targets: its right-hand sides on
+        them (unit vectors, for the targets' columns of the inverse) then need no reduction (:meth:`solve`'s
+        ``reduce``).
 
     Attributes
     ----------
