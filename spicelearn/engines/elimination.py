@@ -13,11 +13,9 @@ of sparse products of a fixed pattern: each board's sums in one order whatever t
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import csr_array
-
 from ..errors import ConfigError, NetworkError
 from ..model.network import SINGULAR_CONDUCTANCE as _SINGULAR
-from .exact import FloatingLaplacian
+from .exact import FloatingLaplacian, summing_matrix
 
 __all__ = ["EliminatedLaplacian", "independent_set"]
 
@@ -85,14 +83,13 @@ class EliminatedLaplacian:
         in_i[I] = True
         pos = np.empty(n, dtype=int)  # a node's place among the eliminated or among the remaining ones
         pos[I], pos[R] = np.arange(I.size), np.arange(nr)
-        entry = {(int(r), int(c)): k for k, (r, c) in enumerate(zip(rows, cols))}
-        self._diagonal = np.array([entry[(int(i), int(i))] for i in I], dtype=int)  # (|I|,)
+        self._diagonal = np.searchsorted(rows * n + cols, I * n + I)  # (|I|,): the entries (i, i), row by row
         # the coupling L_RI: its entries (a, i), their rows' places in R and columns' in I
         ri = np.flatnonzero(~in_i[rows] & in_i[cols])
         self._ri, self._ri_a, self._ri_i = ri, pos[rows[ri]], pos[cols[ri]]
         # the right-hand sides' reduction sums the coupling's terms by row a of R, the back-substitution by column i
-        self._by_row = self._summing(self._ri_a, nr)
-        self._by_col = self._summing(self._ri_i, I.size)
+        self._by_row = summing_matrix(self._ri_a, nr, np.arange(ri.size), ri.size)
+        self._by_col = summing_matrix(self._ri_i, I.size, np.arange(ri.size), ri.size)
         # S: the entries of L_RR, then the fill of each eliminated node i, L_ai L_bi / L_ii for every ordered pair
         # (a, b) of its neighbours (a = b included), in the order of i
         rr = np.flatnonzero(~in_i[rows] & ~in_i[cols])
@@ -108,21 +105,13 @@ class EliminatedLaplacian:
         self._fill = tuple(np.array(a, dtype=int) for a in (fill_a, fill_b, fill_d))
         at = np.concatenate([pos[rows[rr]] * nr + pos[cols[rr]], np.array(fill_at, dtype=int)])
         slots, row = np.unique(at, return_inverse=True)  # S's pattern, and each term's entry of it
-        terms = np.concatenate([rr, nnz + np.arange(len(fill_at))])  # columns of [entries; fill]
+        terms = np.concatenate([rr, nnz + np.arange(len(fill_at))])  # columns of [entries; fill], increasing: in a
+        # row L_RR's entry first, then the fill in the order of i
         sign = np.concatenate([np.ones(rr.size), -np.ones(len(fill_at))])
-        order = np.lexsort((terms, row))  # row by row; in a row L_RR's entry first, then the fill in the order of i
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=slots.size))])
-        self._schur = csr_array((sign[order], terms[order], indptr), shape=(slots.size, nnz + len(fill_at)))
+        self._schur = summing_matrix(row, slots.size, terms, nnz + len(fill_at), sign)
         # the dense complements, board by board, zero off the pattern (LAPACK reads them as they are)
         self._dense = np.zeros(size * nr * nr)
         self._slots = np.ascontiguousarray(np.arange(size) * nr * nr + slots[:, None])  # (|S|, B)
-
-    @staticmethod
-    def _summing(at: np.ndarray, n: int) -> csr_array:
-        """The (n, len(at)) matrix that sums terms into their places ``at`` (in the terms' order)."""
-        order = np.argsort(at, kind="stable")
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(at, minlength=n))])
-        return csr_array((np.ones(at.size), order, indptr), shape=(n, at.size))
 
     def solve(self, entries: np.ndarray, b: np.ndarray, dense_solve, reduce: int | None = None) -> np.ndarray:
         """``L_G[FF]^-1 b`` for every board.

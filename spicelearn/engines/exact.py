@@ -202,6 +202,18 @@ def chebyshev_plan(lo: float, hi: float, tol: float = CHEBYSHEV_TOL, max_terms: 
     return center, half, c[:max(m, 0) + 1].copy()
 
 
+def summing_matrix(at: np.ndarray, n_rows: int, columns: np.ndarray, n_columns: int, weights=None):
+    """The CSR matrix (n_rows, n_columns) that sums terms into rows: its product with ``x`` gives in row ``r`` the
+    sum of ``weights[t] x[columns[t]]`` over the terms ``t`` with ``at[t] = r``, added in the terms' order (a stable
+    sort), the same for every column of ``x`` (a board's sums do not depend on its batch). ``weights`` default 1."""
+    from scipy.sparse import csr_array
+
+    order = np.argsort(at, kind="stable")
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(at, minlength=n_rows))])
+    data = np.ones(at.size) if weights is None else np.asarray(weights, dtype=float)[order]
+    return csr_array((data, np.asarray(columns)[order], indptr), shape=(n_rows, n_columns))
+
+
 class FloatingLaplacian:
     """The conductance Laplacians ``L_G[FF]`` of the floating nodes ``floating`` (n_F,) of ``size`` boards as
     contributions of the edges: every edge between two floating nodes gives four entries, an edge with one floating
@@ -233,11 +245,7 @@ class FloatingLaplacian:
         self._matrices = {}
         if size > 1:  # a batch's entries from its conductances (entries): a row per entry, its edges' signs in the
             # bincount's order
-            from scipy.sparse import csr_array
-
-            order = np.argsort(entry, kind="stable")
-            indptr = np.concatenate([[0], np.cumsum(np.bincount(entry, minlength=self.nnz))])
-            self._edges = csr_array((self._sign[order], self._edge[order], indptr), shape=(self.nnz, network.n_edges))
+            self._edges = summing_matrix(entry, self.nnz, self._edge, network.n_edges, self._sign)
 
     def _weights(self, g: np.ndarray) -> np.ndarray:
         return (np.take(g, self._edge, axis=-1) * self._sign).reshape(-1)
